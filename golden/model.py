@@ -1,0 +1,87 @@
+"""Bit-exact NumPy model of the hardware's integer arithmetic (docs/INTEGER_SPEC.md).
+
+Vectorized over a batch; int64 throughout, so no intermediate can overflow for any
+network whose accumulator width is below 63 bits.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from model_export.format import LayerExport, NetworkExport
+
+
+@dataclass
+class GoldenResult:
+    spikes: list          # per spiking layer: uint8 [B, T, C, H, W]
+    membranes: list       # per spiking layer: int8  [B, T, C, H, W], q after the step
+    currents: np.ndarray  # classifier I_int per step: int64 [B, T, classes]
+    logits: np.ndarray    # int64 [B, classes]
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return np.argmax(self.logits, axis=1)   # numpy: ties to the lowest index
+
+
+def synaptic_current(layer: LayerExport, x: np.ndarray) -> np.ndarray:
+    """I_int for integer inputs x [B, C_in, H, W] -> int64 [B, C_out, H_out, W_out]."""
+    w = layer.signed_weights()
+    p = layer.padding
+    xp = np.pad(x.astype(np.int64), ((0, 0), (0, 0), (p, p), (p, p)))
+    win = np.lib.stride_tricks.sliding_window_view(xp, layer.kernel, axis=(2, 3))
+    # win: [B, C_in, H_out, W_out, kh, kw]; contract C_in, kh, kw against the weights.
+    cur = np.einsum("bchwij,ocij->bohw", win, w, optimize=True)
+    return cur
+
+
+def neuron_step(layer: LayerExport, membrane: str, current, q_prev):
+    """Compare-only neuron: returns (spike uint8, q_new int8), masks applied."""
+    level = q_prev.astype(np.int64) + (1 if membrane == "ternary" else 0)
+    thr = layer.thresholds                                    # [C, levels, 3]
+    c_idx = np.arange(layer.out_channels)[None, :, None, None]
+    F = thr[c_idx, level, 0]
+    P = thr[c_idx, level, 1]
+    N = thr[c_idx, level, 2]
+    fire = current >= F
+    q_new = np.where(fire, 0, np.where(current >= P, 1, np.where(current <= N, -1, 0)))
+    active = (layer.channel_mask[:, None, None] & layer.position_mask[None, :, :]).astype(bool)
+    spike = np.where(active, fire, False).astype(np.uint8)
+    q_new = np.where(active, q_new, q_prev).astype(np.int8)
+    return spike, q_new
+
+
+def sum_pool(spikes: np.ndarray, pool: int) -> np.ndarray:
+    if pool == 1:
+        return spikes.astype(np.int64)
+    b, c, h, w = spikes.shape
+    return spikes.reshape(b, c, h // pool, pool, w // pool, pool).sum(axis=(3, 5), dtype=np.int64)
+
+
+def run(net: NetworkExport, inputs: np.ndarray) -> GoldenResult:
+    """Run an inference. ``inputs``: [B, C, H, W] (static, repeated over T) or [B, T, C, H, W]."""
+    x_all = np.asarray(inputs)
+    if x_all.ndim == 4:
+        x_all = np.broadcast_to(x_all[:, None], (x_all.shape[0], net.timesteps) + x_all.shape[1:])
+    expect = (net.timesteps, net.input_channels, net.input_height, net.input_width)
+    if x_all.ndim != 5 or x_all.shape[1:] != expect:
+        raise ValueError(f"inputs: expected [B, {', '.join(map(str, expect))}] or "
+                         f"[B, {', '.join(map(str, expect[1:]))}], got {list(np.shape(inputs))}")
+    if x_all.min(initial=0) < 0 or x_all.max(initial=0) >= (1 << net.input_bits):
+        raise ValueError(f"inputs: values must lie in 0..{(1 << net.input_bits) - 1}")
+    B, T = x_all.shape[:2]
+    spiking, fc = net.spiking_layers, net.classifier
+    q = [np.zeros((B, l.out_channels, l.out_height, l.out_width), np.int8) for l in spiking]
+    spikes = [np.zeros((B, T) + qi.shape[1:], np.uint8) for qi in q]
+    membranes = [np.zeros((B, T) + qi.shape[1:], np.int8) for qi in q]
+    currents = np.zeros((B, T, fc.out_channels), np.int64)
+    for t in range(T):
+        x = x_all[:, t].astype(np.int64)
+        for i, layer in enumerate(spiking):
+            cur = synaptic_current(layer, x)
+            s, q[i] = neuron_step(layer, net.membrane, cur, q[i])
+            spikes[i][:, t], membranes[i][:, t] = s, q[i]
+            x = sum_pool(s, layer.pool)
+        currents[:, t] = synaptic_current(fc, x)[:, :, 0, 0]
+    logits = currents.sum(axis=1) + T * fc.bias[None, :]
+    return GoldenResult(spikes, membranes, currents, logits)

@@ -1,0 +1,1 @@
+"""Amaranth generator of the SNN core (never imports torch)."""

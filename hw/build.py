@@ -1,0 +1,105 @@
+"""``python -m hw.build --config NAME.yaml [--out DIR] [--no-lint]``
+
+Writes ``DIR/snn_core.v`` (the generated core), ``DIR/spquant_sram.v`` (the SRAM
+macro's behavioural model) and ``DIR/report.json`` (memory bits by
+kind, accumulator widths, lanes, memory map), then lints the Verilog with Verilator.
+Default ``DIR`` is ``build/<model name>``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+from pathlib import Path
+
+from project_config import UserError, cli_main, load_config
+from .params import CoreParams
+from .sram import SRAM_MODULE, SRAM_VERILOG
+
+TOP = "snn_core"
+
+
+def generate_verilog(params: CoreParams) -> str:
+    from amaranth.back import verilog
+    from .core import SnnCore
+    return verilog.convert(SnnCore(params), name=TOP, emit_src=False)
+
+
+def report(params: CoreParams) -> dict:
+    mem = params.memory_bits()
+    return {
+        "top": TOP,
+        "config": params.config_path,
+        "lanes": params.lanes,
+        "weight_bits": params.weight_bits,
+        "max_shift": params.max_shift,
+        "membrane": params.membrane,
+        "membrane_bits_per_neuron": params.membrane_bits,
+        "timesteps": params.timesteps,
+        "lane_accumulator_width": params.acc_width,
+        "logit_width": params.logit_width,
+        "memory_bits": mem,
+        "memory_bits_total": sum(mem.values()),
+        "layers": [{
+            "index": lp.index, "kind": lp.kind,
+            "shape": [lp.in_channels, lp.in_height, lp.in_width, lp.out_channels,
+                      lp.out_height, lp.out_width],
+            "kernel": list(lp.kernel), "padding": lp.padding, "pool": lp.pool,
+            "groups": lp.groups, "accumulator_width": lp.acc_width, "input_bits": lp.x_bits,
+            "weight_base": lp.weight_base, "group_base": lp.group_base,
+            "membrane_base": lp.membrane_base, "position_base": lp.position_base,
+        } for lp in params.layers],
+    }
+
+
+def _write_atomic(path: Path, text: str):
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def build(config: str, out: str | None = None, do_lint: bool = True) -> Path:
+    cfg = load_config(config)
+    params = CoreParams(cfg)
+    out_dir = Path(out) if out else Path("build") / cfg.name
+    text = generate_verilog(params)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rep = report(params)
+    vpath = out_dir / f"{TOP}.v"
+    spath = out_dir / f"{SRAM_MODULE}.v"
+    _write_atomic(vpath, text)
+    _write_atomic(spath, SRAM_VERILOG)
+    rep["sources"] = [vpath.name, spath.name]
+    if do_lint:
+        from .toolchain import lint
+        ok, log = lint([vpath, spath], TOP)
+        rep["lint"] = "clean" if ok else "failed"
+        if not ok:
+            vpath.unlink()
+            raise UserError(f"{vpath}: verilator lint failed:\n{log}")
+    _write_atomic(out_dir / "report.json", json.dumps(rep, indent=1) + "\n")
+    return out_dir
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m hw.build", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="config YAML (cwd, then configs/)")
+    ap.add_argument("--out", help="output directory (default build/<model name>)")
+    ap.add_argument("--no-lint", action="store_true", help="skip verilator --lint-only")
+    args = ap.parse_args(argv)
+    out_dir = build(args.config, args.out, not args.no_lint)
+    rep = json.loads((out_dir / "report.json").read_text())
+    mem = rep["memory_bits"]
+    print(f"hw.build: {out_dir / (TOP + '.v')} ({rep['lanes']} lanes, "
+          f"{rep['lane_accumulator_width']}-bit accumulators, lint {rep.get('lint', 'skipped')})")
+    print("  memory bits: " + ", ".join(f"{k} {v:,}" for k, v in mem.items())
+          + f"; total {rep['memory_bits_total']:,}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli_main(main)

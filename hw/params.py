@@ -1,0 +1,199 @@
+"""Core parameters derived from a config: memory maps, widths, record layout (no Amaranth).
+
+The generator (hw.core), the build report (hw.build) and the testbench (sim) all read the
+same :class:`CoreParams`, so addresses and bit positions are defined once.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from project_config import Config, ConfigError
+from project_config.schema import accumulator_width, logit_width, max_shift
+
+# Parameter-load targets (param_in.payload.target).
+TARGET_WEIGHTS, TARGET_THRESHOLDS, TARGET_CHANNEL_MASK, TARGET_POSITION_MASK = range(4)
+# Output-record kinds (out.payload.kind).
+KIND_SPIKES, KIND_CURRENT, KIND_LOGITS = range(3)
+
+MAX_LANE_WIDTH = 62   # accumulators must fit golden's int64 and the testbench's decoding
+
+
+def bits_for(n: int) -> int:
+    """Bits of an unsigned counter holding 0 .. n-1 (at least 1)."""
+    return max(1, (n - 1).bit_length())
+
+
+@dataclass(frozen=True)
+class LayerPlan:
+    """One layer as the core runs it: geometry plus its regions in each memory."""
+    index: int
+    kind: str
+    in_channels: int
+    in_height: int
+    in_width: int
+    out_channels: int
+    kernel: tuple
+    padding: int
+    out_height: int
+    out_width: int
+    pool: int
+    x_bits: int            # bits per input value
+    groups: int            # ceil(out_channels / lanes)
+    acc_width: int         # W(l)
+    weight_base: int       # word address in weight_sram
+    group_base: int        # word address in threshold_sram / channel_mask_sram
+    membrane_base: int     # word address in membrane_sram (spiking layers)
+    position_base: int     # bit address in position_mask_sram (spiking layers)
+
+    @property
+    def taps(self) -> int:
+        return self.kernel[0] * self.kernel[1]
+
+    @property
+    def positions(self) -> int:
+        return self.out_height * self.out_width
+
+    @property
+    def act_width(self) -> int:
+        return self.in_channels * self.x_bits
+
+    @property
+    def act_depth(self) -> int:
+        return self.in_height * self.in_width
+
+    def weight_addr(self, group: int, tap: int, ci: int) -> int:
+        return self.weight_base + (group * self.taps + tap) * self.in_channels + ci
+
+
+class CoreParams:
+    """Everything the generated core is sized by, computed from a validated Config."""
+
+    def __init__(self, cfg: Config):
+        bits = cfg.quant["weight_bits"]
+        if bits is None:
+            raise ConfigError(f"{cfg.path}: quant.weight_bits: null (full precision) has no hardware form")
+        membrane = cfg.quant["membrane"]
+        if membrane not in ("ternary", "binary"):
+            raise ConfigError(f"{cfg.path}: quant.membrane: {membrane!r} has no hardware form "
+                              "(use 'ternary' or 'binary')")
+        self.config_path = cfg.path
+        self.name = cfg.name
+        self.lanes = cfg.hardware["lanes"]
+        self.weight_bits = bits
+        self.max_shift = max_shift(bits)
+        self.membrane = membrane
+        self.membrane_bits = 2 if membrane == "ternary" else 1
+        self.levels = 3 if membrane == "ternary" else 2
+        self.timesteps = cfg.timesteps
+        inp = cfg.model["input"]
+        self.input_channels, self.input_height, self.input_width = (
+            inp["channels"], inp["height"], inp["width"])
+        self.input_bits = inp["bits"]
+
+        plans = []
+        wb = gb = mb = pb = 0
+        for spec in cfg.layers:
+            groups = -(-spec.out_channels // self.lanes)
+            plan = LayerPlan(
+                index=spec.index, kind=spec.kind, in_channels=spec.in_channels,
+                in_height=spec.in_height, in_width=spec.in_width,
+                out_channels=spec.out_channels, kernel=tuple(spec.kernel),
+                padding=spec.padding, out_height=spec.out_height, out_width=spec.out_width,
+                pool=spec.pool, x_bits=spec.x_bits, groups=groups,
+                acc_width=accumulator_width(spec, bits),
+                weight_base=wb, group_base=gb, membrane_base=mb, position_base=pb)
+            plans.append(plan)
+            wb += groups * plan.taps * spec.in_channels
+            gb += groups
+            if spec.kind == "conv":
+                mb += plan.positions * groups
+                pb += plan.positions
+        self.layers: list[LayerPlan] = plans
+        self.weight_depth, self.group_depth = wb, gb
+        self.membrane_depth, self.position_depth = mb, pb
+
+        self.acc_width = max(p.acc_width for p in plans)
+        if self.acc_width > MAX_LANE_WIDTH:
+            raise ConfigError(f"{cfg.path}: quant.weight_bits: {bits}-bit PoT needs a "
+                              f"{self.acc_width}-bit accumulator (max {MAX_LANE_WIDTH})")
+        self.logit_width = logit_width(cfg.layers[-1], bits, self.timesteps)
+        self.max_in_channels = max(p.in_channels for p in plans)
+        self.max_x_bits = max(p.x_bits for p in plans)
+        self.max_taps = max(p.taps for p in plans)
+        self.max_positions = max(p.positions for p in plans)
+        self.max_groups = max(p.groups for p in plans)
+        self.max_out_channels = max(p.out_channels for p in plans[:-1])
+        # The pooled output written to the next layer's input buffer: one word per position.
+        self.threshold_lane_width = self.levels * 3 * self.acc_width
+        self.record_data_width = max(self.lanes * (1 + self.membrane_bits),
+                                     self.lanes * self.logit_width)
+        self.param_data_width = max(self.lanes * self.weight_bits, self.threshold_lane_width,
+                                    self.lanes, 1)
+        self.param_addr_width = bits_for(max(self.weight_depth, self.group_depth,
+                                             self.position_depth, 2))
+
+    @property
+    def spiking_layers(self):
+        return self.layers[:-1]
+
+    @property
+    def classifier(self):
+        return self.layers[-1]
+
+    def memory_bits(self) -> dict:
+        """SRAM bits by kind, as generated."""
+        return {
+            "weights": self.weight_depth * self.lanes * self.weight_bits,
+            "membrane": self.membrane_depth * self.lanes * self.membrane_bits,
+            "spikes_and_inputs": sum(p.act_depth * p.act_width for p in self.layers),
+            "thresholds": self.group_depth * self.lanes * self.threshold_lane_width,
+            "channel_masks": self.group_depth * self.lanes,
+            "position_masks": self.position_depth,
+        }
+
+    def check_export(self, net, where="export"):
+        """Raise ConfigError if an export does not fit this core (shape, bits, membrane)."""
+        if net.membrane != self.membrane:
+            raise ConfigError(f"{where}: membrane {net.membrane!r} but the core is {self.membrane!r}")
+        if net.timesteps != self.timesteps:
+            raise ConfigError(f"{where}: timesteps {net.timesteps} but the core runs {self.timesteps}")
+        if len(net.layers) != len(self.layers):
+            raise ConfigError(f"{where}: {len(net.layers)} layers but the core has {len(self.layers)}")
+        for le, lp in zip(net.layers, self.layers):
+            for key in ("kind", "in_channels", "in_height", "in_width", "out_channels",
+                        "padding", "out_height", "out_width", "pool"):
+                if getattr(le, key) != getattr(lp, key):
+                    raise ConfigError(f"{where}: layer {lp.index} {key} is {getattr(le, key)} "
+                                      f"but the core has {getattr(lp, key)}")
+            if tuple(le.kernel) != lp.kernel or le.weight_bits != self.weight_bits:
+                raise ConfigError(f"{where}: layer {lp.index} kernel/weight bits do not match the core")
+
+
+def record_fields(p: CoreParams) -> list:
+    """Output record fields, LSB first: (name, width)."""
+    return [("kind", 2), ("layer", bits_for(len(p.layers))), ("step", bits_for(p.timesteps)),
+            ("pos", bits_for(p.max_positions)), ("group", bits_for(p.max_groups)),
+            ("data", p.record_data_width)]
+
+
+def param_fields(p: CoreParams) -> list:
+    """Parameter-load fields, LSB first: (name, width)."""
+    return [("target", 2), ("addr", p.param_addr_width), ("lane", bits_for(p.lanes)),
+            ("data", p.param_data_width)]
+
+
+def pack_fields(fields, **values) -> int:
+    word, off = 0, 0
+    for name, width in fields:
+        v = values.get(name, 0)
+        word |= (v & ((1 << width) - 1)) << off
+        off += width
+    return word
+
+
+def unpack_fields(fields, word: int) -> dict:
+    out, off = {}, 0
+    for name, width in fields:
+        out[name] = (word >> off) & ((1 << width) - 1)
+        off += width
+    return out

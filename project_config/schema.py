@@ -1,0 +1,294 @@
+"""Configuration schema: sections, keys, types, ranges and defaults, checked on load.
+
+A config has the sections ``model``, ``quant``, ``pruning``, ``hardware``, ``data``,
+``train`` and ``sim`` (all but ``model`` optional). Unknown keys are errors, so a typo
+never silently falls back to a default.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from .cli import UserError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+class ConfigError(UserError):
+    """A config file that cannot be used; the message names the file and the key."""
+
+
+# --- small typed-key helpers ------------------------------------------------------------
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class Key:
+    kind: type | tuple
+    default: object = _REQUIRED
+    lo: float | None = None
+    hi: float | None = None
+    choices: tuple | None = None
+
+
+def _type_name(kind):
+    if isinstance(kind, tuple):
+        return " or ".join(k.__name__ for k in kind)
+    return kind.__name__
+
+
+def _check(where, key, spec: Key, value):
+    kind = spec.kind
+    # bool is an int in Python; never accept it where a number is meant, or vice versa.
+    if isinstance(value, bool) and kind is not bool:
+        raise ConfigError(f"{where}.{key}: expected {_type_name(kind)}, got bool {value!r}")
+    if kind is float and isinstance(value, int):
+        value = float(value)
+    if not isinstance(value, kind):
+        raise ConfigError(f"{where}.{key}: expected {_type_name(kind)}, got "
+                          f"{type(value).__name__} {value!r}")
+    if spec.choices is not None and value not in spec.choices:
+        raise ConfigError(f"{where}.{key}: {value!r} is not one of {list(spec.choices)}")
+    if spec.lo is not None and value < spec.lo:
+        raise ConfigError(f"{where}.{key}: {value!r} is below the minimum {spec.lo}")
+    if spec.hi is not None and value > spec.hi:
+        raise ConfigError(f"{where}.{key}: {value!r} is above the maximum {spec.hi}")
+    return value
+
+
+def _section(where, raw, schema: dict[str, Key]):
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(raw).__name__}")
+    for key in raw:
+        if key not in schema:
+            raise ConfigError(f"{where}.{key}: unknown key (known: {', '.join(schema)})")
+    out = {}
+    for key, spec in schema.items():
+        if key in raw:
+            out[key] = _check(where, key, spec, raw[key])
+        elif spec.default is _REQUIRED:
+            raise ConfigError(f"{where}.{key}: missing required key")
+        else:
+            out[key] = spec.default
+    return out
+
+
+# --- the schema -------------------------------------------------------------------------
+
+INPUT_KEYS = {
+    "channels": Key(int, lo=1, hi=4096),
+    "height": Key(int, lo=1, hi=4096),
+    "width": Key(int, lo=1, hi=4096),
+    "bits": Key(int, lo=1, hi=16),          # unsigned integer input values 0 .. 2**bits - 1
+    "scale": Key(float, 1.0, lo=1e-12),      # PyTorch sees integer * scale
+}
+LAYER_KEYS = {
+    "type": Key(str, "conv", choices=("conv",)),
+    "channels": Key(int, lo=1, hi=65536),
+    "kernel": Key(int, 3, lo=1, hi=15),
+    "padding": Key(int, 1, lo=0, hi=7),
+    "pool": Key(int, 1, choices=(1, 2)),     # sum-pool of the spikes (k x k) before the next layer
+}
+MODEL_KEYS = {
+    "name": Key(str, "snn"),
+    "input": Key(dict),
+    "timesteps": Key(int, lo=1, hi=1024),
+    "layers": Key(list),
+    "classes": Key(int, lo=2, hi=65536),
+}
+QUANT_KEYS = {
+    "membrane": Key(str, "ternary", choices=("ternary", "binary", "float")),
+    "weight_bits": Key((int, type(None)), 4),   # null = full precision (training only)
+    "vth_init": Key(float, 1.0, lo=1e-6, hi=1e6),
+    "learnable_vth": Key(bool, True),
+    "surrogate_temp": Key(float, 2.0, lo=1e-3, hi=1e3),    # stacked-sigmoid temperature
+    "spike_width": Key(float, 1.0, lo=1e-3, hi=1e3),       # triangle surrogate half-width
+}
+PRUNING_KEYS = {
+    "spatial_ratio": Key(float, 0.0, lo=0.0, hi=0.99),     # fraction of positions pruned
+    "channel_gate_threshold": Key(float, 0.0, lo=0.0, hi=1.0),
+}
+HARDWARE_KEYS = {
+    "lanes": Key(int, 8, lo=1, hi=1024),     # PoT shift-add lanes = output channels per group
+    "weight_latency": Key(int, 1, lo=1, hi=1),  # weight SRAM read latency (cycles)
+}
+DATA_KEYS = {
+    "dataset": Key(str, "digits", choices=("digits",)),
+    "test_fraction": Key(float, 0.25, lo=0.05, hi=0.9),
+    "seed": Key(int, 0, lo=0),
+}
+TRAIN_KEYS = {
+    "epochs": Key(int, 20, lo=1, hi=100000),
+    "batch_size": Key(int, 64, lo=1, hi=65536),
+    "lr": Key(float, 2e-3, lo=1e-9, hi=10.0),
+    "tet_lambda": Key(float, 0.05, lo=0.0, hi=1.0),
+    "tet_target": Key(float, 1.0),
+    "seed": Key(int, 0, lo=0),
+    "out_dir": Key(str, "runs/default"),
+}
+SIM_KEYS = {
+    "samples": Key(int, 20, lo=1, hi=100000),
+    "simulators": Key(list, ["icarus", "verilator"]),
+    "stall_probability": Key(float, 0.25, lo=0.0, hi=0.95),  # random idle/backpressure per cycle
+    "seed": Key(int, 1, lo=0),
+}
+TOP_KEYS = ("model", "quant", "pruning", "hardware", "data", "train", "sim")
+SIMULATORS = ("icarus", "verilator")
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One spiking layer (or the classifier) with all derived geometry."""
+    index: int
+    kind: str            # "conv" (spiking) or "fc" (output classifier, non-spiking)
+    in_channels: int
+    in_height: int
+    in_width: int
+    out_channels: int
+    kernel: tuple        # (kh, kw)
+    padding: int
+    out_height: int
+    out_width: int
+    pool: int            # sum-pool factor applied to this layer's spikes (1 = none)
+    x_max: int           # largest integer input value this layer sees
+
+    @property
+    def fan_in(self) -> int:
+        return self.in_channels * self.kernel[0] * self.kernel[1]
+
+    @property
+    def x_bits(self) -> int:
+        return max(1, self.x_max.bit_length())
+
+
+@dataclass
+class Config:
+    path: str
+    model: dict
+    quant: dict
+    pruning: dict
+    hardware: dict
+    data: dict
+    train: dict
+    sim: dict
+    layers: list = field(default_factory=list)   # list[LayerSpec], the classifier last
+
+    @property
+    def name(self) -> str:
+        return self.model["name"]
+
+    @property
+    def timesteps(self) -> int:
+        return self.model["timesteps"]
+
+    @property
+    def spiking_layers(self):
+        return [l for l in self.layers if l.kind == "conv"]
+
+
+def _derive_layers(where, model) -> list[LayerSpec]:
+    inp = model["input"]
+    c, h, w = inp["channels"], inp["height"], inp["width"]
+    x_max = (1 << inp["bits"]) - 1
+    layers = []
+    raw_layers = model["layers"]
+    if not raw_layers:
+        raise ConfigError(f"{where}.model.layers: needs at least one layer")
+    for i, raw in enumerate(raw_layers):
+        lw = f"{where}.model.layers[{i}]"
+        spec = _section(lw, raw, LAYER_KEYS)
+        k, p = spec["kernel"], spec["padding"]
+        oh, ow = h + 2 * p - k + 1, w + 2 * p - k + 1
+        if oh < 1 or ow < 1:
+            raise ConfigError(f"{lw}.kernel: {k} with padding {p} does not fit a {h}x{w} input")
+        pool = spec["pool"]
+        if oh % pool or ow % pool:
+            raise ConfigError(f"{lw}.pool: {pool} does not divide the {oh}x{ow} output")
+        layers.append(LayerSpec(i, "conv", c, h, w, spec["channels"], (k, k), p, oh, ow, pool, x_max))
+        c, h, w = spec["channels"], oh // pool, ow // pool
+        x_max = pool * pool   # sum-pooled binary spikes
+    layers.append(LayerSpec(len(layers), "fc", c, h, w, model["classes"], (h, w), 0, 1, 1, 1, x_max))
+    return layers
+
+
+def config_from_dict(raw, where="<config>") -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: expected a mapping at the top level")
+    for key in raw:
+        if key not in TOP_KEYS:
+            raise ConfigError(f"{where}.{key}: unknown section (known: {', '.join(TOP_KEYS)})")
+    if "model" not in raw:
+        raise ConfigError(f"{where}.model: missing required section")
+    model = _section(f"{where}.model", raw["model"], MODEL_KEYS)
+    model["input"] = _section(f"{where}.model.input", model["input"], INPUT_KEYS)
+    quant = _section(f"{where}.quant", raw.get("quant"), QUANT_KEYS)
+    wb = quant["weight_bits"]
+    if wb is not None and wb not in (2, 4, 8):
+        raise ConfigError(f"{where}.quant.weight_bits: {wb!r} is not one of [2, 4, 8, null]")
+    cfg = Config(
+        path=where,
+        model=model,
+        quant=quant,
+        pruning=_section(f"{where}.pruning", raw.get("pruning"), PRUNING_KEYS),
+        hardware=_section(f"{where}.hardware", raw.get("hardware"), HARDWARE_KEYS),
+        data=_section(f"{where}.data", raw.get("data"), DATA_KEYS),
+        train=_section(f"{where}.train", raw.get("train"), TRAIN_KEYS),
+        sim=_section(f"{where}.sim", raw.get("sim"), SIM_KEYS),
+    )
+    for s in cfg.sim["simulators"]:
+        if s not in SIMULATORS:
+            raise ConfigError(f"{where}.sim.simulators: {s!r} is not one of {list(SIMULATORS)}")
+    cfg.layers = _derive_layers(where, model)
+    return cfg
+
+
+def resolve_config_path(name: str | os.PathLike) -> Path:
+    """``name`` as given (relative to the working directory), else ``configs/<name>``."""
+    p = Path(name)
+    if p.is_file():
+        return p
+    for cand in (CONFIG_DIR / p, CONFIG_DIR / p.name):
+        if cand.is_file():
+            return cand
+    raise ConfigError(f"{name}: config file not found (looked in {Path.cwd()} and {CONFIG_DIR})")
+
+
+def load_config(name: str | os.PathLike) -> Config:
+    path = resolve_config_path(name)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{at}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read ({e})") from None
+    return config_from_dict(raw, where=str(path))
+
+
+def accumulator_bound(layer: LayerSpec, weight_bits: int) -> int:
+    """Largest |I_int| a layer can produce: fan-in x largest input x largest PoT term."""
+    return layer.fan_in * layer.x_max * (1 << max_shift(weight_bits))
+
+
+def max_shift(weight_bits: int) -> int:
+    """K: the largest PoT exponent k of a b-bit code (2**(b-1) - 2)."""
+    return (1 << (weight_bits - 1)) - 2
+
+
+def accumulator_width(layer: LayerSpec, weight_bits: int) -> int:
+    """Signed width W with 2**(W-1) >= bound + 2, so saturated thresholds never collide."""
+    return (accumulator_bound(layer, weight_bits) + 1).bit_length() + 1
+
+
+def logit_width(layer: LayerSpec, weight_bits: int, timesteps: int) -> int:
+    """Signed width of the classifier's logits: T x (current + bias), each in W bits."""
+    w = accumulator_width(layer, weight_bits)
+    return w + max(1, math.ceil(math.log2(timesteps))) + 1

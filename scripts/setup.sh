@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Idempotent set-up: a virtual environment in .venv with the project and its tools,
+# and Icarus Verilog from Debian when it is missing. Safe to run any number of times.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+VENV=.venv
+TORCH_VERSION=${TORCH_VERSION:-2.13.0}
+
+if [ ! -x "$VENV/bin/python" ]; then
+    "$PY" -m venv "$VENV"
+fi
+VPY="$VENV/bin/python"
+stamp="$VENV/.setup-stamp"
+want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    "$VPY" -m pip install -q --upgrade pip
+    # CPU torch first: a bare 'torch' requirement would pull a CUDA build.
+    if ! "$VPY" -c "import torch" 2>/dev/null; then
+        "$VPY" -m pip install -q "torch==$TORCH_VERSION" \
+            || "$VPY" -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
+    fi
+    "$VPY" -m pip install -q -e '.[dev]'
+    echo "$want" > "$stamp"
+fi
+
+if ! command -v iverilog >/dev/null 2>&1; then
+    SUDO=""
+    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -qq
+    $SUDO apt-get install -y -qq iverilog
+fi
+echo "setup: ok ($("$VPY" -c 'import torch, amaranth, cocotb; print("torch", torch.__version__, "amaranth", amaranth.__version__, "cocotb", cocotb.__version__)'), $(iverilog -V 2>&1 | head -1))"

@@ -1,0 +1,39 @@
+"""CLI: python -m train --config slice_digits.yaml [--epochs N] [--out DIR] [--seed S] [--threads N]."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from project_config import UserError, cli_main, load_config
+
+from .trainer import train
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m train",
+                                 description="Train a SpQuant spiking network from a config.")
+    ap.add_argument("--config", required=True, help="config file (path or name in configs/)")
+    ap.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    ap.add_argument("--out", default=None, help="output folder (default: train.out_dir)")
+    ap.add_argument("--seed", type=int, default=None, help="override train.seed")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: fastest for small nets, robust to a busy machine)")
+    ap.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    args = ap.parse_args(argv)
+
+    cfg = load_config(args.config)
+    try:
+        text = Path(cfg.path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{cfg.path}: cannot read ({e})") from None
+    _, metrics = train(cfg, text, epochs=args.epochs, out_dir=args.out, seed=args.seed,
+                       progress=not args.no_progress, threads=args.threads)
+    out = Path(args.out or cfg.train["out_dir"])
+    print(f"final test accuracy: {metrics['final_test_accuracy']:.4f} "
+          f"({metrics['test_samples']} samples, {metrics['wall_time_s']:.1f} s)")
+    print(f"wrote {out / 'model.pt'} and {out / 'metrics.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli_main(main)
