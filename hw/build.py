@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -20,10 +21,22 @@ from .sram import SRAM_MODULE, SRAM_VERILOG
 TOP = "snn_core"
 
 
+# Yosys' Verilog backend writes a comb signal whose bits are constant as
+# `always @* x = CONST;`. IEEE 1364 gives such a block no event to run on, so Icarus never
+# executes it and x stays X (amaranth-lang/amaranth#1629). An `initial` with the same
+# assignment gives four-state simulators the value; synthesis keeps the `always`.
+_CONSTANT_ALWAYS = re.compile(r"^(  always @\*\n    (.+?) = (\d+'[bhd][0-9a-fA-F_]+);\n)", re.M)
+
+
+def _initialise_constant_processes(text: str) -> str:
+    return _CONSTANT_ALWAYS.sub(lambda mo: f"{mo.group(1)}  initial {mo.group(2)} = {mo.group(3)};\n", text)
+
+
 def generate_verilog(params: CoreParams) -> str:
     from amaranth.back import verilog
     from .core import SnnCore
-    return verilog.convert(SnnCore(params), name=TOP, emit_src=False)
+    text = verilog.convert(SnnCore(params), name=TOP, emit_src=False)
+    return _initialise_constant_processes(text)
 
 
 def report(params: CoreParams) -> dict:

@@ -242,7 +242,7 @@ class SnnCore(wiring.Component):
             with m.If(last_sub):
                 m.next = "POOL_WRITE"
             with m.Else():
-                m.d.sync += [dx.eq(~dx), dy.eq(dy ^ dx)]
+                m.d.sync += [dx.eq(~dx), dy.eq(dy ^ dx), group.eq(0)]
                 m.next = "POSITION"
 
         def next_group():

@@ -1,0 +1,198 @@
+"""Host side of the core's streams, in plain Python (no simulator needed).
+
+- :func:`param_transfers`: an export -> the parameter-load transfers (weights, thresholds,
+  masks) at the addresses of :class:`hw.params.CoreParams`.
+- :func:`frame_words`: one step's integer input -> the frame stream's words.
+- :class:`RecordDecoder`: the record stream -> spike maps, membranes, currents and logits
+  in the golden model's shapes, checking that every record is expected and none repeats.
+- :func:`compare`: golden vs RTL, every layer and step; returns mismatch descriptions.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from hw.params import (CoreParams, KIND_CURRENT, KIND_LOGITS, KIND_SPIKES, TARGET_CHANNEL_MASK,
+                       TARGET_POSITION_MASK, TARGET_THRESHOLDS, TARGET_WEIGHTS, pack_fields,
+                       param_fields, record_fields, unpack_fields)
+from model_export.format import NetworkExport
+
+
+def _twos(v: int, width: int) -> int:
+    return v & ((1 << width) - 1)
+
+
+def _signed(v: int, width: int) -> int:
+    return v - (1 << width) if v >> (width - 1) else v
+
+
+def param_transfers(p: CoreParams, net: NetworkExport) -> list[int]:
+    """Packed param-stream payloads that load every parameter memory word (padding lanes too)."""
+    p.check_export(net)
+    fields = param_fields(p)
+    L, b, W = p.lanes, p.weight_bits, p.acc_width
+    out = []
+    for lp, le in zip(p.layers, net.layers):
+        codes = le.w_code.reshape(le.out_channels, le.in_channels, lp.taps)
+        for g in range(lp.groups):
+            chans = range(g * L, min((g + 1) * L, lp.out_channels))
+            for tap in range(lp.taps):
+                for ci in range(lp.in_channels):
+                    word = 0
+                    for j, c in enumerate(chans):
+                        word |= int(codes[c, ci, tap]) << (j * b)
+                    out.append(pack_fields(fields, target=TARGET_WEIGHTS,
+                                           addr=lp.weight_addr(g, tap, ci), data=word))
+            cmask = 0
+            for j in range(L):
+                c = g * L + j
+                lane_word = 0
+                if c < lp.out_channels:
+                    cmask |= int(le.channel_mask[c]) << j
+                    if lp.kind == "conv":
+                        flat = le.thresholds[c].reshape(-1)     # [levels * 3], F P N per level
+                        for f, v in enumerate(flat):
+                            lane_word |= _twos(int(v), W) << (f * W)
+                    else:
+                        lane_word = _twos(int(le.bias[c]), W)
+                out.append(pack_fields(fields, target=TARGET_THRESHOLDS,
+                                       addr=lp.group_base + g, lane=j, data=lane_word))
+            out.append(pack_fields(fields, target=TARGET_CHANNEL_MASK,
+                                   addr=lp.group_base + g, data=cmask))
+        if lp.kind == "conv":
+            for i, bit in enumerate(le.position_mask.reshape(-1)):
+                out.append(pack_fields(fields, target=TARGET_POSITION_MASK,
+                                       addr=lp.position_base + i, data=int(bit)))
+    return out
+
+
+def frame_words(p: CoreParams, x_step: np.ndarray) -> list[int]:
+    """Input [C, H, W] of one step -> one word per position, raster order."""
+    C, H, Wd = x_step.shape
+    bits = p.input_bits
+    words = []
+    for y in range(H):
+        for x in range(Wd):
+            w = 0
+            for c in range(C):
+                w |= int(x_step[c, y, x]) << (c * bits)
+            words.append(w)
+    return words
+
+
+class RecordDecoder:
+    """Accumulates one inference's records into golden-shaped arrays."""
+
+    def __init__(self, p: CoreParams, net: NetworkExport):
+        self.p, self.net = p, net
+        self.fields = record_fields(p)
+        T = p.timesteps
+        self.spikes = [np.zeros((T, l.out_channels, l.out_height, l.out_width), np.uint8)
+                       for l in p.spiking_layers]
+        self.membranes = [np.zeros_like(s, dtype=np.int8) for s in self.spikes]
+        fc = p.classifier
+        self.currents = np.zeros((T, fc.out_channels), np.int64)
+        self.logits = np.zeros(fc.out_channels, np.int64)
+        self.seen = set()
+        self.errors = []
+        self.logit_groups = 0
+        self.records = 0
+
+    @property
+    def done(self) -> bool:
+        return self.logit_groups == self.p.classifier.groups
+
+    def add(self, word: int):
+        r = unpack_fields(self.fields, word)
+        p, L = self.p, self.p.lanes
+        self.records += 1
+        key = (r["kind"], r["layer"], r["step"], r["pos"], r["group"])
+        if key in self.seen:
+            self.errors.append(f"duplicate record {key}")
+        self.seen.add(key)
+        if r["layer"] >= len(p.layers) or r["step"] >= p.timesteps:
+            self.errors.append(f"record out of range {key}")
+            return
+        lp = p.layers[r["layer"]]
+        data, g = r["data"], r["group"]
+        if r["kind"] == KIND_SPIKES:
+            if lp.kind != "conv" or r["pos"] >= lp.positions or g >= lp.groups:
+                self.errors.append(f"unexpected spike record {key}")
+                return
+            le = self.net.layers[lp.index]
+            y, x = divmod(r["pos"], lp.out_width)
+            if not le.position_mask[y, x]:
+                self.errors.append(f"record for masked position {key}")
+            mb = p.membrane_bits
+            for j in range(L):
+                c = g * L + j
+                if c >= lp.out_channels:
+                    continue
+                self.spikes[lp.index][r["step"], c, y, x] = (data >> j) & 1
+                q = (data >> (L + j * mb)) & ((1 << mb) - 1)
+                self.membranes[lp.index][r["step"], c, y, x] = _signed(q, mb) if mb == 2 else q
+        elif r["kind"] in (KIND_CURRENT, KIND_LOGITS):
+            if lp.kind != "fc" or g >= lp.groups:
+                self.errors.append(f"unexpected classifier record {key}")
+                return
+            LW = p.logit_width
+            for j in range(L):
+                c = g * L + j
+                if c < lp.out_channels:
+                    v = _signed((data >> (j * LW)) & ((1 << LW) - 1), LW)
+                    if r["kind"] == KIND_CURRENT:
+                        self.currents[r["step"], c] = v
+                    else:
+                        self.logits[c] = v
+            if r["kind"] == KIND_LOGITS:
+                self.logit_groups += 1
+        else:
+            self.errors.append(f"unknown record kind {key}")
+
+    def expected_keys(self) -> set:
+        """(kind, layer, step, pos, group) of every record the core must emit, no more."""
+        p, net, L = self.p, self.net, self.p.lanes
+        keys = set()
+        for lp, le in zip(p.spiking_layers, net.spiking_layers):
+            live = [g for g in range(lp.groups) if le.channel_mask[g * L:(g + 1) * L].any()]
+            for pos in np.flatnonzero(le.position_mask.reshape(-1)):
+                for t in range(p.timesteps):
+                    keys.update((KIND_SPIKES, lp.index, t, int(pos), g) for g in live)
+        fc = p.classifier
+        for g in range(fc.groups):
+            keys.update((KIND_CURRENT, fc.index, t, 0, g) for t in range(p.timesteps))
+            keys.add((KIND_LOGITS, fc.index, p.timesteps - 1, 0, g))
+        return keys
+
+
+def compare(golden, index: int, dec: RecordDecoder, limit=8) -> tuple[int, list[str]]:
+    """Every layer, step, neuron: golden sample ``index`` vs the decoded RTL records.
+
+    Returns (number of mismatching values + protocol errors, descriptions of the first few).
+    """
+    out = list(dec.errors)
+    expected = dec.expected_keys()
+    missing, extra = sorted(expected - dec.seen), sorted(dec.seen - expected)
+    if missing:
+        out.append(f"{len(missing)} records missing (kind, layer, step, pos, group), first {missing[:4]}")
+    if extra:
+        out.append(f"{len(extra)} unexpected records, first {extra[:4]}")
+    count = len(out)
+    for l, (gs, gm) in enumerate(zip(golden.spikes, golden.membranes)):
+        for name, g, r in (("spikes", gs[index], dec.spikes[l]),
+                           ("membrane", gm[index], dec.membranes[l])):
+            bad = np.argwhere(g != r)
+            count += len(bad)
+            for t, c, y, x in bad[:limit]:
+                out.append(f"layer {l} {name} t={t} c={c} y={y} x={x}: "
+                           f"golden {g[t, c, y, x]} rtl {r[t, c, y, x]}")
+            if len(bad) > limit:
+                out.append(f"layer {l} {name}: {len(bad) - limit} more mismatches")
+    bad_currents = np.argwhere(golden.currents[index] != dec.currents)
+    bad_logits = np.flatnonzero(golden.logits[index] != dec.logits)
+    count += len(bad_currents) + len(bad_logits)
+    for t, c in bad_currents[:limit]:
+        out.append(f"classifier current t={t} c={c}: golden {golden.currents[index][t, c]} "
+                   f"rtl {dec.currents[t, c]}")
+    for c in bad_logits[:limit]:
+        out.append(f"logit c={c}: golden {golden.logits[index][c]} rtl {dec.logits[c]}")
+    return count, out

@@ -1,0 +1,78 @@
+"""Build and run the cocotb testbench on Icarus or Verilator through cocotb_tools.runner."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from hw.build import TOP, build
+from hw.toolchain import LINT_WAIVERS, apply_verilator_env
+from project_config import UserError
+
+SIMULATORS = ("icarus", "verilator")
+
+
+def build_simulator(simulator: str, hw_dir: Path, build_dir: Path):
+    """Compile the generated Verilog for ``simulator`` once; returns the runner."""
+    if simulator not in SIMULATORS:
+        raise UserError(f"simulator {simulator!r} is not one of {list(SIMULATORS)}")
+    from cocotb_tools.runner import get_runner
+    if simulator == "verilator":
+        apply_verilator_env()
+    runner = get_runner(simulator)
+    sources = [hw_dir / f"{TOP}.v", hw_dir / "spquant_sram.v"]
+    build_args = []
+    if simulator == "verilator":
+        build_args = [str(LINT_WAIVERS), "-Wno-fatal", "-O3"]
+    runner.build(sources=sources, hdl_toplevel=TOP, build_dir=str(build_dir),
+                 timescale=("1ns", "1ps"), build_args=build_args, always=False)
+    return runner
+
+
+def run_case(runner, simulator: str, build_dir: Path, *, config: str, export: Path,
+             inputs: np.ndarray, stall_probability: float, seed: int, tag: str) -> dict:
+    """Run one case (an export and a batch of inputs [B, T, C, H, W]); returns results."""
+    case_dir = build_dir / f"case_{tag}"
+    case_dir.mkdir(parents=True, exist_ok=True)
+    np.save(case_dir / "inputs.npy", np.ascontiguousarray(inputs, dtype=np.int64))
+    results = case_dir / "results.json"
+    if results.exists():
+        results.unlink()
+    case = {"config": str(Path(config).resolve()) if Path(config).exists() else config,
+            "export": str(Path(export).resolve()), "inputs": str(case_dir / "inputs.npy"),
+            "stall_probability": stall_probability, "seed": seed, "results": str(results)}
+    (case_dir / "case.json").write_text(json.dumps(case, indent=1))
+    env = {"SPQ_CASE": str(case_dir / "case.json"),
+           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+                                          os.environ.get("PYTHONPATH", "")])}
+    try:
+        runner.test(hdl_toplevel=TOP, test_module="sim.tb_core", build_dir=str(build_dir),
+                    test_dir=str(case_dir), extra_env=env,
+                    results_xml=str(case_dir / "results.xml"))
+    except SystemExit as e:        # cocotb_tools exits non-zero on a failing test
+        if not results.exists():
+            raise RuntimeError(f"{simulator}: testbench failed without results (exit {e.code}); "
+                               f"see {case_dir}") from None
+    if not results.exists():
+        raise RuntimeError(f"{simulator}: testbench wrote no results; see {case_dir}")
+    out = json.loads(results.read_text())
+    out["simulator"] = simulator
+    from cocotb_tools.runner import get_results
+    _, failed = get_results(case_dir / "results.xml")
+    out["testbench_failed"] = bool(failed)
+    return out
+
+
+def cosimulate(config: str, export: Path, inputs: np.ndarray, simulator: str, work_dir: Path,
+               stall_probability: float = 0.25, seed: int = 1, hw_dir: Path | None = None,
+               tag: str = "main") -> dict:
+    """Generate (unless ``hw_dir`` given), build and run one co-simulation."""
+    work_dir = Path(work_dir)
+    if hw_dir is None:
+        hw_dir = build(config, work_dir / "hw", do_lint=False)
+    sim_dir = work_dir / f"sim_{simulator}"
+    runner = build_simulator(simulator, hw_dir, sim_dir)
+    return run_case(runner, simulator, sim_dir, config=config, export=export, inputs=inputs,
+                    stall_probability=stall_probability, seed=seed, tag=tag)
