@@ -102,7 +102,13 @@ class NetworkExport:
         return self.layers[:-1]
 
 
+MAX_SHIFT_SUPPORTED = 48   # the integer datapath (golden int64, RTL lanes) is at most 62 bits
+
+
 def decode_weights(w_code, bits, max_shift):
+    if max_shift > MAX_SHIFT_SUPPORTED:
+        raise ExportError(f"{bits}-bit PoT weights shift by up to {max_shift}: beyond the "
+                          f"integer datapath (K <= {MAX_SHIFT_SUPPORTED})")
     code = w_code.astype(np.int64)
     e = code & ((1 << (bits - 1)) - 1)
     neg = (code >> (bits - 1)) & 1
@@ -162,6 +168,9 @@ def validate(net: NetworkExport, where: str = "export"):
         bits = layer.weight_bits
         if bits not in (2, 4, 8) or layer.max_shift != (1 << (bits - 1)) - 2:
             raise ExportError(f"{where}: L{layer.index}: weight_bits {bits} / K {layer.max_shift} invalid")
+        if layer.max_shift > MAX_SHIFT_SUPPORTED or layer.acc_width > 62:
+            raise ExportError(f"{where}: L{layer.index}: {bits}-bit PoT needs a {layer.acc_width}-bit "
+                              "accumulator; the integer datapath supports at most 62")
         if int(layer.w_code.max(initial=0)) >= (1 << bits):
             raise ExportError(f"{where}: L{layer.index}.w_code: code out of {bits}-bit range")
         for name in ("channel_mask", "position_mask"):

@@ -22,8 +22,13 @@ def build_simulator(simulator: str, hw_dir: Path, build_dir: Path):
     if simulator == "verilator":
         apply_verilator_env()
     runner = get_runner(simulator)
+    build_dir, hw_dir = Path(build_dir).resolve(), Path(hw_dir).resolve()
     sources = [hw_dir / f"{TOP}.v", hw_dir / "spquant_sram.v"]
-    build_args = []
+    # Yosys' Verilog wakes every `always @*` block at time 0 through a variable declared
+    # with an initializer (`reg \$auto... = 0;`). That initializer is an event under
+    # Verilog-2005 but not under SystemVerilog, so Icarus (which cocotb starts in -g2012)
+    # must read the file as Verilog-2005: otherwise constant-driven comb logic stays X.
+    build_args = ["-g2005"]
     if simulator == "verilator":
         build_args = [str(LINT_WAIVERS), "-Wno-fatal", "-O3"]
     runner.build(sources=sources, hdl_toplevel=TOP, build_dir=str(build_dir),
@@ -32,8 +37,10 @@ def build_simulator(simulator: str, hw_dir: Path, build_dir: Path):
 
 
 def run_case(runner, simulator: str, build_dir: Path, *, config: str, export: Path,
-             inputs: np.ndarray, stall_probability: float, seed: int, tag: str) -> dict:
+             inputs: np.ndarray, stall_probability: float, seed: int, tag: str,
+             max_cycles: int = 2_000_000) -> dict:
     """Run one case (an export and a batch of inputs [B, T, C, H, W]); returns results."""
+    build_dir = Path(build_dir).resolve()
     case_dir = build_dir / f"case_{tag}"
     case_dir.mkdir(parents=True, exist_ok=True)
     np.save(case_dir / "inputs.npy", np.ascontiguousarray(inputs, dtype=np.int64))
@@ -42,7 +49,8 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: str, export: Pa
         results.unlink()
     case = {"config": str(Path(config).resolve()) if Path(config).exists() else config,
             "export": str(Path(export).resolve()), "inputs": str(case_dir / "inputs.npy"),
-            "stall_probability": stall_probability, "seed": seed, "results": str(results)}
+            "stall_probability": stall_probability, "seed": seed, "results": str(results),
+            "max_cycles": max_cycles}
     (case_dir / "case.json").write_text(json.dumps(case, indent=1))
     env = {"SPQ_CASE": str(case_dir / "case.json"),
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),

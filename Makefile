@@ -1,0 +1,28 @@
+# Every target first runs scripts/setup.sh (idempotent: venv, pip packages, iverilog).
+PY      := .venv/bin/python
+CONFIG  ?= slice_digits.yaml
+SAMPLES ?=
+SIMS    ?=
+ARGS    ?=
+
+.PHONY: setup sim test train export build lint clean
+
+setup:
+	@bash scripts/setup.sh
+
+## The main job: train (if needed) -> export -> golden -> Verilog -> co-simulation on both simulators.
+sim: setup
+	$(PY) -m sim.flow --config $(CONFIG) $(if $(SAMPLES),--samples $(SAMPLES)) $(if $(SIMS),--simulators $(SIMS)) $(ARGS)
+
+## The test suite: unit tests of every stage and co-simulation on Icarus and Verilator.
+test: setup
+	$(PY) -m pytest -q $(ARGS)
+
+train: setup
+	$(PY) -m train --config $(CONFIG) $(ARGS)
+
+build: setup
+	$(PY) -m hw.build --config $(CONFIG) $(ARGS)
+
+clean:
+	rm -rf build runs/*/export sim_build .pytest_cache

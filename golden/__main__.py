@@ -1,0 +1,48 @@
+"""``python -m golden --export DIR [--inputs X.npy | --random N] [--seed S]``
+
+Runs the bit-exact integer model on an export and prints per-layer spike rates, the
+membrane level histogram and the predictions. Inputs: an .npy of integers shaped
+[B, C, H, W] or [B, T, C, H, W], or N random inputs.
+"""
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from project_config import UserError, cli_main
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m golden", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--export", required=True, help="export directory (manifest.json + export.npz)")
+    ap.add_argument("--inputs", help=".npy of integer inputs")
+    ap.add_argument("--random", type=int, default=8, help="random inputs when --inputs is absent")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    from model_export import load_export
+    from model_export.random_net import random_inputs
+    from .model import run
+    net = load_export(args.export)
+    if args.inputs:
+        path = Path(args.inputs)
+        try:
+            x = np.load(path, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{path}: cannot read inputs ({e})") from None
+    else:
+        x = random_inputs(net, args.random, args.seed)
+    try:
+        r = run(net, x)
+    except ValueError as e:
+        raise UserError(f"{args.inputs or 'inputs'}: {e}") from None
+    for i, (s, m) in enumerate(zip(r.spikes, r.membranes)):
+        hist = ", ".join(f"{v:+d}: {float((m == v).mean()):.3f}" for v in
+                         ((-1, 0, 1) if net.membrane == "ternary" else (0, 1)))
+        print(f"layer {i}: spike rate {float(s.mean()):.4f}; membrane levels {hist}")
+    print(f"predictions: {r.predictions.tolist()}")
+    return 0
+
+
+if __name__ == "__main__":
+    cli_main(main)

@@ -1,0 +1,22 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(scope="session")
+def slice_cfg():
+    from project_config import load_config
+    return load_config(ROOT / "configs" / "slice_digits.yaml")
+
+
+def run_cli(*args, cwd=None):
+    """Run ``python -m ...`` in a subprocess; returns CompletedProcess (text)."""
+    import subprocess
+    return subprocess.run([sys.executable, "-m", *args], cwd=cwd or ROOT, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -1,0 +1,124 @@
+"""Golden model: against an independent per-neuron, per-tap shift-add loop; worst cases."""
+import numpy as np
+import pytest
+
+import golden
+from model_export.format import decode_weights
+from model_export.random_net import random_export, random_inputs
+from project_config import config_from_dict
+from project_config.schema import accumulator_bound
+
+
+def _naive(net, x):
+    """Straight from docs/INTEGER_SPEC.md: loops, shifts, explicit thresholds. One sample."""
+    T = net.timesteps
+    q = [np.zeros((l.out_channels, l.out_height, l.out_width), int) for l in net.spiking_layers]
+    spikes = [np.zeros((T,) + qi.shape, int) for qi in q]
+    mems = [np.zeros((T,) + qi.shape, int) for qi in q]
+    logits = np.zeros(net.classifier.out_channels, int)
+    for t in range(T):
+        inp = x[t]
+        for li, layer in enumerate(net.layers):
+            K, bits = layer.max_shift, layer.weight_bits
+            out = np.zeros((layer.out_channels, layer.out_height, layer.out_width), int)
+            for c in range(layer.out_channels):
+                for y in range(layer.out_height):
+                    for xx in range(layer.out_width):
+                        acc = 0
+                        for ci in range(layer.in_channels):
+                            for ky in range(layer.kernel[0]):
+                                for kx in range(layer.kernel[1]):
+                                    iy, ix = y + ky - layer.padding, xx + kx - layer.padding
+                                    if not (0 <= iy < layer.in_height and 0 <= ix < layer.in_width):
+                                        continue
+                                    v = int(inp[ci, iy, ix])
+                                    code = int(layer.w_code[c, ci, ky, kx])
+                                    e, neg = code & ((1 << (bits - 1)) - 1), code >> (bits - 1)
+                                    if v == 0 or e == 0:
+                                        continue
+                                    term = v << (K - (e - 1))
+                                    acc += -term if neg else term
+                        out[c, y, xx] = acc
+            if layer.kind == "fc":
+                logits += out[:, 0, 0] + layer.bias
+                continue
+            s = np.zeros_like(out)
+            for c in range(layer.out_channels):
+                for y in range(layer.out_height):
+                    for xx in range(layer.out_width):
+                        if not (layer.channel_mask[c] and layer.position_mask[y, xx]):
+                            continue
+                        qp = q[li][c, y, xx]
+                        F, P, N = layer.thresholds[c, qp + (1 if net.membrane == "ternary" else 0)]
+                        I = out[c, y, xx]
+                        if I >= F:
+                            s[c, y, xx], q[li][c, y, xx] = 1, 0
+                        elif I >= P:
+                            q[li][c, y, xx] = 1
+                        elif I <= N:
+                            q[li][c, y, xx] = -1
+                        else:
+                            q[li][c, y, xx] = 0
+            spikes[li][t], mems[li][t] = s, q[li]
+            p = layer.pool
+            inp = s.reshape(s.shape[0], s.shape[1] // p, p, s.shape[2] // p, p).sum(axis=(2, 4))
+    return spikes, mems, logits
+
+
+def _tiny_cfg(membrane="ternary", bits=4, T=3):
+    return config_from_dict({
+        "model": {"input": {"channels": 2, "height": 6, "width": 6, "bits": 3},
+                  "timesteps": T, "classes": 5,
+                  "layers": [{"channels": 3, "kernel": 3, "padding": 1, "pool": 2},
+                             {"channels": 4, "kernel": 3, "padding": 0, "pool": 1}]},
+        "quant": {"membrane": membrane, "weight_bits": bits},
+        "hardware": {"lanes": 2}})
+
+
+@pytest.mark.parametrize("membrane, bits", [("ternary", 4), ("binary", 4), ("ternary", 2)])
+def test_golden_equals_naive_loops(membrane, bits):
+    cfg = _tiny_cfg(membrane, bits)
+    for seed in range(3):
+        net = random_export(cfg, seed)
+        x = random_inputs(net, 2, seed + 10, density=0.5)
+        ref = golden.run(net, x)
+        for b in range(2):
+            spikes, mems, logits = _naive(net, x[b])
+            for li in range(len(spikes)):
+                assert np.array_equal(ref.spikes[li][b], spikes[li])
+                assert np.array_equal(ref.membranes[li][b], mems[li])
+            assert np.array_equal(ref.logits[b], logits)
+        assert 0 < np.mean([s.mean() for s in ref.spikes]) < 1   # the case is not degenerate
+
+
+def test_static_and_time_major_inputs_agree(slice_cfg):
+    net = random_export(slice_cfg, 4)
+    x = random_inputs(net, 3, 1)[:, 0]
+    a = golden.run(net, x)
+    b = golden.run(net, np.repeat(x[:, None], net.timesteps, axis=1))
+    assert np.array_equal(a.logits, b.logits)
+
+
+def test_bad_input_shape_and_range(slice_cfg):
+    net = random_export(slice_cfg, 4)
+    with pytest.raises(ValueError, match="expected"):
+        golden.run(net, np.zeros((1, 2, 8, 8), int))
+    with pytest.raises(ValueError, match="values must lie"):
+        golden.run(net, np.full((1, 1, 8, 8), 32))
+
+
+@pytest.mark.parametrize("sign", [+1, -1])
+def test_worst_case_current_reaches_the_bound_and_fits(slice_cfg, sign):
+    """All inputs at x_max, every weight at +-alpha (k = 0): |I| = fan_in * x_max * 2^K < 2^(W-1)."""
+    net = random_export(slice_cfg, 0)
+    for layer in net.layers:
+        layer.w_code[...] = 1 if sign > 0 else (1 | (1 << (layer.weight_bits - 1)))
+        x = np.full((1, layer.in_channels, layer.in_height, layer.in_width), layer.x_max)
+        cur = golden.synaptic_current(layer, x)
+        spec = [l for l in slice_cfg.layers if l.index == layer.index][0]
+        bound = accumulator_bound(spec, layer.weight_bits)
+        centre = cur[0, :, layer.out_height // 2, layer.out_width // 2]
+        assert np.all(centre == sign * bound)           # a full window reaches the bound
+        assert np.abs(cur).max() < (1 << (layer.acc_width - 1)) - 1
+        assert np.abs(decode_weights(layer.w_code, layer.weight_bits, layer.max_shift)).max() \
+            == 1 << layer.max_shift
