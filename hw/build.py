@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from project_config import UserError, cli_main, load_config
+from project_config.files import atomic_write
 from .params import CoreParams
 from .sram import SRAM_MODULE, SRAM_VERILOG
 
@@ -66,14 +65,6 @@ def report(params: CoreParams) -> dict:
     }
 
 
-def _write_atomic(path: Path, text: str):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-
-
 def build(config: str, out: str | None = None, do_lint: bool = True) -> Path:
     cfg = load_config(config)
     params = CoreParams(cfg)
@@ -83,8 +74,8 @@ def build(config: str, out: str | None = None, do_lint: bool = True) -> Path:
     rep = report(params)
     vpath = out_dir / f"{TOP}.v"
     spath = out_dir / f"{SRAM_MODULE}.v"
-    _write_atomic(vpath, text)
-    _write_atomic(spath, SRAM_VERILOG)
+    atomic_write(vpath, text)
+    atomic_write(spath, SRAM_VERILOG)
     rep["sources"] = [vpath.name, spath.name]
     if do_lint:
         from .toolchain import lint
@@ -93,7 +84,7 @@ def build(config: str, out: str | None = None, do_lint: bool = True) -> Path:
         if not ok:
             vpath.unlink()
             raise UserError(f"{vpath}: verilator lint failed:\n{log}")
-    _write_atomic(out_dir / "report.json", json.dumps(rep, indent=1) + "\n")
+    atomic_write(out_dir / "report.json", json.dumps(rep, indent=1) + "\n")
     return out_dir
 
 

@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from project_config import UserError
+from project_config.files import atomic_write
 
 SCHEMA = "spquant-export"
 VERSION = 1
@@ -202,22 +202,9 @@ def save_export(net: NetworkExport, out_dir: str | os.PathLike) -> Path:
     }
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    _atomic_write(out / NPZ_NAME, buf.getvalue())
-    _atomic_write(out / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
+    atomic_write(out / NPZ_NAME, buf.getvalue())
+    atomic_write(out / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
     return out
-
-
-def _atomic_write(path: Path, data: bytes):
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_export(path: str | os.PathLike) -> NetworkExport:

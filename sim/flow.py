@@ -67,6 +67,7 @@ def main(argv=None):
     ap.add_argument("--random-weights", action="store_true",
                     help="untrained random network and inputs instead of the trained model")
     ap.add_argument("--seed", type=int, default=7, help="seed for --random-weights")
+    ap.add_argument("--verbose", action="store_true", help="show simulator output (else in simulator.log)")
     args = ap.parse_args(argv)
 
     cfg = load_config(args.config)
@@ -85,7 +86,7 @@ def main(argv=None):
 
     from hw.build import build
     from hw.params import CoreParams
-    from sim.runner import build_simulator, run_case
+    from sim.runner import build_simulator, output_to, run_case
     import golden
 
     params = CoreParams(cfg)
@@ -100,10 +101,15 @@ def main(argv=None):
     for sim in sims:
         t0 = time.time()
         sim_dir = work / f"sim_{sim}"
-        runner = build_simulator(sim, hw_dir, sim_dir)
+        sim_dir.mkdir(parents=True, exist_ok=True)
+        log = sim_dir / "simulator.log"
+        log.unlink(missing_ok=True)
         stall = cfg.sim["stall_probability"]
-        r = run_case(runner, sim, sim_dir, config=args.config, export=export_dir, inputs=inputs,
-                     stall_probability=stall, seed=cfg.sim["seed"], tag="stalls")
+        with output_to(None if args.verbose else log):
+            runner = build_simulator(sim, hw_dir, sim_dir)
+            r = run_case(runner, sim, sim_dir, config=args.config, export=export_dir,
+                         inputs=inputs, stall_probability=stall, seed=cfg.sim["seed"],
+                         tag="stalls")
         entry = {"samples": r["samples"], "mismatches": r["mismatches"],
                  "cycles_with_stalls": float(np.mean(r["cycles"])),
                  "stall_probability": stall,
@@ -112,9 +118,10 @@ def main(argv=None):
                  "testbench_failed": r["testbench_failed"], "details": r["details"][:3]}
         if sim == "verilator":
             # Stall-free pass: the core's own cycle count, not the testbench's idle cycles.
-            r0 = run_case(runner, sim, sim_dir, config=args.config, export=export_dir,
-                          inputs=inputs, stall_probability=0.0, seed=cfg.sim["seed"],
-                          tag="no_stalls")
+            with output_to(None if args.verbose else log):
+                r0 = run_case(runner, sim, sim_dir, config=args.config, export=export_dir,
+                              inputs=inputs, stall_probability=0.0, seed=cfg.sim["seed"],
+                              tag="no_stalls")
             entry["mismatches"] += r0["mismatches"]
             entry["cycles_per_inference"] = float(np.mean(r0["cycles"]))
         entry["wall_s"] = round(time.time() - t0, 1)
@@ -127,6 +134,8 @@ def main(argv=None):
               f"{stall:.0%} random stalls, {entry['wall_s']} s")
         for d in entry["details"]:
             print(f"      sample {d['sample']}: {d['problems'][:3]}")
+        if entry["mismatches"] or entry["testbench_failed"]:
+            print(f"      simulator log: {log}")
 
     (work / "sim_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print("-" * 72)
@@ -141,8 +150,9 @@ def main(argv=None):
               f"{agreement['torch_accuracy']:.4f} on {agreement['samples']} test samples; "
               f"identical predictions {agreement['prediction_agreement'] * 100:.2f}%")
     if labels is not None:
-        print(f"co-simulated samples: golden = RTL predictions, accuracy "
-              f"{float((ref.predictions == labels).mean()):.4f} on these {len(labels)}")
+        same = all(e["rtl_predictions_equal_golden"] for e in summary["simulators"].values())
+        print(f"co-simulated samples: RTL predictions {'equal' if same else 'DIFFER FROM'} "
+              f"golden; accuracy {float((ref.predictions == labels).mean()):.4f} on these {len(labels)}")
     print(f"summary: {work / 'sim_summary.json'}")
     return 1 if total_mismatches else 0
 

@@ -1,8 +1,10 @@
 """Build and run the cocotb testbench on Icarus or Verilator through cocotb_tools.runner."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,29 @@ from hw.toolchain import LINT_WAIVERS, apply_verilator_env
 from project_config import UserError
 
 SIMULATORS = ("icarus", "verilator")
+
+
+@contextlib.contextmanager
+def output_to(log_path: Path | None):
+    """Send this process's stdout/stderr (the simulators write there) to ``log_path``."""
+    if log_path is None:
+        yield
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(log_path, "ab") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
 
 
 def build_simulator(simulator: str, hw_dir: Path, build_dir: Path):
@@ -38,7 +63,7 @@ def build_simulator(simulator: str, hw_dir: Path, build_dir: Path):
 
 def run_case(runner, simulator: str, build_dir: Path, *, config: str, export: Path,
              inputs: np.ndarray, stall_probability: float, seed: int, tag: str,
-             max_cycles: int = 2_000_000) -> dict:
+             max_cycles: int = 2_000_000, fault: str | None = None) -> dict:
     """Run one case (an export and a batch of inputs [B, T, C, H, W]); returns results."""
     build_dir = Path(build_dir).resolve()
     case_dir = build_dir / f"case_{tag}"
@@ -50,7 +75,7 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: str, export: Pa
     case = {"config": str(Path(config).resolve()) if Path(config).exists() else config,
             "export": str(Path(export).resolve()), "inputs": str(case_dir / "inputs.npy"),
             "stall_probability": stall_probability, "seed": seed, "results": str(results),
-            "max_cycles": max_cycles}
+            "max_cycles": max_cycles, "fault": fault}
     (case_dir / "case.json").write_text(json.dumps(case, indent=1))
     env = {"SPQ_CASE": str(case_dir / "case.json"),
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
@@ -75,7 +100,7 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: str, export: Pa
 
 def cosimulate(config: str, export: Path, inputs: np.ndarray, simulator: str, work_dir: Path,
                stall_probability: float = 0.25, seed: int = 1, hw_dir: Path | None = None,
-               tag: str = "main") -> dict:
+               tag: str = "main", fault: str | None = None) -> dict:
     """Generate (unless ``hw_dir`` given), build and run one co-simulation."""
     work_dir = Path(work_dir)
     if hw_dir is None:
@@ -83,4 +108,4 @@ def cosimulate(config: str, export: Path, inputs: np.ndarray, simulator: str, wo
     sim_dir = work_dir / f"sim_{simulator}"
     runner = build_simulator(simulator, hw_dir, sim_dir)
     return run_case(runner, simulator, sim_dir, config=config, export=export, inputs=inputs,
-                    stall_probability=stall_probability, seed=seed, tag=tag)
+                    stall_probability=stall_probability, seed=seed, tag=tag, fault=fault)

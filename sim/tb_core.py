@@ -20,7 +20,7 @@ from cocotb.clock import Clock
 from cocotb.triggers import ReadOnly, RisingEdge
 
 import golden
-from hw.params import CoreParams
+from hw.params import CoreParams, TARGET_WEIGHTS, pack_fields, param_fields, unpack_fields
 from model_export import load_export
 from project_config import load_config
 from sim.host import RecordDecoder, compare, frame_words, param_transfers
@@ -84,7 +84,15 @@ async def core_matches_golden(dut):
     dut.rst.value = 0
     await RisingEdge(dut.clk)
 
-    await _drive(dut, "param", param_transfers(params, net), rng, stall)
+    transfers = param_transfers(params, net)
+    if case.get("fault") == "drop_layer0_weights":
+        # Self-check of the scoreboard: load zero weights into layer 0 behind golden's back.
+        fields = param_fields(params)
+        end = params.layers[1].weight_base
+        transfers = [pack_fields(fields, **{**f, "data": 0})
+                     if f["target"] == TARGET_WEIGHTS and f["addr"] < end else w
+                     for w, f in ((w, unpack_fields(fields, w)) for w in transfers)]
+    await _drive(dut, "param", transfers, rng, stall)
 
     ref = golden.run(net, inputs)
     results = {"samples": 0, "mismatches": 0, "cycles": [], "details": [], "predictions": []}

@@ -5,7 +5,6 @@ random inputs, random idle cycles on the input streams and random backpressure o
 record stream. Every layer's spikes and membranes, every step, the classifier currents and
 the logits are compared; the record stream must hold exactly the unmasked work.
 """
-import numpy as np
 import pytest
 import yaml
 
@@ -86,3 +85,14 @@ def test_masks_that_gate_everything_and_nothing(tmp_path):
     r = cosimulate(config, tmp_path / "export", x, "verilator", tmp_path / "work",
                    stall_probability=0.2, seed=5)
     assert r["mismatches"] == 0, r["details"]
+
+
+def test_scoreboard_catches_a_wrong_rtl(tmp_path):
+    """The comparison can fail: weights dropped in the RTL only must show up as mismatches."""
+    config = _config(tmp_path, "tiny", "ternary", 4)
+    net = random_export(load_config(config), 41)
+    save_export(net, tmp_path / "export")
+    x = random_inputs(net, 1, 42, density=0.6)
+    r = cosimulate(config, tmp_path / "export", x, "verilator", tmp_path / "work",
+                   stall_probability=0.0, seed=1, fault="drop_layer0_weights")
+    assert r["mismatches"] > 0 and r["details"]

@@ -1,8 +1,6 @@
 """Export format and folding: worked example, exact thresholds, round trip, corrupt files."""
 import json
-import math
 import random
-import zipfile
 from fractions import Fraction
 
 import numpy as np

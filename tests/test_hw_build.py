@@ -1,7 +1,6 @@
 """hw.build: Verilog + report for the slice and for the paper's VGG-9, lint clean."""
 import json
 
-import pytest
 
 from hw.build import build
 from hw.params import CoreParams

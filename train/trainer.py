@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import time
 from pathlib import Path
 
@@ -11,6 +9,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from project_config.files import atomic_write
 from project_config import UserError, config_from_dict
 from project_config.schema import ConfigError
 
@@ -20,22 +19,6 @@ from .model import SpikingConvNet
 
 CHECKPOINT_FORMAT = "spquant-train-checkpoint"
 CHECKPOINT_VERSION = 1
-
-
-def _atomic_write(path: Path, write):
-    """Write via a temp file in the same folder + rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Not mkstemp: its 0600 mode would stick to the final file; a plain open honours umask.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 @torch.no_grad()
@@ -166,8 +149,8 @@ def _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progres
             "overrides": {"epochs": epochs, "seed": seed, "out_dir": str(out)},
             "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
             "metrics": metrics}
-    _atomic_write(out / "model.pt", lambda p: torch.save(ckpt, p))
-    _atomic_write(out / "metrics.json",
+    atomic_write(out / "model.pt", lambda p: torch.save(ckpt, p))
+    atomic_write(out / "metrics.json",
                   lambda p: Path(p).write_text(json.dumps(metrics, indent=2) + "\n"))
     return model, metrics
 

@@ -1,0 +1,27 @@
+"""Atomic file output shared by every stage: a temp file in the same folder, then rename."""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+def atomic_write(path, data):
+    """Write ``data`` (bytes, str, or a callable given the temp path) to ``path`` atomically.
+
+    Readers see the old file or the complete new one, never a half-written file; on any
+    error the temp file is removed.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Not mkstemp: its 0600 mode would stick to the final file; a plain open honours umask.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        if callable(data):
+            data(tmp)
+        else:
+            tmp.write_bytes(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
