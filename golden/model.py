@@ -44,7 +44,8 @@ def neuron_step(layer: LayerExport, membrane: str, current, q_prev):
     P = thr[c_idx, level, 1]
     N = thr[c_idx, level, 2]
     fire = current >= F
-    q_new = np.where(fire, 0, np.where(current >= P, 1, np.where(current <= N, -1, 0)))
+    minus = (current <= N) if membrane == "ternary" else False   # binary has no level -1
+    q_new = np.where(fire, 0, np.where(current >= P, 1, np.where(minus, -1, 0)))
     active = (layer.channel_mask[:, None, None] & layer.position_mask[None, :, :]).astype(bool)
     spike = np.where(active, fire, False).astype(np.uint8)
     q_new = np.where(active, q_new, q_prev).astype(np.int8)

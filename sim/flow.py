@@ -107,9 +107,9 @@ def main(argv=None):
         stall = cfg.sim["stall_probability"]
         with output_to(None if args.verbose else log):
             runner = build_simulator(sim, hw_dir, sim_dir)
-            r = run_case(runner, sim, sim_dir, config=args.config, export=export_dir,
-                         inputs=inputs, stall_probability=stall, seed=cfg.sim["seed"],
-                         tag="stalls")
+            r = run_case(runner, sim, sim_dir, config=args.config,
+                         jobs=[{"export": export_dir, "inputs": inputs}],
+                         stall_probability=stall, seed=cfg.sim["seed"], tag="stalls")
         entry = {"samples": r["samples"], "mismatches": r["mismatches"],
                  "cycles_with_stalls": float(np.mean(r["cycles"])),
                  "stall_probability": stall,
@@ -119,9 +119,9 @@ def main(argv=None):
         if sim == "verilator":
             # Stall-free pass: the core's own cycle count, not the testbench's idle cycles.
             with output_to(None if args.verbose else log):
-                r0 = run_case(runner, sim, sim_dir, config=args.config, export=export_dir,
-                              inputs=inputs, stall_probability=0.0, seed=cfg.sim["seed"],
-                              tag="no_stalls")
+                r0 = run_case(runner, sim, sim_dir, config=args.config,
+                              jobs=[{"export": export_dir, "inputs": inputs}],
+                              stall_probability=0.0, seed=cfg.sim["seed"], tag="no_stalls")
             entry["mismatches"] += r0["mismatches"]
             entry["cycles_per_inference"] = float(np.mean(r0["cycles"]))
         entry["wall_s"] = round(time.time() - t0, 1)

@@ -61,21 +61,27 @@ def build_simulator(simulator: str, hw_dir: Path, build_dir: Path):
     return runner
 
 
-def run_case(runner, simulator: str, build_dir: Path, *, config: str, export: Path,
-             inputs: np.ndarray, stall_probability: float, seed: int, tag: str,
-             max_cycles: int = 2_000_000, fault: str | None = None) -> dict:
-    """Run one case (an export and a batch of inputs [B, T, C, H, W]); returns results."""
+def run_case(runner, simulator: str, build_dir: Path, *, config: str, jobs: list,
+             stall_probability: float, seed: int, tag: str, max_cycles: int = 2_000_000,
+             fault: str | None = None) -> dict:
+    """Run one simulation over ``jobs``: dicts with ``export`` (a directory), ``inputs``
+    (integers [B, T, C, H, W]) and optionally ``tag`` and ``reset_mid_inference``. Each job
+    loads its export's parameters into the core, then runs its inputs. Returns results."""
     build_dir = Path(build_dir).resolve()
     case_dir = build_dir / f"case_{tag}"
     case_dir.mkdir(parents=True, exist_ok=True)
-    np.save(case_dir / "inputs.npy", np.ascontiguousarray(inputs, dtype=np.int64))
+    job_specs = []
+    for i, job in enumerate(jobs):
+        inputs_path = case_dir / f"inputs_{i}.npy"
+        np.save(inputs_path, np.ascontiguousarray(job["inputs"], dtype=np.int64))
+        job_specs.append({"export": str(Path(job["export"]).resolve()),
+                          "inputs": str(inputs_path), "tag": job.get("tag", str(i)),
+                          "reset_mid_inference": bool(job.get("reset_mid_inference"))})
     results = case_dir / "results.json"
-    if results.exists():
-        results.unlink()
+    results.unlink(missing_ok=True)
     case = {"config": str(Path(config).resolve()) if Path(config).exists() else config,
-            "export": str(Path(export).resolve()), "inputs": str(case_dir / "inputs.npy"),
-            "stall_probability": stall_probability, "seed": seed, "results": str(results),
-            "max_cycles": max_cycles, "fault": fault}
+            "jobs": job_specs, "stall_probability": stall_probability, "seed": seed,
+            "results": str(results), "max_cycles": max_cycles, "fault": fault}
     (case_dir / "case.json").write_text(json.dumps(case, indent=1))
     env = {"SPQ_CASE": str(case_dir / "case.json"),
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
@@ -84,7 +90,7 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: str, export: Pa
         runner.test(hdl_toplevel=TOP, test_module="sim.tb_core", build_dir=str(build_dir),
                     test_dir=str(case_dir), extra_env=env,
                     results_xml=str(case_dir / "results.xml"))
-    except SystemExit as e:        # cocotb_tools exits non-zero on a failing test
+    except SystemExit as e:        # cocotb_tools exits non-zero on a failing test under pytest
         if not results.exists():
             raise RuntimeError(f"{simulator}: testbench failed without results (exit {e.code}); "
                                f"see {case_dir}") from None
@@ -107,5 +113,6 @@ def cosimulate(config: str, export: Path, inputs: np.ndarray, simulator: str, wo
         hw_dir = build(config, work_dir / "hw", do_lint=False)
     sim_dir = work_dir / f"sim_{simulator}"
     runner = build_simulator(simulator, hw_dir, sim_dir)
-    return run_case(runner, simulator, sim_dir, config=config, export=export, inputs=inputs,
+    return run_case(runner, simulator, sim_dir, config=config,
+                    jobs=[{"export": export, "inputs": inputs, "tag": tag}],
                     stall_probability=stall_probability, seed=seed, tag=tag, fault=fault)

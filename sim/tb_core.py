@@ -29,10 +29,7 @@ from sim.host import RecordDecoder, compare, frame_words, param_transfers
 def _load_case():
     with open(os.environ["SPQ_CASE"]) as f:
         case = json.load(f)
-    params = CoreParams(load_config(case["config"]))
-    net = load_export(case["export"])
-    inputs = np.load(case["inputs"])
-    return case, params, net, inputs
+    return case, CoreParams(load_config(case["config"]))
 
 
 async def _drive(dut, port, words, rng, stall):
@@ -69,51 +66,100 @@ async def _monitor(dut, decoder, rng, stall, cycles, max_cycles):
             raise RuntimeError(f"no logits after {max_cycles} cycles: the core hangs")
 
 
-@cocotb.test()
-async def core_matches_golden(dut):
-    case, params, net, inputs = _load_case()
-    rng = random.Random(case["seed"])
-    stall = case["stall_probability"]
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+async def _reset(dut, cycles=3):
     dut.rst.value = 1
     dut.frame__valid.value = 0
     dut.param__valid.value = 0
     dut.record__ready.value = 0
-    for _ in range(3):
+    for _ in range(cycles):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
     await RisingEdge(dut.clk)
 
-    transfers = param_transfers(params, net)
-    if case.get("fault") == "drop_layer0_weights":
-        # Self-check of the scoreboard: load zero weights into layer 0 behind golden's back.
-        fields = param_fields(params)
-        end = params.layers[1].weight_base
-        transfers = [pack_fields(fields, **{**f, "data": 0})
-                     if f["target"] == TARGET_WEIGHTS and f["addr"] < end else w
-                     for w, f in ((w, unpack_fields(fields, w)) for w in transfers)]
-    await _drive(dut, "param", transfers, rng, stall)
 
+def _faulty(params, transfers, fault):
+    if fault != "drop_layer0_weights":
+        return transfers
+    # Self-check of the scoreboard: load zero weights into layer 0 behind golden's back.
+    fields = param_fields(params)
+    end = params.layers[1].weight_base
+    return [pack_fields(fields, **{**f, "data": 0})
+            if f["target"] == TARGET_WEIGHTS and f["addr"] < end else w
+            for w, f in ((w, unpack_fields(fields, w)) for w in transfers)]
+
+
+async def _abort_inference(dut, params, x, rng, stall, max_cycles):
+    """Start an inference, then assert reset at a random point in it."""
+    decoder = RecordDecoder(params, None)
+    monitor = cocotb.start_soon(_monitor(dut, decoder, rng, stall, [0], max_cycles))
+
+    async def frames():
+        for t in range(params.timesteps):
+            await _drive(dut, "frame", frame_words(params, x[t]), rng, stall)
+
+    driver = cocotb.start_soon(frames())
+    frame_len = params.input_height * params.input_width
+    for _ in range(rng.randint(1, frame_len + 400)):
+        await RisingEdge(dut.clk)
+    driver.cancel()
+    monitor.cancel()
+    await _reset(dut)
+    return decoder.records
+
+
+async def _run_job(dut, params, job, case, rng, results):
+    """Load one export's parameters and run its inputs; add to ``results``."""
+    net = load_export(job["export"])
+    inputs = np.load(job["inputs"])
+    stall, max_cycles = case["stall_probability"], case.get("max_cycles", 10_000_000)
+    transfers = _faulty(params, param_transfers(params, net), case.get("fault"))
+    await _drive(dut, "param", transfers, rng, stall)
+    if job.get("reset_mid_inference"):
+        await _abort_inference(dut, params, inputs[0], rng, stall, max_cycles)
     ref = golden.run(net, inputs)
-    results = {"samples": 0, "mismatches": 0, "cycles": [], "details": [], "predictions": []}
+    job_result = {"tag": job.get("tag", ""), "samples": 0, "mismatches": 0, "cycles": [],
+                  "predictions": []}
     for i in range(inputs.shape[0]):
         decoder = RecordDecoder(params, net)
         cycles = [0]
-        monitor = cocotb.start_soon(_monitor(dut, decoder, rng, stall, cycles, case.get("max_cycles", 10_000_000)))
+        monitor = cocotb.start_soon(_monitor(dut, decoder, rng, stall, cycles, max_cycles))
         for t in range(params.timesteps):
             await _drive(dut, "frame", frame_words(params, inputs[i, t]), rng, stall)
         await monitor
         dut.record__ready.value = 0
         count, details = compare(ref, i, decoder)
-        results["samples"] += 1
-        results["mismatches"] += count
-        results["cycles"].append(cycles[0])
-        results["predictions"].append(int(np.argmax(decoder.logits)))
+        job_result["samples"] += 1
+        job_result["mismatches"] += count
+        job_result["cycles"].append(cycles[0])
+        job_result["predictions"].append(int(np.argmax(decoder.logits)))
         if details:
-            results["details"].append({"sample": i, "problems": details})
-            dut._log.error(f"sample {i}: {count} mismatches; first: {details[:3]}")
+            results["details"].append({"job": job_result["tag"], "sample": i, "problems": details})
+            dut._log.error(f"{job_result['tag']} sample {i}: {count} mismatches; first: {details[:3]}")
         await RisingEdge(dut.clk)
-        assert dut.busy.value == 0, "core still busy after the logits"
-    with open(case["results"], "w") as f:
-        json.dump(results, f, indent=1)
+        if dut.busy.value != 0:
+            job_result["mismatches"] += 1
+            results["details"].append({"job": job_result["tag"], "sample": i,
+                                       "problems": ["core still busy after the logits"]})
+    results["jobs"].append(job_result)
+    for key in ("samples", "mismatches"):
+        results[key] += job_result[key]
+    for key in ("cycles", "predictions"):
+        results[key] += job_result[key]
+
+
+@cocotb.test()
+async def core_matches_golden(dut):
+    """Every job of the case: load its export, run its inputs, compare with golden."""
+    case, params = _load_case()
+    rng = random.Random(case["seed"])
+    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    await _reset(dut)
+    results = {"samples": 0, "mismatches": 0, "cycles": [], "details": [], "predictions": [],
+               "jobs": []}
+    try:
+        for job in case["jobs"]:
+            await _run_job(dut, params, job, case, rng, results)
+    finally:
+        with open(case["results"], "w") as f:
+            json.dump(results, f, indent=1)
     assert results["mismatches"] == 0, f"{results['mismatches']} mismatches against golden"

@@ -55,7 +55,7 @@ def _naive(net, x):
                             s[c, y, xx], q[li][c, y, xx] = 1, 0
                         elif I >= P:
                             q[li][c, y, xx] = 1
-                        elif I <= N:
+                        elif I <= N and net.membrane == "ternary":
                             q[li][c, y, xx] = -1
                         else:
                             q[li][c, y, xx] = 0

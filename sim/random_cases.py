@@ -1,0 +1,102 @@
+"""Random cases inside the integer contract, for differential testing of golden vs RTL.
+
+A *shape* is a random network geometry and core (input size and bits, 1-3 conv layers with
+kernel, padding and pooling, classes, T from 1 to 16, lanes, membrane mode, weight bits).
+A *case* is one export for a shape plus its inputs, drawn with corner cases on purpose:
+all-zero or extreme weight codes, thresholds at and beyond the accumulator range or folded
+from random (also zero) scales, masks that gate everything or nothing, silent or saturated
+inputs. Everything is a deterministic function of its seed.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from model_export.format import NetworkExport
+from model_export.random_net import random_export, random_inputs
+from project_config import Config, config_from_dict
+
+
+def random_shape(seed: int) -> dict:
+    """A raw config dict (validated by project_config) for a random small network."""
+    rng = np.random.default_rng(seed)
+    c, h, w = int(rng.integers(1, 4)), int(rng.integers(2, 8)), int(rng.integers(2, 8))
+    inp = {"channels": c, "height": h, "width": w, "bits": int(rng.integers(1, 7))}
+    layers = []
+    for _ in range(int(rng.integers(1, 4))):
+        options = []
+        for k in (1, 2, 3, 5):
+            for p in range(0, k // 2 + 1):
+                oh, ow = h + 2 * p - k + 1, w + 2 * p - k + 1
+                if oh >= 1 and ow >= 1:
+                    options.append((k, p, oh, ow))
+        k, p, oh, ow = options[int(rng.integers(len(options)))]
+        pool = 2 if (oh % 2 == 0 and ow % 2 == 0 and rng.random() < 0.5) else 1
+        layers.append({"channels": int(rng.integers(1, 10)), "kernel": k, "padding": p,
+                       "pool": pool})
+        h, w = oh // pool, ow // pool
+    return {
+        "model": {"name": f"random{seed}",
+                  "input": inp,
+                  "timesteps": int(rng.integers(1, 17)), "layers": layers,
+                  "classes": int(rng.integers(2, 8))},
+        "quant": {"membrane": str(rng.choice(["ternary", "binary"])),
+                  "weight_bits": int(rng.choice([2, 4]))},
+        "hardware": {"lanes": int(rng.integers(1, 9))},
+    }
+
+
+def shape_config(seed: int) -> Config:
+    return config_from_dict(random_shape(seed), where=f"<random shape {seed}>")
+
+
+def random_case(cfg: Config, seed: int) -> tuple[NetworkExport, np.ndarray, str]:
+    """(export, inputs [B, T, C, H, W], description of the corner cases drawn)."""
+    rng = np.random.default_rng(seed)
+    net = random_export(cfg, seed, zero_fraction=float(rng.uniform(0, 0.9)),
+                        mask_fraction=float(rng.uniform(0, 0.5)))
+    notes = []
+    for layer in net.layers:
+        bits, K = layer.weight_bits, layer.max_shift
+        sign_bit = 1 << (bits - 1)
+        mode = rng.choice(["random", "random", "random", "zero", "max", "max_negative",
+                           "smallest"])
+        if mode != "random":
+            notes.append(f"L{layer.index} weights {mode}")
+        if mode == "zero":
+            layer.w_code[...] = 0
+        elif mode == "max":
+            layer.w_code[...] = 1                        # +alpha: k = 0
+        elif mode == "max_negative":
+            layer.w_code[...] = sign_bit | 1
+        elif mode == "smallest":
+            layer.w_code[...] = np.where(rng.random(layer.w_code.shape) < 0.5, 0, sign_bit) | (K + 1)
+        lo, hi = -(1 << (layer.acc_width - 1)), (1 << (layer.acc_width - 1)) - 1
+        if layer.kind == "conv":
+            if rng.random() < 0.3:
+                # Raw thresholds anywhere in the range, saturated values included.
+                notes.append(f"L{layer.index} raw thresholds")
+                pick = rng.integers(0, 4, size=layer.thresholds.shape)
+                raw = rng.integers(lo, hi + 1, size=layer.thresholds.shape)
+                small = np.clip(rng.integers(-64, 65, size=layer.thresholds.shape), lo, hi)
+                layer.thresholds[...] = np.select([pick == 0, pick == 1, pick == 2], [lo, hi, small], raw)
+            for name in ("channel_mask", "position_mask"):
+                m = rng.choice(["random", "random", "all", "none"])
+                if m != "random":
+                    notes.append(f"L{layer.index} {name} {m}")
+                    getattr(layer, name)[...] = 1 if m == "all" else 0
+        else:
+            if rng.random() < 0.3:
+                notes.append("classifier bias at the range limits")
+                layer.bias[...] = rng.choice([lo, hi, 0], size=layer.bias.shape)
+    batch = int(rng.integers(1, 3))
+    mode = rng.choice(["random", "random", "silent", "saturated", "dense"])
+    x = random_inputs(net, batch, seed + 1, density=float(rng.uniform(0.05, 0.9)))
+    if mode == "silent":
+        x[...] = 0
+    elif mode == "saturated":
+        x[...] = (1 << net.input_bits) - 1
+    elif mode == "dense":
+        x = random_inputs(net, batch, seed + 1, density=1.0)
+    if mode != "random":
+        notes.append(f"inputs {mode}")
+    return net, x, "; ".join(notes) or "plain"

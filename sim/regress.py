@@ -1,0 +1,133 @@
+"""Randomized differential regression: golden vs RTL over random networks and inputs.
+
+    python -m sim.regress --simulator verilator --cases 1000 --workers 2
+    python -m sim.regress --simulator both --cases 40 --per-shape 10
+    python -m sim.regress --simulator icarus --repro SHAPE_SEED CASE_SEED
+
+Cases are grouped by shape (one generated core per shape, ``--per-shape`` cases each: every
+case loads its own export into the same core, so parameter reloading is exercised too);
+shapes run in parallel worker processes. Prints the pass count, the seeds of every failing
+case and a one-line command that reproduces it. ``both`` runs each shape on Icarus and
+Verilator and also requires identical predictions and cycle counts from the two.
+Exit code 1 if any case fails.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as futures
+import json
+import shutil
+import time
+import traceback
+from pathlib import Path
+
+import yaml
+
+from project_config import UserError, cli_main
+
+
+def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
+              stall: float) -> list:
+    """Build one random core and run its cases; returns one result dict per case."""
+    from hw.build import build
+    from model_export import save_export
+    from sim.random_cases import random_case, random_shape, shape_config
+    from sim.runner import build_simulator, output_to, run_case
+
+    work = Path(out_dir) / f"shape{shape_seed}"
+    work.mkdir(parents=True, exist_ok=True)
+    config = work / "config.yaml"
+    config.write_text(yaml.safe_dump(random_shape(shape_seed)))
+    cfg = shape_config(shape_seed)
+    results = {s: {"shape": shape_seed, "case": s, "ok": False, "problems": [], "notes": ""}
+               for s in case_seeds}
+    try:
+        jobs = []
+        for s in case_seeds:
+            net, x, notes = random_case(cfg, s)
+            save_export(net, work / f"export{s}")
+            results[s]["notes"] = notes
+            jobs.append({"export": work / f"export{s}", "inputs": x, "tag": str(s),
+                         "reset_mid_inference": s % 7 == 0})
+        with output_to(work / "simulator.log"):
+            hw = build(str(config), work / "hw")        # lint included
+            runs = {}
+            for sim in simulators:
+                runner = build_simulator(sim, hw, work / f"sim_{sim}")
+                runs[sim] = run_case(runner, sim, work / f"sim_{sim}", config=str(config),
+                                     jobs=jobs, stall_probability=stall, seed=shape_seed,
+                                     tag="regress", max_cycles=3_000_000)
+        for sim, r in runs.items():
+            by_tag = {j["tag"]: j for j in r["jobs"]}
+            for s in case_seeds:
+                j = by_tag.get(str(s))
+                if j is None:
+                    results[s]["problems"].append(f"{sim}: case did not run")
+                elif j["mismatches"]:
+                    details = [d["problems"][:2] for d in r["details"] if d["job"] == str(s)]
+                    results[s]["problems"].append(f"{sim}: {j['mismatches']} mismatches {details[:1]}")
+        if len(runs) == 2:
+            a, b = ({j["tag"]: j for j in r["jobs"]} for r in runs.values())
+            for s in case_seeds:
+                ja, jb = a.get(str(s)), b.get(str(s))
+                if ja and jb and (ja["predictions"] != jb["predictions"] or ja["cycles"] != jb["cycles"]):
+                    results[s]["problems"].append("icarus and verilator differ")
+    except Exception as e:  # a crash fails every case of the shape, with the reason
+        for s in case_seeds:
+            results[s]["problems"].append(f"{type(e).__name__}: {e}".splitlines()[0])
+        (work / "crash.txt").write_text(traceback.format_exc())
+    for r in results.values():
+        r["ok"] = not r["problems"]
+    if all(r["ok"] for r in results.values()):
+        shutil.rmtree(work, ignore_errors=True)   # keep only failing shapes on disk
+    return list(results.values())
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m sim.regress", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--simulator", default="verilator", choices=["icarus", "verilator", "both"])
+    ap.add_argument("--cases", type=int, default=20)
+    ap.add_argument("--per-shape", type=int, default=10, help="cases sharing one generated core")
+    ap.add_argument("--seed", type=int, default=1, help="first seed of the range")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--stall", type=float, default=0.2, help="random idle/backpressure probability")
+    ap.add_argument("--out", default="build/regress")
+    ap.add_argument("--repro", nargs=2, type=int, metavar=("SHAPE_SEED", "CASE_SEED"),
+                    help="run one case")
+    args = ap.parse_args(argv)
+    if args.cases < 1 or args.per_shape < 1 or args.workers < 1:
+        raise UserError("--cases, --per-shape and --workers must be >= 1")
+    sims = ["icarus", "verilator"] if args.simulator == "both" else [args.simulator]
+
+    if args.repro:
+        plan = [(args.repro[0], [args.repro[1]])]
+    else:
+        seeds = [args.seed * 1_000_000 + i for i in range(args.cases)]
+        plan = [(args.seed * 1_000 + k, seeds[i:i + args.per_shape])
+                for k, i in enumerate(range(0, len(seeds), args.per_shape))]
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    results = []
+    with futures.ProcessPoolExecutor(max_workers=args.workers) as pool:
+        jobs = [pool.submit(run_shape, shape, cases, sims, args.out, args.stall)
+                for shape, cases in plan]
+        for done in futures.as_completed(jobs):
+            results += done.result()
+            print(f"  {sum(r['ok'] for r in results)}/{len(results)} passed "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+    failed = [r for r in results if not r["ok"]]
+    (Path(args.out) / "summary.json").write_text(json.dumps(
+        {"simulators": sims, "cases": len(results), "passed": len(results) - len(failed),
+         "seconds": round(time.time() - t0, 1), "failed": failed}, indent=1) + "\n")
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed "
+          f"({', '.join(sims)}; {len(plan)} shapes; {time.time() - t0:.0f} s)")
+    for r in failed:
+        print(f"FAILED shape {r['shape']} case {r['case']} ({r['notes']}): {r['problems'][0]}")
+        print(f"  repro: python -m sim.regress --simulator {args.simulator} "
+              f"--repro {r['shape']} {r['case']}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    cli_main(main)
