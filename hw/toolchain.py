@@ -36,9 +36,9 @@ def apply_verilator_env():
 
 
 def lint(sources, top: str, extra=()) -> tuple[bool, str]:
-    """``verilator --lint-only`` with the project's documented waivers."""
+    """``verilator --lint-only -Wall`` with the project's documented waivers."""
     env = verilator_env()
-    cmd = ["verilator", "--lint-only", str(LINT_WAIVERS), *map(str, sources),
+    cmd = ["verilator", "--lint-only", "-Wall", str(LINT_WAIVERS), *map(str, sources),
            "--top-module", top, *extra]
     r = subprocess.run(cmd, env=env, capture_output=True, text=True)
     return r.returncode == 0 and "%Warning" not in r.stderr, r.stderr

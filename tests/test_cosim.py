@@ -5,6 +5,7 @@ random inputs, random idle cycles on the input streams and random backpressure o
 record stream. Every layer's spikes and membranes, every step, the classifier currents and
 the logits are compared; the record stream must hold exactly the unmasked work.
 """
+import numpy as np
 import pytest
 import yaml
 
@@ -119,3 +120,43 @@ def test_reset_mid_inference_and_parameter_reload(tmp_path):
                      stall_probability=0.3, seed=9, tag="reset")
         assert r["mismatches"] == 0 and not r["testbench_failed"], r["details"]
         assert [j["samples"] for j in r["jobs"]] == [2, 2]
+
+
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_worst_case_currents_do_not_overflow(tmp_path, sim):
+    """Every input at its maximum, every weight at +-alpha in every lane: the current reaches
+    +-bound (docs/INTEGER_SPEC.md section 3) and thresholds sit exactly on it."""
+    from hw.build import build
+    from project_config.schema import accumulator_bound
+    from sim.runner import build_simulator, run_case
+    config = str(ROOT / "configs" / "slice_digits.yaml")
+    cfg = load_config(config)
+    jobs = []
+    for sign in (+1, -1):
+        net = random_export(cfg, 61)
+        for layer, spec in zip(net.layers, cfg.layers):
+            lo = -(1 << (layer.acc_width - 1))
+            layer.w_code[...] = 1 if (sign > 0 or layer.index == 0) else (1 | (1 << 3))
+            if layer.kind == "conv":
+                layer.channel_mask[...] = 1
+                layer.position_mask[...] = 1
+                if layer.index == 0:
+                    layer.thresholds[...] = [lo, lo, lo]       # always fires: L1 sees 4s
+                else:
+                    b = accumulator_bound(spec, 4)
+                    # Fire exactly at +bound; -1 exactly at -bound.
+                    layer.thresholds[...] = [b, b, -b] if sign > 0 else [b + 1, b + 1, -b]
+        save_export(net, tmp_path / f"e{sign}")
+        x = np.full((1, cfg.timesteps, 1, 8, 8), 31, dtype=np.int64)
+        jobs.append({"export": tmp_path / f"e{sign}", "inputs": x, "tag": f"sign{sign}"})
+    import golden
+    from model_export import load_export
+    ref = golden.run(load_export(tmp_path / "e1"), jobs[0]["inputs"])
+    assert ref.spikes[1][0, 0].sum() > 0                  # the +bound case really fires
+    ref = golden.run(load_export(tmp_path / "e-1"), jobs[1]["inputs"])
+    assert (ref.membranes[1][0, 0] == -1).sum() > 0       # and the -bound case reaches -1
+    hw = build(config, tmp_path / "hw", do_lint=False)
+    runner = build_simulator(sim, hw, tmp_path / f"sim_{sim}")
+    r = run_case(runner, sim, tmp_path / f"sim_{sim}", config=config, jobs=jobs,
+                 stall_probability=0.0, seed=1, tag="worst")
+    assert r["mismatches"] == 0, r["details"]

@@ -1,0 +1,44 @@
+"""The random differential regression, small: both simulators, identical results."""
+import json
+
+import pytest
+
+from sim.random_cases import random_case, random_shape, shape_config
+from conftest import run_cli
+
+pytestmark = pytest.mark.sim
+
+
+def test_random_shapes_are_valid_and_varied():
+    shapes = [shape_config(s) for s in range(200)]
+    assert {c.quant["membrane"] for c in shapes} == {"ternary", "binary"}
+    assert {c.quant["weight_bits"] for c in shapes} == {2, 4}
+    assert min(c.timesteps for c in shapes) == 1 and max(c.timesteps for c in shapes) == 16
+    assert {l.kernel[0] for c in shapes for l in c.spiking_layers} == {1, 2, 3, 5}
+    assert {l.pool for c in shapes for l in c.spiking_layers} == {1, 2}
+    assert {c.hardware["lanes"] for c in shapes} == set(range(1, 9))
+
+
+def test_random_cases_reach_the_corners():
+    notes = " ".join(random_case(shape_config(s), s)[2] for s in range(120))
+    for corner in ("weights zero", "weights max", "weights max_negative", "weights smallest",
+                   "raw thresholds", "mask none", "mask all", "inputs silent", "inputs saturated",
+                   "bias at the range limits"):
+        assert corner in notes, corner
+
+
+def test_random_case_is_deterministic():
+    a = random_case(shape_config(3), 99)
+    b = random_case(shape_config(3), 99)
+    assert (a[1] == b[1]).all() and a[2] == b[2]
+    assert all((x.w_code == y.w_code).all() for x, y in zip(a[0].layers, b[0].layers))
+    assert random_shape(3) == random_shape(3)
+
+
+def test_regression_command_on_both_simulators(tmp_path):
+    r = run_cli("sim.regress", "--simulator", "both", "--cases", "8", "--per-shape", "4",
+                "--seed", "3", "--workers", "2", "--out", str(tmp_path))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert "8 passed, 0 failed" in r.stdout
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["passed"] == summary["cases"] == 8
