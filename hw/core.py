@@ -17,7 +17,8 @@ Dataflow (output-stationary, one layer at a time, one step at a time):
     emit the logits                                               (record stream)
 
 Zero inputs cost nothing: a find-first-set over the word's nonzero bitmap issues only
-nonzero channels. A tap costs 2 cycles (address, fetch) plus one per nonzero input.
+nonzero channels, and the next tap's word is read while the current one is issued, so a
+tap costs max(1, nonzero inputs) cycles.
 """
 from amaranth import *
 from amaranth.lib import data, stream, wiring
@@ -116,11 +117,16 @@ class SnnCore(wiring.Component):
         wy, wx = Signal(16), Signal(16)            # pool window (= position of the next layer)
         dy, dx = Signal(1), Signal(1)              # position inside the window
         group = Signal(bits_for(p.max_groups))
-        ky, kx = Signal(8), Signal(8)
-        tap = Signal(bits_for(p.max_taps))
         in_addr = Signal(bits_for(p.input_height * p.input_width))
-        nonzero = Signal(CIN)                      # channels of the fetched word still to issue
-        xcanon = Signal(CIN * XB)                  # fetched word, one XB-bit slot per channel
+        # Tap pipeline: fetch pointer -> one input-word read in flight -> the word whose
+        # nonzero channels are being issued (see the ACCUMULATE state).
+        ky, kx = Signal(8), Signal(8)              # next tap to fetch
+        fetch_tap = Signal(bits_for(p.max_taps + 1))
+        read_pending = Signal()                    # a word read was issued last cycle
+        read_tap = Signal(bits_for(p.max_taps))
+        nonzero = Signal(CIN)                      # channels of the current word still to issue
+        xcanon = Signal(CIN * XB)                  # current word, one XB-bit slot per channel
+        tap = Signal(bits_for(p.max_taps))         # tap of the current word
 
         # Per-layer constants, selected by `layer`.
         def const(name, width, f):
@@ -235,7 +241,6 @@ class SnnCore(wiring.Component):
         m.d.comb += last_sub.eq(~cur["pool2"] | (dy & dx))
         last_window = (wy == cur["win_h"] - 1) & (wx == cur["win_w"] - 1)
         last_group = group == cur["groups"] - 1
-        last_tap = tap == cur["taps"] - 1
 
         def next_position():
             """Advance to the next position of the window, or close the window."""
@@ -251,17 +256,6 @@ class SnnCore(wiring.Component):
             with m.Else():
                 m.d.sync += group.eq(group + 1)
                 m.next = "GROUP"
-
-        def next_tap():
-            with m.If(last_tap):
-                m.next = "DRAIN"
-            with m.Else():
-                m.d.sync += tap.eq(tap + 1)
-                with m.If(kx == cur["kw"] - 1):
-                    m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
-                with m.Else():
-                    m.d.sync += kx.eq(kx + 1)
-                m.next = "TAP"
 
         def start_layer():
             m.d.sync += [wy.eq(0), wx.eq(0), dy.eq(0), dx.eq(0), group.eq(0)]
@@ -300,27 +294,42 @@ class SnnCore(wiring.Component):
                     next_group()
                 with m.Else():
                     m.d.comb += lanes.clear.eq(1)
-                    m.d.sync += [tap.eq(0), ky.eq(0), kx.eq(0)]
-                    m.next = "TAP"
+                    m.d.sync += [fetch_tap.eq(0), ky.eq(0), kx.eq(0), read_pending.eq(0),
+                                 nonzero.eq(0)]
+                    m.next = "ACCUMULATE"
 
-            with m.State("TAP"):               # input-word address presented
-                with m.If(tap_inside):
-                    m.next = "FETCH"
-                with m.Else():
-                    next_tap()
-
-            with m.State("FETCH"):
-                m.d.sync += [nonzero.eq(fetched_nz), xcanon.eq(fetched)]
-                m.next = "EVENTS"
-
-            with m.State("EVENTS"):            # one nonzero input channel per cycle
+            with m.State("ACCUMULATE"):
+                # Every cycle: issue one nonzero input of the current word to all lanes;
+                # take the word read last cycle (if any) as the next current word, dropping
+                # it if all zero; read the next tap's word when the current word will be used
+                # up by the next cycle, so words follow each other without bubbles. A tap
+                # costs max(1, nonzero inputs) cycles; taps outside the map cost 1.
+                remaining = Signal(CIN)
+                m.d.comb += remaining.eq(nonzero & (nonzero - 1)[:CIN])
                 with m.If(nonzero.any()):
-                    m.d.sync += [ev_valid.eq(1), ev_x.eq(xcanon.word_select(ci, XB)),
-                                 nonzero.eq(nonzero & (nonzero - 1))]
-                    with m.If((nonzero & (nonzero - 1))[:CIN] == 0):
-                        next_tap()
+                    m.d.sync += [ev_valid.eq(1), ev_x.eq(xcanon.word_select(ci, XB))]
+                after = Signal(CIN)                # the current word's channels after this cycle
+                with m.If(remaining.any()):
+                    m.d.comb += after.eq(remaining)
+                    m.d.sync += nonzero.eq(remaining)
+                with m.Elif(read_pending):
+                    m.d.comb += after.eq(fetched_nz)
+                    m.d.sync += [nonzero.eq(fetched_nz), xcanon.eq(fetched), tap.eq(read_tap)]
                 with m.Else():
-                    next_tap()
+                    m.d.sync += nonzero.eq(0)
+                taps_left = fetch_tap < cur["taps"]
+                at_most_one = (after & (after - 1)[:CIN]) == 0
+                m.d.sync += read_pending.eq(0)
+                with m.If(taps_left & at_most_one):
+                    with m.If(tap_inside):
+                        m.d.sync += [read_pending.eq(1), read_tap.eq(fetch_tap)]
+                    m.d.sync += fetch_tap.eq(fetch_tap + 1)
+                    with m.If(kx == cur["kw"] - 1):
+                        m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
+                    with m.Else():
+                        m.d.sync += kx.eq(kx + 1)
+                with m.If(~taps_left & ~read_pending & ~remaining.any()):
+                    m.next = "DRAIN"
 
             with m.State("DRAIN"):             # the last event's add lands this cycle
                 m.next = "NEURON"

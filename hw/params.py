@@ -69,6 +69,10 @@ class CoreParams:
     """Everything the generated core is sized by, computed from a validated Config."""
 
     def __init__(self, cfg: Config):
+        arch = cfg.model.get("arch", "convnet")
+        if arch != "convnet":
+            raise ConfigError(f"{cfg.path}: model.arch: {arch!r} has no hardware form "
+                              "(the core runs 'convnet' chains)")
         bits = cfg.quant["weight_bits"]
         if bits is None:
             raise ConfigError(f"{cfg.path}: quant.weight_bits: null (full precision) has no hardware form")

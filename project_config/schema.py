@@ -102,7 +102,14 @@ MODEL_KEYS = {
     "timesteps": Key(int, lo=1, hi=1024),
     "layers": Key(list),
     "classes": Key(int, lo=2, hi=65536),
+    # "convnet": the chain of ``layers`` (the form the hardware runs); "resnet19": training only,
+    # shaped by ``planes``, ``width_scale`` and ``stem`` instead of ``layers``.
+    "arch": Key(str, "convnet", choices=("convnet", "resnet19")),
+    "planes": Key(list, [128, 128, 256, 512]),   # resnet19: stem, stage 1, 2, 3 widths
+    "width_scale": Key(float, 1.0, lo=1e-3, hi=16.0),   # resnet19: multiplies every width
+    "stem": Key(str, "conv3", choices=("conv3", "conv7s2")),  # resnet19: 3x3/1 or 7x7/2 stem
 }
+RESNET_ONLY_KEYS = ("planes", "width_scale", "stem")
 QUANT_KEYS = {
     "membrane": Key(str, "ternary", choices=("ternary", "binary", "float")),
     "weight_bits": Key((int, type(None)), 4),   # null = full precision (training only)
@@ -120,9 +127,14 @@ HARDWARE_KEYS = {
     "weight_latency": Key(int, 1, lo=1, hi=1),  # weight SRAM read latency (cycles)
 }
 DATA_KEYS = {
-    "dataset": Key(str, "digits", choices=("digits",)),
-    "test_fraction": Key(float, 0.25, lo=0.05, hi=0.9),
+    "dataset": Key(str, "digits", choices=("digits", "event_digits", "cifar10", "cifar100",
+                                            "dvs_cifar10", "ncaltech101")),
+    "test_fraction": Key(float, 0.25, lo=0.05, hi=0.9),   # not used by cifar10/100 (fixed split)
     "seed": Key(int, 0, lo=0),
+    "root": Key(str, ""),                   # folder of the dataset files (cifar*, dvs_*, ncaltech101)
+    "event_size": Key(int, 16, lo=8, hi=256),             # event_digits: frame height = width
+    "event_threshold": Key(float, 0.15, lo=0.01, hi=4.0), # event_digits: log-contrast step C
+    "event_motion": Key(float, 1.5, lo=0.0, hi=16.0),     # event_digits: saccade size in pixels
 }
 TRAIN_KEYS = {
     "epochs": Key(int, 20, lo=1, hi=100000),
@@ -226,8 +238,24 @@ def config_from_dict(raw, where="<config>") -> Config:
             raise ConfigError(f"{where}.{key}: unknown section (known: {', '.join(TOP_KEYS)})")
     if "model" not in raw:
         raise ConfigError(f"{where}.model: missing required section")
-    model = _section(f"{where}.model", raw["model"], MODEL_KEYS)
+    raw_model = raw["model"]
+    resnet = isinstance(raw_model, dict) and raw_model.get("arch") == "resnet19"
+    if resnet:
+        if "layers" in raw_model:
+            raise ConfigError(f"{where}.model.layers: not used by arch 'resnet19' (its shape comes "
+                              "from model.planes, model.width_scale and model.stem)")
+        raw_model = dict(raw_model, layers=[])
+    elif isinstance(raw_model, dict):
+        for key in RESNET_ONLY_KEYS:
+            if key in raw_model:
+                raise ConfigError(f"{where}.model.{key}: only used by arch 'resnet19'")
+    model = _section(f"{where}.model", raw_model, MODEL_KEYS)
     model["input"] = _section(f"{where}.model.input", model["input"], INPUT_KEYS)
+    planes = model["planes"]
+    if (len(planes) != 4 or any(isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= 65536
+                                for p in planes)):
+        raise ConfigError(f"{where}.model.planes: {planes!r} is not 4 widths in 1..65536 "
+                          "(stem, stage 1, stage 2, stage 3)")
     quant = _section(f"{where}.quant", raw.get("quant"), QUANT_KEYS)
     wb = quant["weight_bits"]
     if wb is not None and wb not in (2, 4, 8):
@@ -245,7 +273,8 @@ def config_from_dict(raw, where="<config>") -> Config:
     for s in cfg.sim["simulators"]:
         if s not in SIMULATORS:
             raise ConfigError(f"{where}.sim.simulators: {s!r} is not one of {list(SIMULATORS)}")
-    cfg.layers = _derive_layers(where, model)
+    # A resnet19 has no chain geometry: it exists only in training (no export, no hardware).
+    cfg.layers = [] if resnet else _derive_layers(where, model)
     return cfg
 
 

@@ -70,3 +70,25 @@ def test_export_of_full_precision_config_is_refused(trained, tmp_path):
 def test_missing_checkpoint_one_line_exit_2(tmp_path):
     r = run_cli("model_export", "--checkpoint", str(tmp_path / "none.pt"))
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_negative_batchnorm_scales_flip_signs(trained, tmp_path):
+    """Channels whose folded scale is negative: weight signs flip, comparisons keep direction."""
+    import torch
+    from model_export.agreement import measure
+    from model_export.from_torch import export_model
+    from train.data import load_dataset
+    from train.trainer import load_checkpoint
+    model, cfg = load_checkpoint(trained / "model.pt")
+    with torch.no_grad():
+        for block in model.blocks:
+            block.bn.weight[::2] *= -1            # every other channel negative
+    net = export_model(model, cfg)
+    ref, _ = load_checkpoint(trained / "model.pt")
+    flipped = export_model(ref, cfg)
+    l0, l0_ref = net.layers[0], flipped.layers[0]
+    sign = l0.w_code >> 3
+    assert (sign[0::2] != (l0_ref.w_code >> 3)[0::2])[l0.w_code[0::2] & 7 != 0].all()
+    _, _, x_test, y_test = load_dataset(cfg)
+    rep = measure(model, cfg, net, x_test[:200], y_test[:200])
+    assert rep["prediction_agreement"] >= 0.995 and min(rep["spike_agreement"]) >= 0.999, rep
