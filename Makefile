@@ -5,7 +5,7 @@ SAMPLES ?=
 SIMS    ?=
 ARGS    ?=
 
-.PHONY: setup sim test train export build lint clean
+.PHONY: setup sim test regress train build clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,6 +17,12 @@ sim: setup
 ## The test suite: unit tests of every stage and co-simulation on Icarus and Verilator.
 test: setup
 	$(PY) -m pytest -q $(ARGS)
+
+## Randomized differential regression, golden vs RTL (the long run: CASES=1000).
+CASES ?= 100
+SIM   ?= verilator
+regress: setup
+	$(PY) -m sim.regress --simulator $(SIM) --cases $(CASES) --workers 2 $(ARGS)
 
 train: setup
 	$(PY) -m train --config $(CONFIG) $(ARGS)

@@ -1,4 +1,4 @@
 """Bit-exact NumPy reference of the integer contract (no torch)."""
-from .model import GoldenResult, run, synaptic_current, neuron_step, sum_pool
+from .model import GoldenResult, run, synaptic_current, neuron_step, sum_pool, work_counts
 
-__all__ = ["GoldenResult", "run", "synaptic_current", "neuron_step", "sum_pool"]
+__all__ = ["GoldenResult", "run", "synaptic_current", "neuron_step", "sum_pool", "work_counts"]

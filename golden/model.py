@@ -86,3 +86,39 @@ def run(net: NetworkExport, inputs: np.ndarray) -> GoldenResult:
         currents[:, t] = synaptic_current(fc, x)[:, :, 0, 0]
     logits = currents.sum(axis=1) + T * fc.bias[None, :]
     return GoldenResult(spikes, membranes, currents, logits)
+
+
+def work_counts(net: NetworkExport, inputs: np.ndarray, lanes: int) -> list:
+    """Per layer, summed over the batch and its steps: the work a core that skips zero
+    inputs and masked channels and positions must do, with ``lanes`` output channels per
+    group.
+
+    - ``synaptic_ops``: shift-adds of a nonzero input into an unmasked output neuron;
+    - ``events``: nonzero inputs issued, once per (unmasked position, live channel group)
+      (one event feeds all lanes in one cycle);
+    - ``neuron_updates``: (unmasked position, live group) pairs, one cycle of the neuron units;
+    - ``ideal_cycles``: events + neuron updates.
+    """
+    res = run(net, inputs)
+    x = np.asarray(inputs)
+    if x.ndim == 4:
+        x = np.broadcast_to(x[:, None], (x.shape[0], net.timesteps) + x.shape[1:])
+    x = x.reshape((-1,) + x.shape[2:])                    # [B*T, C, H, W]
+    out = []
+    for i, layer in enumerate(net.layers):
+        if i > 0:
+            s = res.spikes[i - 1]
+            x = sum_pool(s.reshape((-1,) + s.shape[2:]), net.layers[i - 1].pool)
+        p = layer.padding
+        nz = np.pad((x != 0).astype(np.int64), ((0, 0), (0, 0), (p, p), (p, p)))
+        win = np.lib.stride_tricks.sliding_window_view(nz, layer.kernel, axis=(2, 3))
+        window = win.sum(axis=(1, 4, 5))                  # nonzero inputs per position
+        pos = layer.position_mask.astype(bool)
+        groups = -(-layer.out_channels // lanes)
+        live = sum(bool(layer.channel_mask[g * lanes:(g + 1) * lanes].any()) for g in range(groups))
+        inputs_seen = int(window[:, pos].sum())
+        updates = int(pos.sum()) * live * window.shape[0]
+        out.append({"layer": i, "synaptic_ops": inputs_seen * int(layer.channel_mask.sum()),
+                    "events": inputs_seen * live, "neuron_updates": updates,
+                    "ideal_cycles": inputs_seen * live + updates})
+    return out

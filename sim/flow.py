@@ -124,6 +124,7 @@ def main(argv=None):
                               stall_probability=0.0, seed=cfg.sim["seed"], tag="no_stalls")
             entry["mismatches"] += r0["mismatches"]
             entry["cycles_per_inference"] = float(np.mean(r0["cycles"]))
+            entry["layer_cycles"] = [c / len(inputs) for c in r0["jobs"][0]["layer_cycles"]]
         entry["wall_s"] = round(time.time() - t0, 1)
         summary["simulators"][sim] = entry
         total_mismatches += entry["mismatches"] + int(entry["testbench_failed"])
@@ -137,6 +138,18 @@ def main(argv=None):
         if entry["mismatches"] or entry["testbench_failed"]:
             print(f"      simulator log: {log}")
 
+    work_rows = golden.work_counts(net, inputs, params.lanes)
+    measured = summary["simulators"].get("verilator", {}).get("layer_cycles")
+    if measured:
+        print("per layer, per inference (verilator, no stalls; ideal = nonzero inputs issued "
+              "+ neuron-unit cycles):")
+        print(f"  {'layer':>5} {'cycles':>9} {'ideal':>9} {'ratio':>6} {'synaptic ops':>13}")
+        for row, cyc in zip(work_rows, measured):
+            ideal = row["ideal_cycles"] / len(inputs)
+            print(f"  {row['layer']:>5} {cyc:>9.0f} {ideal:>9.0f} {cyc / max(ideal, 1):>6.2f} "
+                  f"{row['synaptic_ops'] / len(inputs):>13.0f}")
+    summary["work_per_inference"] = [{k: (v / len(inputs) if k != "layer" else v)
+                                      for k, v in row.items()} for row in work_rows]
     (work / "sim_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     print("-" * 72)
     print(f"samples run: {len(inputs)} per simulator ({', '.join(sims)})")

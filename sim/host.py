@@ -96,15 +96,19 @@ class RecordDecoder:
         self.errors = []
         self.logit_groups = 0
         self.records = 0
+        self.last_cycle = {}          # (layer, step) -> cycle of that layer's last record
 
     @property
     def done(self) -> bool:
         return self.logit_groups == self.p.classifier.groups
 
-    def add(self, word: int):
+    def add(self, word: int, cycle: int = 0):
         r = unpack_fields(self.fields, word)
         p, L = self.p, self.p.lanes
         self.records += 1
+        if r["kind"] != KIND_LOGITS:
+            key = (r["layer"], r["step"])
+            self.last_cycle[key] = max(cycle, self.last_cycle.get(key, 0))
         key = (r["kind"], r["layer"], r["step"], r["pos"], r["group"])
         if key in self.seen:
             self.errors.append(f"duplicate record {key}")
@@ -146,6 +150,20 @@ class RecordDecoder:
                 self.logit_groups += 1
         else:
             self.errors.append(f"unknown record kind {key}")
+
+    def layer_cycles(self) -> list:
+        """Cycles per layer over the inference: from the previous layer's last record (or the
+        previous step's end, so layer 0 includes loading the frame) to its own last record."""
+        p = self.p
+        out = [0] * len(p.layers)
+        end = 0
+        for t in range(p.timesteps):
+            for l in range(len(p.layers)):
+                last = self.last_cycle.get((l, t))
+                if last is not None:
+                    out[l] += last - end
+                    end = last
+        return out
 
     def expected_keys(self) -> set:
         """(kind, layer, step, pos, group) of every record the core must emit, no more."""

@@ -59,7 +59,7 @@ async def _monitor(dut, decoder, rng, stall, cycles, max_cycles):
         dut.record__ready.value = ready
         await ReadOnly()
         if ready and dut.record__valid.value == 1:
-            decoder.add(int(dut.record__payload.value))
+            decoder.add(int(dut.record__payload.value), cycles[0])
         await RisingEdge(dut.clk)
         cycles[0] += 1
         if cycles[0] > max_cycles:
@@ -118,7 +118,7 @@ async def _run_job(dut, params, job, case, rng, results):
         await _abort_inference(dut, params, inputs[0], rng, stall, max_cycles)
     ref = golden.run(net, inputs)
     job_result = {"tag": job.get("tag", ""), "samples": 0, "mismatches": 0, "cycles": [],
-                  "predictions": []}
+                  "predictions": [], "layer_cycles": [0] * len(params.layers)}
     for i in range(inputs.shape[0]):
         decoder = RecordDecoder(params, net)
         cycles = [0]
@@ -131,6 +131,8 @@ async def _run_job(dut, params, job, case, rng, results):
         job_result["samples"] += 1
         job_result["mismatches"] += count
         job_result["cycles"].append(cycles[0])
+        job_result["layer_cycles"] = [a + b for a, b in zip(job_result["layer_cycles"],
+                                                            decoder.layer_cycles())]
         job_result["predictions"].append(int(np.argmax(decoder.logits)))
         if details:
             results["details"].append({"job": job_result["tag"], "sample": i, "problems": details})

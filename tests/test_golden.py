@@ -122,3 +122,39 @@ def test_worst_case_current_reaches_the_bound_and_fits(slice_cfg, sign):
         assert np.abs(cur).max() < (1 << (layer.acc_width - 1)) - 1
         assert np.abs(decode_weights(layer.w_code, layer.weight_bits, layer.max_shift)).max() \
             == 1 << layer.max_shift
+
+
+def test_work_counts_against_loops():
+    """Ideal-work counters: nonzero inputs per unmasked position and live group, by loops."""
+    cfg = _tiny_cfg()
+    net = random_export(cfg, 8)
+    x = random_inputs(net, 2, 9, density=0.4)
+    lanes = 2
+    rows = golden.work_counts(net, x, lanes)
+    ref = golden.run(net, x)
+    for li, layer in enumerate(net.layers):
+        events = updates = ops = 0
+        for b in range(x.shape[0]):
+            for t in range(net.timesteps):
+                if li == 0:
+                    inp = x[b, t]
+                else:
+                    prev = net.layers[li - 1]
+                    inp = golden.sum_pool(ref.spikes[li - 1][b, t][None], prev.pool)[0]
+                groups = -(-layer.out_channels // lanes)
+                live = sum(layer.channel_mask[g * lanes:(g + 1) * lanes].any() for g in range(groups))
+                for y in range(layer.out_height):
+                    for xx in range(layer.out_width):
+                        if not layer.position_mask[y, xx]:
+                            continue
+                        n = 0
+                        for ky in range(layer.kernel[0]):
+                            for kx in range(layer.kernel[1]):
+                                iy, ix = y + ky - layer.padding, xx + kx - layer.padding
+                                if 0 <= iy < layer.in_height and 0 <= ix < layer.in_width:
+                                    n += int((inp[:, iy, ix] != 0).sum())
+                        events += n * live
+                        updates += live
+                        ops += n * int(layer.channel_mask.sum())
+        assert rows[li] == {"layer": li, "synaptic_ops": ops, "events": events,
+                            "neuron_updates": updates, "ideal_cycles": events + updates}

@@ -1,7 +1,10 @@
-"""CLI: python -m train --config slice_digits.yaml [--epochs N] [--out DIR] [--seed S] [--threads N]."""
+"""CLI: python -m train --config slice_digits.yaml [--epochs N] [--out DIR] [--seed S] [--threads N]
+[--resume] [--device cpu|cuda]. Under ``torchrun --nproc_per_node N -m train ...`` it trains
+with DistributedDataParallel (gloo on CPU, nccl on CUDA); only rank 0 writes files."""
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from project_config import UserError, cli_main, load_config
@@ -19,6 +22,9 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: fastest for small nets, robust to a busy machine)")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue the run in the output folder (its model.pt) up to --epochs")
+    ap.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
     args = ap.parse_args(argv)
 
     cfg = load_config(args.config)
@@ -27,8 +33,11 @@ def main(argv=None):
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{cfg.path}: cannot read ({e})") from None
     _, metrics = train(cfg, text, epochs=args.epochs, out_dir=args.out, seed=args.seed,
-                       progress=not args.no_progress, threads=args.threads)
+                       progress=not args.no_progress, threads=args.threads,
+                       resume=args.resume, device=args.device)
     out = Path(args.out or cfg.train["out_dir"])
+    if metrics["world_size"] > 1 and os.environ.get("RANK", "0") != "0":
+        return 0      # rank 0 reports (and wrote the files)
     print(f"final test accuracy: {metrics['final_test_accuracy']:.4f} "
           f"({metrics['test_samples']} samples, {metrics['wall_time_s']:.1f} s)")
     print(f"wrote {out / 'model.pt'} and {out / 'metrics.json'}")

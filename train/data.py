@@ -1,4 +1,8 @@
-"""Datasets as integer images: the hardware sees the same integers PyTorch scales."""
+"""Datasets as integer inputs: the hardware sees the same integers PyTorch scales.
+
+Static datasets give uint8 images [N, C, H, W] (repeated over the T steps); event datasets
+give uint8 per-step frames [N, T, 2, H, W] of event counts. ``to_time_major`` takes either.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -6,32 +10,98 @@ import torch
 
 from project_config import UserError
 
+STATIC_DATASETS = ("digits", "cifar10", "cifar100")
+EVENT_DATASETS = ("event_digits", "dvs_cifar10", "ncaltech101")
+
 
 def load_dataset(cfg):
-    """Return (x_train, y_train, x_test, y_test): uint8 [N, C, H, W] and int64 labels."""
-    name = cfg.data["dataset"]
-    if name != "digits":
-        raise UserError(f"{cfg.path}: data.dataset: {name!r} is not supported (known: digits)")
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
+    """Return (x_train, y_train, x_test, y_test): uint8 inputs and int64 labels.
 
+    Inputs are [N, C, H, W] for static datasets and [N, T, 2, H, W] for event datasets.
+    """
+    name = cfg.data["dataset"]
+    inp = cfg.model["input"]
+    max_value = (1 << inp["bits"]) - 1
+    if name == "digits":
+        return _digits(cfg, inp, max_value)
+    if name in ("cifar10", "cifar100"):
+        from .datasets import load_cifar
+        from .events import resize_images
+        _expect_channels(cfg, 3)
+        if inp["bits"] < 8:
+            raise UserError(f"{cfg.path}: model.input.bits: {inp['bits']} bits cannot hold "
+                            f"{name} pixel values 0..255 (use 8)")
+        x_tr, y_tr, x_te, y_te = load_cifar(cfg.data["root"], name, where=cfg.path)
+        x_tr = resize_images(x_tr, inp["height"], inp["width"])
+        x_te = resize_images(x_te, inp["height"], inp["width"])
+        _check_labels(cfg, y_tr, y_te)
+        return x_tr, y_tr, x_te, y_te
+    if name in EVENT_DATASETS:
+        _expect_channels(cfg, 2)
+        if name == "event_digits":
+            from .events import event_digits
+            size = cfg.data["event_size"]
+            if (inp["height"], inp["width"]) != (size, size):
+                raise UserError(f"{cfg.path}: model.input: event_digits frames are "
+                                f"{size}x{size} (data.event_size), config says "
+                                f"{inp['height']}x{inp['width']}")
+            x, y = event_digits(size, cfg.timesteps, cfg.data["event_threshold"],
+                                cfg.data["event_motion"], cfg.data["seed"], max_value)
+        else:
+            from .datasets import load_event_folder
+            x, y, _ = load_event_folder(cfg.data["root"], name, cfg.timesteps, inp["height"],
+                                        inp["width"], max_value, where=cfg.path)
+        return _split(cfg, x, y)
+    raise UserError(f"{cfg.path}: data.dataset: {name!r} is not supported")
+
+
+def _digits(cfg, inp, max_value):
+    from sklearn.datasets import load_digits
     d = load_digits()
     x = d.images.astype(np.uint8).reshape(-1, 1, 8, 8)   # values 0..16, exact integers
     y = d.target.astype(np.int64)
-    inp = cfg.model["input"]
     if (inp["channels"], inp["height"], inp["width"]) != (1, 8, 8):
         raise UserError(f"{cfg.path}: model.input: digits are 1x8x8, config says "
                         f"{inp['channels']}x{inp['height']}x{inp['width']}")
-    if int(x.max()) > (1 << inp["bits"]) - 1:
+    if int(x.max()) > max_value:
         raise UserError(f"{cfg.path}: model.input.bits: {inp['bits']} bits cannot hold "
                         f"pixel value {int(x.max())}")
+    return _split(cfg, x, y)
+
+
+def _split(cfg, x, y):
+    """Stratified, seeded train/test split (the same samples for digits and event_digits)."""
+    from sklearn.model_selection import train_test_split
+    _check_labels(cfg, y)
+    counts = np.bincount(y)
+    if counts[counts > 0].min() < 2:
+        raise UserError(f"{cfg.path}: data.dataset: {cfg.data['dataset']!r} has a class with "
+                        "a single sample; a stratified split needs at least 2 per class")
     x_tr, x_te, y_tr, y_te = train_test_split(
         x, y, test_size=cfg.data["test_fraction"], random_state=cfg.data["seed"],
         stratify=y, shuffle=True)
     return x_tr, y_tr, x_te, y_te
 
 
+def _expect_channels(cfg, channels):
+    got = cfg.model["input"]["channels"]
+    if got != channels:
+        raise UserError(f"{cfg.path}: model.input.channels: {cfg.data['dataset']} has "
+                        f"{channels} channels, config says {got}")
+
+
+def _check_labels(cfg, *labels):
+    top = max(int(y.max()) for y in labels if len(y)) + 1
+    if top > cfg.model["classes"]:
+        raise UserError(f"{cfg.path}: model.classes: {cfg.data['dataset']} has {top} classes, "
+                        f"config says {cfg.model['classes']}")
+
+
 def to_time_major(x_batch, T: int) -> torch.Tensor:
-    """uint8 [B, C, H, W] (numpy or tensor) -> float32 [T, B, C, H, W], repeated over T."""
+    """uint8 [B, C, H, W] (repeated over T) or [B, T, C, H, W] -> float32 [T, B, C, H, W]."""
     x = torch.as_tensor(np.asarray(x_batch)).to(torch.float32)
+    if x.dim() == 5:
+        if x.shape[1] != T:
+            raise ValueError(f"per-step input has {x.shape[1]} steps, the model runs {T}")
+        return x.transpose(0, 1)
     return x.unsqueeze(0).expand(T, *x.shape)

@@ -69,3 +69,111 @@ class SpikingConvNet(nn.Module):
     def predict(logits):
         """Class = argmax of the logits summed over time (first index on ties)."""
         return logits.sum(0).argmax(-1)
+
+
+def _merge_time(module, x):
+    """Apply a per-image module to [T, B, ...] by folding T into the batch."""
+    T, B = x.shape[:2]
+    y = module(x.reshape(T * B, *x.shape[2:]))
+    return y.reshape(T, B, *y.shape[1:])
+
+
+def _qlif(quant, membrane=None):
+    return QLIF(membrane=membrane or quant["membrane"], vth_init=quant["vth_init"],
+                learnable_vth=quant["learnable_vth"], surrogate_temp=quant["surrogate_temp"],
+                spike_width=quant["spike_width"])
+
+
+class SpikingBasicBlock(nn.Module):
+    """ResNet BasicBlock on spikes: conv-BN-QLIF, conv-BN, + shortcut current, QLIF.
+
+    The shortcut adds to the second conv's current before the neuron (as in TDBN's
+    ResNet-19), so every tensor between blocks stays a binary spike map.
+    """
+
+    def __init__(self, in_planes, planes, stride, quant):
+        super().__init__()
+        bits = quant["weight_bits"]
+        self.conv1 = PoTConv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False,
+                               weight_bits=bits)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.lif1 = _qlif(quant)
+        self.conv2 = PoTConv2d(planes, planes, 3, padding=1, bias=False, weight_bits=bits)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.shortcut = None
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(
+                PoTConv2d(in_planes, planes, 1, stride=stride, bias=False, weight_bits=bits),
+                nn.BatchNorm2d(planes))
+        self.lif2 = _qlif(quant)
+
+    def forward(self, x, records=None):
+        s1, m1 = self.lif1(_merge_time(lambda v: self.bn1(self.conv1(v)), x))
+        cur = _merge_time(lambda v: self.bn2(self.conv2(v)), s1)
+        cur = cur + (x if self.shortcut is None else _merge_time(self.shortcut, x))
+        s2, m2 = self.lif2(cur)
+        if records is not None:
+            records += [{"spikes": s1, "membranes": m1}, {"spikes": s2, "membranes": m2}]
+        return s2
+
+
+class SpikingResNet19(nn.Module):
+    """ResNet-19 for static images (training only; the hardware runs conv chains).
+
+    Stem conv-BN-QLIF (3x3/1, or 7x7/2 as in the paper's code), BasicBlocks [3, 3, 2] at
+    strides 1, 2, 2, global average pool, PoT FC to half the last width, a full-precision
+    LIF, PoT FC to the classes at every step. Widths are ``model.planes`` x ``width_scale``.
+    """
+
+    BLOCKS = (3, 3, 2)
+    STRIDES = (1, 2, 2)
+
+    def __init__(self, cfg):
+        super().__init__()
+        m, quant = cfg.model, cfg.quant
+        bits = quant["weight_bits"]
+        self.input_scale = float(m["input"]["scale"])
+        self.timesteps = cfg.timesteps
+        widths = [max(1, round(p * m["width_scale"])) for p in m["planes"]]
+        self.widths = widths
+        k, stride, pad = (3, 1, 1) if m["stem"] == "conv3" else (7, 2, 3)
+        self.stem_conv = PoTConv2d(m["input"]["channels"], widths[0], k, stride=stride,
+                                   padding=pad, bias=False, weight_bits=bits)
+        self.stem_bn = nn.BatchNorm2d(widths[0])
+        self.stem_lif = _qlif(quant)
+        blocks, in_planes = [], widths[0]
+        for planes, n, s in zip(widths[1:], self.BLOCKS, self.STRIDES):
+            for i in range(n):
+                blocks.append(SpikingBasicBlock(in_planes, planes, s if i == 0 else 1, quant))
+                in_planes = planes
+        self.layers = nn.ModuleList(blocks)
+        hidden = max(1, in_planes // 2)
+        self.fc1 = PoTLinear(in_planes, hidden, weight_bits=bits)
+        self.fc_lif = _qlif(quant, membrane="float")
+        self.classifier = PoTLinear(hidden, m["classes"], weight_bits=bits)
+
+    def forward(self, x, record=False):
+        """x [T, B, C, H, W] of integer values -> logits [T, B, classes] (per step)."""
+        records = [] if record else None
+        h = x * self.input_scale
+        s, mem = self.stem_lif(_merge_time(lambda v: self.stem_bn(self.stem_conv(v)), h))
+        if record:
+            records.append({"spikes": s, "membranes": mem})
+        for block in self.layers:
+            s = block(s, records)
+        pooled = s.mean(dim=(-2, -1))                  # [T, B, C]
+        hs, hm = self.fc_lif(self.fc1(pooled))
+        if record:
+            records.append({"spikes": hs, "membranes": hm})
+        logits = self.classifier(hs)
+        return (logits, records) if record else logits
+
+    predict = staticmethod(SpikingConvNet.predict)
+
+
+ARCHS = {"convnet": SpikingConvNet, "resnet19": SpikingResNet19}
+
+
+def build_model(cfg) -> nn.Module:
+    """The network ``model.arch`` names, freshly initialised from ``cfg``."""
+    return ARCHS[cfg.model.get("arch", "convnet")](cfg)

@@ -1,7 +1,16 @@
-"""Training loop, evaluation, atomic checkpoint writing and checkpoint loading."""
+"""Training loop, evaluation, atomic checkpoint writing and checkpoint loading.
+
+A run writes ``<out>/model.pt`` after every epoch (``complete: False``) and once more at
+the end (``complete: True``, BN recalibrated) plus ``metrics.json``. The checkpoint carries
+the optimizer, scheduler and RNG state, so ``resume=True`` continues an interrupted run, or
+a finished one to more epochs, exactly where it stopped. Launched by torchrun
+(``WORLD_SIZE`` > 1) the run uses DistributedDataParallel and only rank 0 writes files.
+"""
 from __future__ import annotations
 
 import json
+import math
+import os
 import time
 from pathlib import Path
 
@@ -15,7 +24,8 @@ from project_config.schema import ConfigError
 
 from .data import load_dataset, to_time_major
 from .loss import tet_loss
-from .model import SpikingConvNet
+from .model import build_model
+from .neuron import QLIF
 
 CHECKPOINT_FORMAT = "spquant-train-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -23,13 +33,15 @@ CHECKPOINT_VERSION = 1
 
 @torch.no_grad()
 def evaluate(model, x, y, T, batch_size=256) -> float:
-    """Accuracy of ``model`` (eval mode) on uint8 images ``x`` with labels ``y``."""
+    """Accuracy of ``model`` (eval mode) on uint8 inputs ``x`` with labels ``y``."""
     was_training = model.training
     model.eval()
+    dev = _device_of(model)
     correct = 0
     for i in range(0, len(x), batch_size):
-        logits = model(to_time_major(x[i:i + batch_size], T))
-        correct += int((model.predict(logits) == torch.as_tensor(y[i:i + batch_size])).sum())
+        logits = model(to_time_major(x[i:i + batch_size], T).to(dev))
+        pred = model.predict(logits).cpu()
+        correct += int((pred == torch.as_tensor(y[i:i + batch_size])).sum())
     model.train(was_training)
     return correct / max(1, len(x))
 
@@ -47,43 +59,115 @@ def recalibrate_bn(model, x, T, batch_size=4096):
         m.momentum = None   # cumulative average
     was_training = model.training
     model.train()
+    dev = _device_of(model)
     for i in range(0, len(x), batch_size):
-        model(to_time_major(x[i:i + batch_size], T))
+        model(to_time_major(x[i:i + batch_size], T).to(dev))
     for m, mom in zip(bns, saved):
         m.momentum = mom
     model.train(was_training)
 
 
+def _device_of(model):
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def distributed_world_size(env=None) -> int:
+    """WORLD_SIZE as torchrun sets it; 1 (no distribution) when absent."""
+    env = os.environ if env is None else env
+    raw = env.get("WORLD_SIZE", "").strip()
+    if not raw:
+        return 1
+    try:
+        n = int(raw)
+    except ValueError:
+        raise UserError(f"WORLD_SIZE: {raw!r} is not an integer") from None
+    if n < 1:
+        raise UserError(f"WORLD_SIZE: {n} must be at least 1")
+    return n
+
+
+class _Dist:
+    """Rank and world size of this process; owns the process group if it created it."""
+
+    def __init__(self, device):
+        self.rank, self.world, self.device, self.owned = 0, 1, device, False
+        world = distributed_world_size()
+        if world == 1:
+            return
+        import torch.distributed as dist
+        if not dist.is_available():
+            raise UserError("WORLD_SIZE: distributed training requested but this torch "
+                            "build has no torch.distributed")
+        if device.type == "cuda":
+            self.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+            torch.cuda.set_device(self.device)
+        if not dist.is_initialized():
+            # env:// rendezvous: torchrun sets MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE.
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+            self.owned = True
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+
+    def close(self):
+        if self.owned:
+            import torch.distributed as dist
+            dist.destroy_process_group()
+
+
+def _resolve_device(device):
+    name = "cpu" if device is None else str(device)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device: {name!r} is not a torch device") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device: {name!r} requested but no CUDA device is available")
+    return dev
+
+
 def train(cfg, config_text: str, epochs=None, out_dir=None, seed=None, max_train=None,
-          max_test=None, progress=True, log=print, threads=None):
+          max_test=None, progress=True, log=print, threads=None, resume=False, device=None):
     """Train on cfg's dataset; write model.pt and metrics.json to out_dir; return (model, metrics).
 
     ``threads``: torch intra-op threads for the run (restored after). Small nets are
     fastest on 1; with 2 threads on a 2-core machine shared with another busy process,
     training was measured ~15x slower (threads spin-waiting for a core).
+    ``resume``: continue from ``<out_dir>/model.pt`` (same model, quant, pruning and data
+    config) up to ``epochs`` in total. ``device``: "cpu" (default) or "cuda".
     """
     saved_threads = torch.get_num_threads()
     if threads is not None:
         if threads < 1:
             raise UserError(f"--threads: {threads} must be at least 1")
         torch.set_num_threads(threads)
+    dist = None
     try:
-        return _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progress, log)
+        dist = _Dist(_resolve_device(device))
+        return _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progress,
+                      log, resume, dist)
     finally:
+        if dist is not None:
+            dist.close()
         torch.set_num_threads(saved_threads)
 
 
-def _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progress, log):
+def _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progress, log,
+           resume, dist):
     tc = cfg.train
     epochs = tc["epochs"] if epochs is None else int(epochs)
-    seed = tc["seed"] if seed is None else int(seed)
     out = Path(tc["out_dir"] if out_dir is None else out_dir)
     if epochs < 1:
         raise UserError(f"--epochs: {epochs} must be at least 1")
-    if seed < 0:
+    if seed is not None and int(seed) < 0:
         raise UserError(f"--seed: {seed} must be non-negative")
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: output path exists and is not a folder")
+    prior = _resume_state(out / "model.pt", cfg, epochs, seed) if resume else None
+    if prior is not None:
+        seed = prior["overrides"]["seed"]
+    seed = tc["seed"] if seed is None else int(seed)
+    lead = dist.rank == 0
+    log = log if lead else None
 
     x_tr, y_tr, x_te, y_te = load_dataset(cfg)
     if max_train is not None:
@@ -93,24 +177,53 @@ def _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progres
 
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = SpikingConvNet(cfg)
+    model = build_model(cfg).to(dist.device)
     T, bs = cfg.timesteps, tc["batch_size"]
     opt = torch.optim.Adam(model.parameters(), lr=tc["lr"])
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    history, done, wall_before = [], 0, 0.0
+    if prior is not None:
+        done, history, wall_before = _restore(prior, model, opt, sched, gen, epochs)
     x_tr_t, y_tr_t = torch.as_tensor(x_tr), torch.as_tensor(y_tr)
 
-    history = []
+    net, sampler = model, None
+    if dist.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+        from torch.utils.data.distributed import DistributedSampler
+        net = DistributedDataParallel(
+            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
+        # Each process trains on its shard; batch_size is per process.
+        sampler = DistributedSampler(range(len(x_tr_t)), num_replicas=dist.world,
+                                     rank=dist.rank, shuffle=True, seed=seed)
+
+    def checkpoint(epoch, metrics, complete):
+        state = {"epoch": epoch, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
+                 "wall_time_s": wall_before + time.time() - t0}
+        ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                "config": {"path": str(cfg.path), "text": config_text},
+                "overrides": {"epochs": epochs, "seed": seed, "out_dir": str(out)},
+                "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+                "metrics": metrics, "complete": complete, "train_state": state}
+        atomic_write(out / "model.pt", lambda p: torch.save(ckpt, p))
+
     t0 = time.time()
-    for epoch in range(1, epochs + 1):
+    for epoch in range(done + 1, epochs + 1):
         model.train()
-        perm = torch.randperm(len(x_tr_t), generator=gen)
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+            perm = torch.as_tensor(list(sampler))
+        else:
+            perm = torch.randperm(len(x_tr_t), generator=gen)
         loss_sum, correct, seen = 0.0, 0, 0
         batches = range(0, len(perm), bs)
-        bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False, disable=not progress)
+        bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False,
+                   disable=not (progress and lead))
         for i in bar:
             idx = perm[i:i + bs]
-            xb, yb = to_time_major(x_tr_t[idx], T), y_tr_t[idx]
-            logits = model(xb)
+            xb = to_time_major(x_tr_t[idx], T).to(dist.device)
+            yb = y_tr_t[idx].to(dist.device)
+            logits = net(xb)
             loss = tet_loss(logits, yb, tc["tet_lambda"], tc["tet_target"])
             if not torch.isfinite(loss):
                 raise RuntimeError(f"training diverged at epoch {epoch} (loss {float(loss)})")
@@ -127,14 +240,17 @@ def _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progres
         test_acc = evaluate(model, x_te, y_te, T)
         rec = {"epoch": epoch, "loss": loss_sum / seen, "train_accuracy": correct / seen,
                "test_accuracy": test_acc, "lr": lr,
-               "vth": [float(b.neuron.vth.detach()) for b in model.blocks]}
+               "vth": [float(m.vth.detach()) for m in model.modules() if isinstance(m, QLIF)]}
         history.append(rec)
+        if lead and epoch < epochs:
+            # Written before logging, so a run stopped after this line can resume here.
+            checkpoint(epoch, {"epochs": history}, complete=False)
         if log:
             log(f"epoch {epoch:3d}/{epochs}  loss {rec['loss']:.4f}  train {rec['train_accuracy']:.4f}"
                 f"  test {test_acc:.4f}")
     recalibrate_bn(model, x_tr, T)
     final_test = evaluate(model, x_te, y_te, T)
-    wall = time.time() - t0
+    wall = wall_before + time.time() - t0
     if log:
         log(f"after BN recalibration: test {final_test:.4f}")
 
@@ -143,20 +259,68 @@ def _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progres
     metrics = {"epochs": history, "final_test_accuracy": final_test, "bn_recalibrated": True,
                "final_train_accuracy": evaluate(model, x_tr, y_tr, T),
                "train_samples": len(x_tr), "test_samples": len(x_te),
-               "seed": seed, "epochs_run": epochs, "wall_time_s": wall}
-    ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-            "config": {"path": str(cfg.path), "text": config_text},
-            "overrides": {"epochs": epochs, "seed": seed, "out_dir": str(out)},
-            "state_dict": {k: v.detach().clone() for k, v in model.state_dict().items()},
-            "metrics": metrics}
-    atomic_write(out / "model.pt", lambda p: torch.save(ckpt, p))
-    atomic_write(out / "metrics.json",
-                  lambda p: Path(p).write_text(json.dumps(metrics, indent=2) + "\n"))
+               "seed": seed, "epochs_run": epochs, "wall_time_s": wall,
+               "arch": cfg.model.get("arch", "convnet"), "dataset": cfg.data["dataset"],
+               "resumed_from_epoch": done if prior is not None else None,
+               "world_size": dist.world}
+    if lead:
+        checkpoint(epochs, metrics, complete=True)
+        atomic_write(out / "metrics.json",
+                     lambda p: Path(p).write_text(json.dumps(metrics, indent=2) + "\n"))
     return model, metrics
 
 
-def load_checkpoint(path):
-    """Rebuild (model in eval mode, Config) from a model.pt written by :func:`train`."""
+_SAME_FOR_RESUME = ("model", "quant", "pruning", "data")
+
+
+def _resume_state(path, cfg, epochs, seed):
+    """The checkpoint at ``path`` checked for resuming ``cfg`` to ``epochs`` in total."""
+    if not path.is_file():
+        raise UserError(f"{path}: --resume needs a checkpoint here; none found")
+    ckpt, old = _read_checkpoint(path)
+    state = ckpt.get("train_state")
+    if not isinstance(state, dict) or not isinstance(ckpt.get("overrides"), dict):
+        raise UserError(f"{path}: has no training state (written before --resume existed); "
+                        "train again without --resume")
+    for section in _SAME_FOR_RESUME:
+        if getattr(old, section) != getattr(cfg, section):
+            raise UserError(f"{cfg.path}: {section}: differs from the config {path} was trained "
+                            f"with; --resume needs the same {', '.join(_SAME_FOR_RESUME)}")
+    old_seed = ckpt["overrides"].get("seed")
+    if seed is not None and int(seed) != old_seed:
+        raise UserError(f"--seed: {seed} differs from the seed {old_seed} of {path}; "
+                        "--resume continues that run")
+    if state.get("epoch", 0) >= epochs:
+        raise UserError(f"--epochs: {epochs}: {path} has already run {state.get('epoch')} "
+                        "epochs; ask for more to resume")
+    return ckpt
+
+
+def _restore(ckpt, model, opt, sched, gen, epochs):
+    """Load weights, optimizer, scheduler and RNG state; return (epochs done, history, wall)."""
+    state = ckpt["train_state"]
+    try:
+        model.load_state_dict(ckpt["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        done = int(state["epoch"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise UserError(f"{ckpt['config'].get('path', 'checkpoint')}: training state cannot be "
+                        f"restored ({type(e).__name__})") from None
+    if sched.T_max != epochs:
+        # More epochs than first planned: stretch the cosine to the new total, from here on.
+        sched.T_max = epochs
+        for group in opt.param_groups:
+            group["lr"] = sched.eta_min + (group["initial_lr"] - sched.eta_min) * (
+                1 + math.cos(math.pi * done / epochs)) / 2
+    history = list(ckpt.get("metrics", {}).get("epochs", []))[:done]
+    return done, history, float(state.get("wall_time_s", 0.0))
+
+
+def _read_checkpoint(path):
+    """(checkpoint dict, its Config) from a model.pt written by :func:`train`, validated."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
@@ -172,16 +336,26 @@ def load_checkpoint(path):
     try:
         conf = ckpt["config"]
         raw = yaml.safe_load(conf["text"])
-        state = ckpt["state_dict"]
+        ckpt["state_dict"]
     except (KeyError, TypeError, yaml.YAMLError) as e:
         raise UserError(f"{path}: checkpoint is incomplete or damaged ({type(e).__name__})") from None
     try:
         cfg = config_from_dict(raw, where=f"{path}:{conf.get('path', 'config')}")
     except ConfigError as e:
         raise UserError(f"{path}: embedded config is invalid: {e}") from None
-    model = SpikingConvNet(cfg)
+    return ckpt, cfg
+
+
+def load_checkpoint(path):
+    """Rebuild (model in eval mode, Config) from a model.pt written by :func:`train`.
+
+    Reads checkpoints with or without the training state (older runs have none); one
+    written mid-run (``complete`` False) loads too, with that epoch's weights.
+    """
+    ckpt, cfg = _read_checkpoint(path)
+    model = build_model(cfg)
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(ckpt["state_dict"])
     except (RuntimeError, TypeError, AttributeError) as e:
         first = str(e).strip().splitlines()
         raise UserError(f"{path}: state_dict does not match its config "
