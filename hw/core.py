@@ -143,7 +143,6 @@ class SnnCore(wiring.Component):
             "out_w": const("out_w", 16, lambda lp: lp.out_width),
             "win_h": const("win_h", 16, lambda lp: lp.out_height // lp.pool),
             "win_w": const("win_w", 16, lambda lp: lp.out_width // lp.pool),
-            "kh": const("kh", 8, lambda lp: lp.kernel[0]),
             "kw": const("kw", 8, lambda lp: lp.kernel[1]),
             "pad": const("pad", 8, lambda lp: lp.padding),
             "pool2": const("pool2", 1, lambda lp: int(lp.pool == 2)),

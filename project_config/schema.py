@@ -239,15 +239,18 @@ def config_from_dict(raw, where="<config>") -> Config:
     if "model" not in raw:
         raise ConfigError(f"{where}.model: missing required section")
     raw_model = raw["model"]
-    resnet = isinstance(raw_model, dict) and raw_model.get("arch") == "resnet19"
-    if resnet:
-        if "layers" in raw_model:
-            raise ConfigError(f"{where}.model.layers: not used by arch 'resnet19' (its shape comes "
-                              "from model.planes, model.width_scale and model.stem)")
-        raw_model = dict(raw_model, layers=[])
-    elif isinstance(raw_model, dict):
+    resnet = False
+    if isinstance(raw_model, dict):
+        # The arch decides which keys are required, so it is checked first.
+        arch = _check(f"{where}.model", "arch", MODEL_KEYS["arch"], raw_model.get("arch", "convnet"))
+        resnet = arch == "resnet19"
+        if resnet:
+            if "layers" in raw_model:
+                raise ConfigError(f"{where}.model.layers: not used by arch 'resnet19' (its shape "
+                                  "comes from model.planes, model.width_scale and model.stem)")
+            raw_model = dict(raw_model, layers=[])
         for key in RESNET_ONLY_KEYS:
-            if key in raw_model:
+            if key in raw_model and not resnet:
                 raise ConfigError(f"{where}.model.{key}: only used by arch 'resnet19'")
     model = _section(f"{where}.model", raw_model, MODEL_KEYS)
     model["input"] = _section(f"{where}.model.input", model["input"], INPUT_KEYS)

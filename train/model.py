@@ -121,8 +121,8 @@ class SpikingResNet19(nn.Module):
     """ResNet-19 for static images (training only; the hardware runs conv chains).
 
     Stem conv-BN-QLIF (3x3/1, or 7x7/2 as in the paper's code), BasicBlocks [3, 3, 2] at
-    strides 1, 2, 2, global average pool, PoT FC to half the last width, a full-precision
-    LIF, PoT FC to the classes at every step. Widths are ``model.planes`` x ``width_scale``.
+    strides 1, 2, 2, global average pool, PoT FC to half the last width with BN, a
+    full-precision LIF, PoT FC to the classes at every step. Widths are ``model.planes`` x ``width_scale``.
     """
 
     BLOCKS = (3, 3, 2)
@@ -149,6 +149,9 @@ class SpikingResNet19(nn.Module):
         self.layers = nn.ModuleList(blocks)
         hidden = max(1, in_planes // 2)
         self.fc1 = PoTLinear(in_planes, hidden, weight_bits=bits)
+        # Not in the paper's code: without it the hidden LIF starts silent (pooled rates
+        # x small FC weights stay far below threshold) and no gradient reaches the body.
+        self.fc_bn = nn.BatchNorm1d(hidden)
         self.fc_lif = _qlif(quant, membrane="float")
         self.classifier = PoTLinear(hidden, m["classes"], weight_bits=bits)
 
@@ -162,7 +165,7 @@ class SpikingResNet19(nn.Module):
         for block in self.layers:
             s = block(s, records)
         pooled = s.mean(dim=(-2, -1))                  # [T, B, C]
-        hs, hm = self.fc_lif(self.fc1(pooled))
+        hs, hm = self.fc_lif(_merge_time(lambda v: self.fc_bn(self.fc1(v)), pooled))
         if record:
             records.append({"spikes": hs, "membranes": hm})
         logits = self.classifier(hs)

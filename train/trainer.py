@@ -52,7 +52,7 @@ def recalibrate_bn(model, x, T, batch_size=4096):
 
     The momentum estimate lags the last updates, and spike thresholds are sensitive to it.
     """
-    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     saved = [m.momentum for m in bns]
     for m in bns:
         m.reset_running_stats()
@@ -120,6 +120,8 @@ def _resolve_device(device):
         dev = torch.device(name)
     except RuntimeError:
         raise UserError(f"--device: {name!r} is not a torch device") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise UserError(f"--device: {name!r} is not supported (cpu or cuda)")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"--device: {name!r} requested but no CUDA device is available")
     return dev
@@ -164,7 +166,7 @@ def _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progres
         raise UserError(f"{out}: output path exists and is not a folder")
     prior = _resume_state(out / "model.pt", cfg, epochs, seed) if resume else None
     if prior is not None:
-        seed = prior["overrides"]["seed"]
+        seed = prior["overrides"].get("seed", seed)
     seed = tc["seed"] if seed is None else int(seed)
     lead = dist.rank == 0
     log = log if lead else None
