@@ -24,6 +24,10 @@ def _layer_export(spec, bits, w_code, channel_mask, position_mask, thresholds=No
 @torch.no_grad()
 def export_model(model, cfg: Config) -> NetworkExport:
     """Fold a trained ``train.model.SpikingConvNet`` into integers (docs/INTEGER_SPEC.md)."""
+    arch = cfg.model.get("arch", "convnet")
+    if arch != "convnet":
+        raise UserError(f"{cfg.path}: model.arch: {arch!r} has no integer export "
+                        "(the contract covers 'convnet' chains)")
     membrane, bits = cfg.quant["membrane"], cfg.quant["weight_bits"]
     if membrane not in ("ternary", "binary"):
         raise UserError(f"{cfg.path}: quant.membrane: {membrane!r} has no integer form "

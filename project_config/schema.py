@@ -254,7 +254,7 @@ def config_from_dict(raw, where="<config>") -> Config:
                 raise ConfigError(f"{where}.model.{key}: only used by arch 'resnet19'")
     model = _section(f"{where}.model", raw_model, MODEL_KEYS)
     model["input"] = _section(f"{where}.model.input", model["input"], INPUT_KEYS)
-    planes = model["planes"]
+    planes = model["planes"] = list(model["planes"])   # never share the default list
     if (len(planes) != 4 or any(isinstance(p, bool) or not isinstance(p, int) or not 1 <= p <= 65536
                                 for p in planes)):
         raise ConfigError(f"{where}.model.planes: {planes!r} is not 4 widths in 1..65536 "

@@ -25,12 +25,15 @@ def _trained_case(cfg, args, run_dir: Path):
     from model_export.format import save_export, load_export
     from model_export.from_torch import export_model
     from train.data import load_dataset
-    from train.trainer import load_checkpoint, train
+    from train.trainer import checkpoint_complete, load_checkpoint, train
 
     ckpt = run_dir / "model.pt"
     if args.retrain or not ckpt.exists():
         print(f"[1/5] training {cfg.name} -> {ckpt}")
         train(cfg, Path(cfg.path).read_text(), out_dir=str(run_dir), progress=True)
+    elif not checkpoint_complete(ckpt):
+        print(f"[1/5] resuming the interrupted training in {ckpt}")
+        train(cfg, Path(cfg.path).read_text(), out_dir=str(run_dir), progress=True, resume=True)
     else:
         print(f"[1/5] using checkpoint {ckpt} (--retrain to train again)")
     model, cfg_ckpt = load_checkpoint(ckpt)
@@ -42,8 +45,11 @@ def _trained_case(cfg, args, run_dir: Path):
     agreement = measure(model, cfg_ckpt, net, x_test, y_test)
     print("[3/5] " + format_report(agreement))
     n = min(args.samples, len(x_test))
-    inputs = np.broadcast_to(x_test[:n, None].astype(np.int64),
-                             (n, cfg.timesteps) + x_test.shape[1:]).copy()
+    if x_test.ndim == 5:                       # event data: one frame per step already
+        inputs = x_test[:n].astype(np.int64)
+    else:                                      # static images, repeated over T
+        inputs = np.broadcast_to(x_test[:n, None].astype(np.int64),
+                                 (n, cfg.timesteps) + x_test.shape[1:]).copy()
     return export_dir, net, inputs, y_test[:n], agreement
 
 
@@ -81,15 +87,16 @@ def main(argv=None):
     run_dir = Path(cfg.train["out_dir"])
     work = Path("build") / cfg.name
 
+    from hw.params import CoreParams
+    params = CoreParams(cfg)        # a config without a hardware form stops here, in one line
+
     make_case = _random_case if args.random_weights else _trained_case
     export_dir, net, inputs, labels, agreement = make_case(cfg, args, run_dir)
 
     from hw.build import build
-    from hw.params import CoreParams
     from sim.runner import build_simulator, output_to, run_case
     import golden
 
-    params = CoreParams(cfg)
     params.check_export(net, where=str(export_dir))
     hw_dir = build(args.config, work / "hw")
     print(f"[4/5] generated {hw_dir / 'snn_core.v'} (lint clean)")

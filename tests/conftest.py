@@ -20,3 +20,17 @@ def run_cli(*args, cwd=None):
     import subprocess
     return subprocess.run([sys.executable, "-m", *args], cwd=cwd or ROOT, capture_output=True,
                           text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _torch_one_thread():
+    """Tiny nets train fastest on 1 thread and do not stall when the machine is busy."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    saved = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(saved)

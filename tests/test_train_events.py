@@ -12,13 +12,6 @@ from train.events import (OFF, ON, emulate_events, event_digits, events_to_frame
 from conftest import ROOT
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
 
 def _square(n=1, h=8, w=8):
     img = np.zeros((n, h, w))

@@ -1,5 +1,4 @@
 """ResNet-19 (training only): config keys, structure, forward/backward, checkpoint, no hardware."""
-import copy
 
 import pytest
 import torch
@@ -12,13 +11,6 @@ from train.neuron import QLIF
 from train.quant import PoTConv2d, PoTLinear
 from conftest import ROOT
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
 
 
 def _raw():

@@ -13,13 +13,6 @@ from train.trainer import distributed_world_size, load_checkpoint, train
 KW = dict(max_train=192, max_test=64, progress=False, threads=1)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
 
 @pytest.fixture(scope="module")
 def cfg():

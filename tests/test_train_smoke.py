@@ -15,14 +15,6 @@ from train.trainer import load_checkpoint, train
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny nets: 1 thread is fastest and does not stall when the machine is busy.
-    saved = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(saved)
-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):

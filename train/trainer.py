@@ -348,6 +348,12 @@ def _read_checkpoint(path):
     return ckpt, cfg
 
 
+def checkpoint_complete(path) -> bool:
+    """True if ``path`` holds a finished run (False for one written mid-run)."""
+    ckpt, _ = _read_checkpoint(path)
+    return bool(ckpt.get("complete", True))
+
+
 def load_checkpoint(path):
     """Rebuild (model in eval mode, Config) from a model.pt written by :func:`train`.
 
