@@ -17,7 +17,8 @@ import numpy as np
 
 import cocotb
 from cocotb.clock import Clock
-from cocotb.triggers import ReadOnly, RisingEdge
+from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
+from cocotb.utils import get_sim_time
 
 import golden
 from hw.params import CoreParams, TARGET_WEIGHTS, pack_fields, param_fields, unpack_fields
@@ -52,10 +53,21 @@ async def _drive(dut, port, words, rng, stall):
     valid.value = 0
 
 
+CLOCK_NS = 10
+
+
 async def _monitor(dut, decoder, rng, stall, cycles, max_cycles):
-    """Collect records under random backpressure until the logits have arrived."""
+    """Collect records until the logits have arrived; ``cycles[0]`` counts clock edges."""
+    if stall:
+        await _monitor_with_backpressure(dut, decoder, rng, stall, cycles, max_cycles)
+    else:
+        await _monitor_always_ready(dut, decoder, cycles, max_cycles)
+
+
+async def _monitor_with_backpressure(dut, decoder, rng, stall, cycles, max_cycles):
+    """Random ``ready`` every cycle; one Python step per clock cycle."""
     while not decoder.done:
-        ready = 0 if (stall and rng.random() < stall) else 1
+        ready = 0 if rng.random() < stall else 1
         dut.record__ready.value = ready
         await ReadOnly()
         if ready and dut.record__valid.value == 1:
@@ -64,6 +76,27 @@ async def _monitor(dut, decoder, rng, stall, cycles, max_cycles):
         cycles[0] += 1
         if cycles[0] > max_cycles:
             raise RuntimeError(f"no logits after {max_cycles} cycles: the core hangs")
+
+
+async def _monitor_always_ready(dut, decoder, cycles, max_cycles):
+    """``ready`` held high; sleep until ``valid`` rises, so idle cycles cost no Python.
+
+    Cycle numbers come from simulation time and equal the per-cycle monitor's count.
+    """
+    dut.record__ready.value = 1
+    start = get_sim_time(unit="ns")
+    deadline = Timer(max_cycles * CLOCK_NS, unit="ns")
+    while not decoder.done:
+        await ReadOnly()
+        if dut.record__valid.value == 1:
+            now = (get_sim_time(unit="ns") - start) // CLOCK_NS
+            decoder.add(int(dut.record__payload.value), int(now))
+            await RisingEdge(dut.clk)
+        else:
+            fired = await First(RisingEdge(dut.record__valid), deadline)
+            if fired is deadline:
+                raise RuntimeError(f"no record for {max_cycles} cycles: the core hangs")
+    cycles[0] = int((get_sim_time(unit="ns") - start) // CLOCK_NS)
 
 
 async def _reset(dut, cycles=3):
@@ -154,7 +187,7 @@ async def core_matches_golden(dut):
     """Every job of the case: load its export, run its inputs, compare with golden."""
     case, params = _load_case()
     rng = random.Random(case["seed"])
-    cocotb.start_soon(Clock(dut.clk, 10, unit="ns").start())
+    cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
     await _reset(dut)
     results = {"samples": 0, "mismatches": 0, "cycles": [], "details": [], "predictions": [],
                "jobs": []}
