@@ -30,10 +30,11 @@ def _trained_case(cfg, args, run_dir: Path):
     ckpt = run_dir / "model.pt"
     if args.retrain or not ckpt.exists():
         print(f"[1/5] training {cfg.name} -> {ckpt}")
-        train(cfg, Path(cfg.path).read_text(), out_dir=str(run_dir), progress=True)
+        train(cfg, Path(cfg.path).read_text(), out_dir=str(run_dir), progress=True, threads=1)
     elif not checkpoint_complete(ckpt):
         print(f"[1/5] resuming the interrupted training in {ckpt}")
-        train(cfg, Path(cfg.path).read_text(), out_dir=str(run_dir), progress=True, resume=True)
+        train(cfg, Path(cfg.path).read_text(), out_dir=str(run_dir), progress=True, resume=True,
+              threads=1)
     else:
         print(f"[1/5] using checkpoint {ckpt} (--retrain to train again)")
     model, cfg_ckpt = load_checkpoint(ckpt)
