@@ -67,8 +67,8 @@ def sum_pool(spikes: np.ndarray, pool: int) -> np.ndarray:
     return spikes.reshape(b, c, h // pool, pool, w // pool, pool).sum(axis=(3, 5), dtype=np.int64)
 
 
-def run(net: NetworkExport, inputs: np.ndarray) -> GoldenResult:
-    """Run an inference. ``inputs``: [B, C, H, W] (static, repeated over T) or [B, T, C, H, W]."""
+def time_major_inputs(net: NetworkExport, inputs: np.ndarray) -> np.ndarray:
+    """[B, C, H, W] (static, repeated over T) or [B, T, C, H, W] -> checked [B, T, C, H, W]."""
     x_all = np.asarray(inputs)
     if x_all.ndim == 4:
         x_all = np.broadcast_to(x_all[:, None], (x_all.shape[0], net.timesteps) + x_all.shape[1:])
@@ -78,6 +78,12 @@ def run(net: NetworkExport, inputs: np.ndarray) -> GoldenResult:
                          f"[B, {', '.join(map(str, expect[1:]))}], got {list(np.shape(inputs))}")
     if x_all.min(initial=0) < 0 or x_all.max(initial=0) >= (1 << net.input_bits):
         raise ValueError(f"inputs: values must lie in 0..{(1 << net.input_bits) - 1}")
+    return x_all
+
+
+def run(net: NetworkExport, inputs: np.ndarray) -> GoldenResult:
+    """Run an inference. ``inputs``: [B, C, H, W] (static, repeated over T) or [B, T, C, H, W]."""
+    x_all = time_major_inputs(net, inputs)
     B, T = x_all.shape[:2]
     spiking, fc = net.spiking_layers, net.classifier
     q = [np.zeros((B, l.out_channels, l.out_height, l.out_width), np.int8) for l in spiking]
@@ -108,9 +114,7 @@ def work_counts(net: NetworkExport, inputs: np.ndarray, lanes: int) -> list:
     - ``ideal_cycles``: events + neuron updates.
     """
     res = run(net, inputs)
-    x = np.asarray(inputs)
-    if x.ndim == 4:
-        x = np.broadcast_to(x[:, None], (x.shape[0], net.timesteps) + x.shape[1:])
+    x = time_major_inputs(net, inputs)
     x = x.reshape((-1,) + x.shape[2:])                    # [B*T, C, H, W]
     out = []
     for i, layer in enumerate(net.layers):

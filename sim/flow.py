@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from project_config import UserError, cli_main, load_config
+from project_config.schema import SIMULATORS
 
 
 def _trained_case(cfg, args, run_dir: Path):
@@ -83,8 +84,8 @@ def main(argv=None):
         raise UserError(f"--samples: {args.samples} must be >= 1")
     sims = args.simulators.split(",") if args.simulators else cfg.sim["simulators"]
     for s in sims:
-        if s not in ("icarus", "verilator"):
-            raise UserError(f"--simulators: {s!r} is not one of ['icarus', 'verilator']")
+        if s not in SIMULATORS:
+            raise UserError(f"--simulators: {s!r} is not one of {list(SIMULATORS)}")
     run_dir = Path(cfg.train["out_dir"])
     work = Path("build") / cfg.name
 

@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 from project_config import UserError, cli_main
+from project_config.schema import SIMULATORS
 
 
 def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
@@ -86,7 +87,7 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m sim.regress", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--simulator", default="verilator", choices=["icarus", "verilator", "both"])
+    ap.add_argument("--simulator", default="verilator", choices=[*SIMULATORS, "both"])
     ap.add_argument("--cases", type=int, default=20)
     ap.add_argument("--per-shape", type=int, default=10, help="cases sharing one generated core")
     ap.add_argument("--seed", type=int, default=1, help="first seed of the range")
@@ -98,7 +99,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     if args.cases < 1 or args.per_shape < 1 or args.workers < 1:
         raise UserError("--cases, --per-shape and --workers must be >= 1")
-    sims = ["icarus", "verilator"] if args.simulator == "both" else [args.simulator]
+    sims = list(SIMULATORS) if args.simulator == "both" else [args.simulator]
 
     if args.repro:
         plan = [(args.repro[0], [args.repro[1]])]

@@ -12,8 +12,8 @@ import numpy as np
 from hw.build import TOP, build
 from hw.toolchain import LINT_WAIVERS, apply_verilator_env
 from project_config import UserError
+from project_config.schema import SIMULATORS
 
-SIMULATORS = ("icarus", "verilator")
 
 
 @contextlib.contextmanager
