@@ -5,7 +5,7 @@ SAMPLES ?=
 SIMS    ?=
 ARGS    ?=
 
-.PHONY: setup sim test regress train build clean
+.PHONY: setup sim test regress train build table5 clean
 
 setup:
 	@bash scripts/setup.sh
@@ -29,6 +29,11 @@ train: setup
 
 build: setup
 	$(PY) -m hw.build --config $(CONFIG) $(ARGS)
+
+## The paper's Table 5 ladder and Figure 4 membrane-precision sweep on event digits
+## (about 22 min on 2 idle cores; ARGS=--quick for a smoke run, ARGS="--epochs N --out DIR").
+table5: setup
+	$(PY) -m benchmarks.table5 $(ARGS)
 
 clean:
 	rm -rf build runs/*/export sim_build .pytest_cache

@@ -18,6 +18,9 @@ class GoldenResult:
     membranes: list       # per spiking layer: int8  [B, T, C, H, W], q after the step
     currents: np.ndarray  # classifier I_int per step: int64 [B, T, classes]
     logits: np.ndarray    # int64 [B, classes]
+    # Per spiking layer, what was computed at each step (static and runtime masks, section 5):
+    positions: list = None   # bool [B, T, H, W]: visited and not pruned
+    channels: list = None    # bool [B, T, C]: channel mask and gate open
 
     @property
     def predictions(self) -> np.ndarray:
@@ -43,8 +46,34 @@ def synaptic_current(layer: LayerExport, x: np.ndarray) -> np.ndarray:
     return cur.reshape(B, H, W, -1).transpose(0, 3, 1, 2)
 
 
-def neuron_step(layer: LayerExport, membrane: str, current, q_prev):
-    """Compare-only neuron: returns (spike uint8, q_new int8), masks applied."""
+def spatial_keep(layer: LayerExport, q_prev: np.ndarray) -> np.ndarray:
+    """Positions computed this step: position mask and membrane importance. bool [B, H, W]."""
+    static = np.broadcast_to(layer.position_mask.astype(bool), (len(q_prev),) + layer.position_mask.shape)
+    if not layer.spatial_pruning:
+        return static
+    importance = q_prev.sum(axis=1, dtype=np.int64)
+    return static & (importance >= int(layer.spatial_threshold[0]))
+
+
+def channel_open(layer: LayerExport, q_prior) -> np.ndarray:
+    """Channels computed this step: channel mask and the gate on the previous layer's
+    membranes ``q_prior`` [B, C_in, H', W'] after this step. bool [B, C_out]."""
+    B = 1 if q_prior is None else len(q_prior)
+    static = np.broadcast_to(layer.channel_mask.astype(bool), (B, layer.out_channels))
+    if not layer.gated:
+        return static
+    prior = q_prior.sum(axis=(2, 3), dtype=np.int64)                   # [B, C_in]
+    z = prior @ layer.gate_weights.astype(np.int64).T                    # [B, C_out]
+    return static & (z >= layer.gate_thresholds[None, :])
+
+
+def neuron_step(layer: LayerExport, membrane: str, current, q_prev, channels=None, positions=None):
+    """Compare-only neuron: returns (spike uint8, q_new int8), masks applied.
+
+    ``channels`` [B, C] and ``positions`` [B, H, W] are the computed channels and positions
+    (default: the static masks); a position the static mask allows but ``positions``
+    refuses is pruned: its membranes are reset to 0.
+    """
     level = q_prev.astype(np.int64) + (1 if membrane == "ternary" else 0)
     thr = layer.thresholds                                    # [C, levels, 3]
     c_idx = np.arange(layer.out_channels)[None, :, None, None]
@@ -54,9 +83,16 @@ def neuron_step(layer: LayerExport, membrane: str, current, q_prev):
     fire = current >= F
     minus = (current <= N) if membrane == "ternary" else False   # binary has no level -1
     q_new = np.where(fire, 0, np.where(current >= P, 1, np.where(minus, -1, 0)))
-    active = (layer.channel_mask[:, None, None] & layer.position_mask[None, :, :]).astype(bool)
+    static_pos = layer.position_mask.astype(bool)[None]
+    if channels is None:
+        channels = layer.channel_mask.astype(bool)[None]
+    if positions is None:
+        positions = static_pos
+    active = channels[:, :, None, None] & positions[:, None, :, :]
     spike = np.where(active, fire, False).astype(np.uint8)
-    q_new = np.where(active, q_new, q_prev).astype(np.int8)
+    q_new = np.where(active, q_new, q_prev)
+    pruned = static_pos & ~positions
+    q_new = np.where(pruned[:, None, :, :], 0, q_new).astype(np.int8)
     return spike, q_new
 
 
@@ -90,31 +126,40 @@ def run(net: NetworkExport, inputs: np.ndarray) -> GoldenResult:
     spikes = [np.zeros((B, T) + qi.shape[1:], np.uint8) for qi in q]
     membranes = [np.zeros((B, T) + qi.shape[1:], np.int8) for qi in q]
     currents = np.zeros((B, T, fc.out_channels), np.int64)
+    positions = [np.zeros((B, T, l.out_height, l.out_width), bool) for l in spiking]
+    channels = [np.zeros((B, T, l.out_channels), bool) for l in spiking]
     for t in range(T):
         x = x_all[:, t].astype(np.int64)
         for i, layer in enumerate(spiking):
+            pos = spatial_keep(layer, q[i])
+            chan = np.broadcast_to(channel_open(layer, q[i - 1] if i else None), (B, layer.out_channels))
             cur = synaptic_current(layer, x)
-            s, q[i] = neuron_step(layer, net.membrane, cur, q[i])
+            s, q[i] = neuron_step(layer, net.membrane, cur, q[i], chan, pos)
             spikes[i][:, t], membranes[i][:, t] = s, q[i]
+            positions[i][:, t], channels[i][:, t] = pos, chan
             x = sum_pool(s, layer.pool)
         currents[:, t] = synaptic_current(fc, x)[:, :, 0, 0]
     logits = currents.sum(axis=1) + T * fc.bias[None, :]
-    return GoldenResult(spikes, membranes, currents, logits)
+    return GoldenResult(spikes, membranes, currents, logits, positions, channels)
 
 
 def work_counts(net: NetworkExport, inputs: np.ndarray, lanes: int) -> list:
     """Per layer, summed over the batch and its steps: the work a core that skips zero
-    inputs and masked channels and positions must do, with ``lanes`` output channels per
-    group.
+    inputs, masked and gated-off channels and masked and pruned positions must do, with
+    ``lanes`` output channels per group.
 
-    - ``synaptic_ops``: shift-adds of a nonzero input into an unmasked output neuron;
-    - ``events``: nonzero inputs issued, once per (unmasked position, live channel group)
+    - ``synaptic_ops``: shift-adds of a nonzero input into a computed output neuron;
+    - ``events``: nonzero inputs issued, once per (computed position, live channel group)
       (one event feeds all lanes in one cycle);
-    - ``neuron_updates``: (unmasked position, live group) pairs, one cycle of the neuron units;
-    - ``ideal_cycles``: events + neuron updates.
+    - ``neuron_updates``: (computed position, live group) pairs, one cycle of the neuron units;
+    - ``ideal_cycles``: events + neuron updates;
+    - ``dense_ops``: the synaptic operations of the same layer with no skipping at all
+      (every input, position and channel), the paper's unpruned operation count;
+    - ``positions`` / ``channels``: computed (position, step) and (channel, step) pairs.
     """
     res = run(net, inputs)
     x = time_major_inputs(net, inputs)
+    B, T = x.shape[:2]
     x = x.reshape((-1,) + x.shape[2:])                    # [B*T, C, H, W]
     out = []
     for i, layer in enumerate(net.layers):
@@ -124,13 +169,23 @@ def work_counts(net: NetworkExport, inputs: np.ndarray, lanes: int) -> list:
         p = layer.padding
         nz = np.pad((x != 0).astype(np.int64), ((0, 0), (0, 0), (p, p), (p, p)))
         win = np.lib.stride_tricks.sliding_window_view(nz, layer.kernel, axis=(2, 3))
-        window = win.sum(axis=(1, 4, 5))                  # nonzero inputs per position
-        pos = layer.position_mask.astype(bool)
+        window = win.sum(axis=(1, 4, 5))                  # nonzero inputs per position [BT, H, W]
+        if layer.kind == "conv":
+            pos = res.positions[i].reshape(B * T, -1)     # [BT, H*W]
+            chan = res.channels[i].reshape(B * T, -1)     # [BT, C]
+        else:
+            pos = np.ones((B * T, 1), bool)
+            chan = np.ones((B * T, layer.out_channels), bool)
         groups = -(-layer.out_channels // lanes)
-        live = sum(bool(layer.channel_mask[g * lanes:(g + 1) * lanes].any()) for g in range(groups))
-        inputs_seen = int(window[:, pos].sum())
-        updates = int(pos.sum()) * live * window.shape[0]
-        out.append({"layer": i, "synaptic_ops": inputs_seen * int(layer.channel_mask.sum()),
-                    "events": inputs_seen * live, "neuron_updates": updates,
-                    "ideal_cycles": inputs_seen * live + updates})
+        pad_c = groups * lanes - layer.out_channels
+        live = np.pad(chan, ((0, 0), (0, pad_c))).reshape(B * T, groups, lanes).any(axis=2).sum(axis=1)
+        seen = (window.reshape(B * T, -1) * pos).sum(axis=1)          # per (b, t)
+        events = int((seen * live).sum())
+        updates = int((pos.sum(axis=1) * live).sum())
+        out.append({"layer": i, "synaptic_ops": int((seen * chan.sum(axis=1)).sum()),
+                    "events": events, "neuron_updates": updates,
+                    "ideal_cycles": events + updates,
+                    "dense_ops": B * T * layer.out_channels * layer.out_height * layer.out_width
+                    * layer.fan_in,
+                    "positions": int(pos.sum()), "channels": int(chan.sum())})
     return out

@@ -1,9 +1,15 @@
-"""``python -m hw.build --config NAME.yaml [--out DIR] [--no-lint]``
+"""``python -m hw.build --config NAME.yaml [--out DIR] [--no-lint] [--export EXPORT] [--no-skipping]``
 
 Writes ``DIR/snn_core.v`` (the generated core), ``DIR/spquant_sram.v`` (the SRAM
 macro's behavioural model) and ``DIR/report.json`` (memory bits by
 kind, accumulator widths, lanes, memory map), then lints the Verilog with Verilator.
 Default ``DIR`` is ``build/<model name>``.
+
+``--export EXPORT`` also writes the export's parameters as memory images
+(``DIR/images/<sram>.hex``, hw.memory_image) and names them as the ``INIT_FILE`` of the
+weight, threshold and mask SRAMs, so simulation starts with the parameters loaded (the
+Verilog holds the images' absolute paths, not their contents). ``--no-skipping`` builds
+the reference core that issues every input, position and group (``hardware.skipping``).
 """
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from pathlib import Path
 
 from project_config import UserError, cli_main, load_config
 from project_config.files import atomic_write
+from .memory_report import build_report_fields
 from .params import CoreParams
 from .sram import SRAM_MODULE, SRAM_VERILOG
 
@@ -31,15 +38,14 @@ def _initialise_constant_processes(text: str) -> str:
     return _CONSTANT_ALWAYS.sub(lambda mo: f"{mo.group(1)}  initial {mo.group(2)} = {mo.group(3)};\n", text)
 
 
-def generate_verilog(params: CoreParams) -> str:
+def generate_verilog(params: CoreParams, init_files: dict | None = None) -> str:
     from amaranth.back import verilog
     from .core import SnnCore
-    text = verilog.convert(SnnCore(params), name=TOP, emit_src=False)
+    text = verilog.convert(SnnCore(params, init_files), name=TOP, emit_src=False)
     return _initialise_constant_processes(text)
 
 
 def report(params: CoreParams) -> dict:
-    mem = params.memory_bits()
     return {
         "top": TOP,
         "config": params.config_path,
@@ -51,8 +57,7 @@ def report(params: CoreParams) -> dict:
         "timesteps": params.timesteps,
         "lane_accumulator_width": params.acc_width,
         "logit_width": params.logit_width,
-        "memory_bits": mem,
-        "memory_bits_total": sum(mem.values()),
+        **build_report_fields(params),   # memory_bits, memory_bits_total, total_memory_formula
         "layers": [{
             "index": lp.index, "kind": lp.kind,
             "shape": [lp.in_channels, lp.in_height, lp.in_width, lp.out_channels,
@@ -65,13 +70,27 @@ def report(params: CoreParams) -> dict:
     }
 
 
-def build(config: str, out: str | None = None, do_lint: bool = True) -> Path:
+def build(config: str, out: str | None = None, do_lint: bool = True, export=None,
+          skipping: bool | None = None) -> Path:
+    """Generate (and lint) the core for ``config``; ``export``: an export directory to
+    preload from image files; ``skipping``: override ``hardware.skipping``."""
     cfg = load_config(config)
-    params = CoreParams(cfg)
+    params = CoreParams(cfg, skipping=skipping)
     out_dir = Path(out) if out else Path("build") / cfg.name
-    text = generate_verilog(params)
     out_dir.mkdir(parents=True, exist_ok=True)
+    init_files, preloaded = None, None
+    if export is not None:
+        from model_export import load_export
+        from .memory_image import export_sha256, write_images
+        net = load_export(export)
+        params.check_export(net, where=str(export))
+        init_files = write_images(params, net, out_dir / "images", export)
+        preloaded = {"export": str(Path(export).resolve()), "export_sha256": export_sha256(export),
+                     "images": {k: str(v) for k, v in init_files.items()}}
+    text = generate_verilog(params, init_files)
     rep = report(params)
+    rep["skipping"] = params.skipping
+    rep["preloaded"] = preloaded
     vpath = out_dir / f"{TOP}.v"
     spath = out_dir / f"{SRAM_MODULE}.v"
     atomic_write(vpath, text)
@@ -94,14 +113,21 @@ def main(argv=None):
     ap.add_argument("--config", required=True, help="config YAML (cwd, then configs/)")
     ap.add_argument("--out", help="output directory (default build/<model name>)")
     ap.add_argument("--no-lint", action="store_true", help="skip verilator --lint-only")
+    ap.add_argument("--export", help="export directory: write its memory images and preload them")
+    ap.add_argument("--no-skipping", action="store_true",
+                    help="issue every input, position and group (cycle reference)")
     args = ap.parse_args(argv)
-    out_dir = build(args.config, args.out, not args.no_lint)
+    out_dir = build(args.config, args.out, not args.no_lint, export=args.export,
+                    skipping=False if args.no_skipping else None)
     rep = json.loads((out_dir / "report.json").read_text())
     mem = rep["memory_bits"]
     print(f"hw.build: {out_dir / (TOP + '.v')} ({rep['lanes']} lanes, "
           f"{rep['lane_accumulator_width']}-bit accumulators, lint {rep.get('lint', 'skipped')})")
     print("  memory bits: " + ", ".join(f"{k} {v:,}" for k, v in mem.items())
           + f"; total {rep['memory_bits_total']:,}")
+    if rep.get("preloaded"):
+        print(f"  preloaded from {rep['preloaded']['export']}: "
+              + ", ".join(Path(v).name for v in rep["preloaded"]["images"].values()))
     return 0
 
 

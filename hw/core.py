@@ -10,43 +10,78 @@ Dataflow (output-stationary, one layer at a time, one step at a time):
                     acc = 0
                     for each kernel tap inside the map:
                         read the input word; for each NONZERO input channel ci:
-                            acc[j] += s * (x << (K - k)) in all lanes      (1 cycle)
+                            acc[j] += s * (x << (K - k))  in all lanes      (1 cycle)
                     neuron units compare acc with the thresholds;
                     membrane_sram is updated; a record is emitted       (record stream)
+                    the spikes go into the window's pooled counts and the layer's signature
                 write the window's pooled spike counts into act_sram[l+1]
+            spiking layer: emit its signature record (CRC-32, spike count)
     emit the logits                                               (record stream)
 
 Zero inputs cost nothing: a find-first-set over the word's nonzero bitmap issues only
 nonzero channels, and the next tap's word is read while the current one is issued, so a
-tap costs max(1, nonzero inputs) cycles.
+tap costs max(1, nonzero inputs) cycles. With ``CoreParams.skipping`` off the same
+scheduler visits every position and group and issues every channel of every tap (zeros and
+padding included); masked neurons still neither update nor spike, so results are the same.
+
+Activation words are stored as bit planes (bit k of channel c at k * C + c): the nonzero map
+of a word is the OR of its planes and the pooled counts are added as carry-save planes,
+which keeps the logic word-parallel (small and fast in Verilator).
 """
 from amaranth import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .neuron_unit import NeuronUnit
-from .params import (CoreParams, KIND_CURRENT, KIND_LOGITS, KIND_SPIKES, TARGET_CHANNEL_MASK,
-                     TARGET_POSITION_MASK, TARGET_THRESHOLDS, TARGET_WEIGHTS, bits_for,
-                     param_fields, record_fields)
+from .params import (CoreParams, KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE, KIND_SPIKES,
+                     TARGET_CHANNEL_MASK, TARGET_POSITION_MASK, TARGET_THRESHOLDS,
+                     TARGET_WEIGHTS, bits_for, param_fields, record_fields)
 from .pot_shift_add import PotShiftAdd
+from .signature import CRC_INIT, CRC_WIDTH, CRC_XOROUT, update_masks
 from .sram import Sram
 
 
-def first_set_index(m, vec, name):
-    """Index of the lowest set bit of ``vec`` (0 when ``vec`` is 0), as a comb signal."""
+def first_set(m, vec, name):
+    """Index of the lowest set bit of ``vec`` (0 when ``vec`` is 0), comb.
+
+    A binary search: is the lower half nonzero? then keep it, else the upper half; one
+    index bit per halving, most significant first. Every step is a whole-slice OR and mux
+    (no carry chain, no per-bit gathers), which keeps the logic small in simulators too.
+    """
     n = len(vec)
-    lowest = Signal(n, name=f"{name}_lowest")
-    m.d.comb += lowest.eq(vec & (~vec + 1)[:n])
-    index = Signal(bits_for(n), name=name)
-    for b in range(len(index)):
-        hits = [lowest[i] for i in range(n) if (i >> b) & 1]
-        if hits:
-            m.d.comb += index[b].eq(Cat(*hits).any())
+    bits = bits_for(n)
+    index = Signal(bits, name=name)
+    part = Signal(1 << bits, name=f"{name}_search{bits}")
+    m.d.comb += part.eq(vec)
+    for b in reversed(range(bits)):
+        half = 1 << b
+        low_empty = ~part[:half].any()
+        m.d.comb += index[b].eq(low_empty)
+        nxt = Signal(half, name=f"{name}_search{b}")
+        m.d.comb += nxt.eq(Mux(low_empty, part[half:2 * half], part[:half]))
+        part = nxt
     return index
+
+
+def popcount(vec):
+    """Number of set bits of ``vec`` (a balanced adder tree)."""
+    terms = [vec[i] for i in range(len(vec))]
+    while len(terms) > 1:
+        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
+                 for i in range(0, len(terms), 2)]
+    return terms[0]
 
 
 class SnnCore(wiring.Component):
     """A generated core for one network shape (see :class:`hw.params.CoreParams`).
+
+    Parameters
+    ----------
+    params : CoreParams
+        Shape, widths, memory map, ``skipping``.
+    init_files : dict, optional
+        SRAM instance name -> image file (``$readmemh``) the memory starts from
+        (``hw.memory_image``); memories not named start undefined.
 
     Members
     -------
@@ -54,54 +89,80 @@ class SnnCore(wiring.Component):
         Input values of one position per transfer, raster order, channel c at bits
         [c*bits, (c+1)*bits); ``H*W`` transfers per step, T steps per inference.
     param : In(stream.Signature(param layout))
-        Parameter loading (weights, thresholds, channel and position masks); always ready.
-        Use only between inferences.
+        Parameter loading (weights, thresholds, channel and position masks); always ready,
+        each transfer written one cycle after it is taken. Use only between inferences.
     record : Out(stream.Signature(record layout))
-        One record per computed (layer, step, position, group): spikes and next membranes
-        (kind 0); classifier currents per step (kind 1); logits at the end (kind 2).
-        Honours backpressure: the core waits while ``record.ready`` is low.
+        Kind 0: spikes and next membranes of one computed (layer, step, position, group),
+        for the layers selected by ``spike_records``; kind 3: the signature of each
+        spiking layer at each step (CRC-32 of its spike bits, spike count); kind 1: the
+        classifier's currents per step; kind 2: the logits at the end. Honours
+        backpressure: the core waits while ``record.ready`` is low.
+    spike_records : In(spiking layers)
+        Bit l set: layer l emits its kind-0 records (full-record mode); clear: only its
+        signatures. Change only between inferences.
     busy : Out(1)
         An inference is in progress.
+
+    The reset port acts one cycle late (it is registered). Cycle costs: docs/HARDWARE.md.
     """
 
-    def __init__(self, params: CoreParams):
+    def __init__(self, params: CoreParams, init_files: dict | None = None):
         self.p = params
+        self.init_files = dict(init_files or {})
         self.record_layout = data.StructLayout(dict(record_fields(params)))
         self.param_layout = data.StructLayout(dict(param_fields(params)))
         super().__init__({
             "frame": In(stream.Signature(params.input_channels * params.input_bits)),
             "param": In(stream.Signature(self.param_layout)),
             "record": Out(stream.Signature(self.record_layout)),
+            "spike_records": In(len(params.spiking_layers)),
             "busy": Out(1),
         })
 
     def elaborate(self, platform):
         m = Module()
         p = self.p
+        # The core runs in a domain whose reset is the port's, registered once (a reset
+        # synchronizer stage): no register's next state then depends on a port directly,
+        # which lets simulators evaluate it once per clock edge instead of at every input
+        # event. The reset takes effect, and is released, one cycle after the port's.
+        m.domains.core = core_domain = ClockDomain("core", local=True)
+        reset_q = Signal(init=1, reset_less=True)
+        m.d.sync += reset_q.eq(ResetSignal("sync"))
+        m.d.comb += [core_domain.clk.eq(ClockSignal("sync")), core_domain.rst.eq(reset_q)]
         L, b, W = p.lanes, p.weight_bits, p.acc_width
         XB, CIN = p.max_x_bits, p.max_in_channels
         TLW = p.threshold_lane_width
         n_layers = len(p.layers)
+        unknown = set(self.init_files) - {"weight_sram", "threshold_sram", "channel_mask_sram",
+                                          "position_mask_sram"}
+        if unknown:
+            raise ValueError(f"init_files: no preloadable memory named {sorted(unknown)}")
 
         # ---------------- memories ----------------
-        def sram(name, width, depth, granularity=None):
-            return Sram(name, width=width, depth=max(1, depth), granularity=granularity).add_to(m)
+        def sram(name, width, depth, granularity=None, broadcast=False):
+            return Sram(name, width=width, depth=max(1, depth), granularity=granularity,
+                        init_file=self.init_files.get(name), broadcast=broadcast).add_to(m)
 
         weights = sram("weight_sram", L * b, p.weight_depth)
-        thresholds = sram("threshold_sram", L * TLW, p.group_depth, TLW)
+        # Thresholds are loaded one lane at a time: one lane of data, fanned out.
+        thresholds = sram("threshold_sram", L * TLW, p.group_depth, TLW, broadcast=True)
         channel_masks = sram("channel_mask_sram", L, p.group_depth)
         position_masks = sram("position_mask_sram", 1, p.position_depth)
         membranes = sram("membrane_sram", L * p.membrane_bits, p.membrane_depth)
         acts = [sram(f"act_sram{lp.index}", lp.act_width, lp.act_depth) for lp in p.layers]
 
         # ---------------- parameter loading ----------------
-        prm = self.param.payload
+        # Transfers are registered and written a cycle later, so that nothing depends on the
+        # port combinationally (simulators re-evaluate such logic at every input event).
         m.d.comb += self.param.ready.eq(1)
-        load = self.param.valid
+        prm = Signal(self.param_layout)
+        load = Signal()
+        m.d.core += [load.eq(self.param.valid), prm.eq(self.param.payload)]
         m.d.comb += [
             weights.waddr.eq(prm.addr), weights.wdata.eq(prm.data),
             weights.wen.eq(load & (prm.target == TARGET_WEIGHTS)),
-            thresholds.waddr.eq(prm.addr), thresholds.wdata.eq(Cat(*([prm.data[:TLW]] * L))),
+            thresholds.waddr.eq(prm.addr), thresholds.wdata.eq(prm.data[:TLW]),
             thresholds.wen.eq(Mux(load & (prm.target == TARGET_THRESHOLDS), (Const(1, L) << prm.lane)[:L], 0)),
             channel_masks.waddr.eq(prm.addr), channel_masks.wdata.eq(prm.data),
             channel_masks.wen.eq(load & (prm.target == TARGET_CHANNEL_MASK)),
@@ -117,16 +178,21 @@ class SnnCore(wiring.Component):
         wy, wx = Signal(16), Signal(16)            # pool window (= position of the next layer)
         dy, dx = Signal(1), Signal(1)              # position inside the window
         group = Signal(bits_for(p.max_groups))
+        pos_live = Signal()                        # position mask bit (always 1 when skipping)
         in_addr = Signal(bits_for(p.input_height * p.input_width))
         # Tap pipeline: fetch pointer -> one input-word read in flight -> the word whose
         # nonzero channels are being issued (see the ACCUMULATE state).
         ky, kx = Signal(8), Signal(8)              # next tap to fetch
         fetch_tap = Signal(bits_for(p.max_taps + 1))
         read_pending = Signal()                    # a word read was issued last cycle
+        read_inside = Signal()                     # ... for a tap inside the map
         read_tap = Signal(bits_for(p.max_taps))
         nonzero = Signal(CIN)                      # channels of the current word still to issue
-        xcanon = Signal(CIN * XB)                  # current word, one XB-bit slot per channel
         tap = Signal(bits_for(p.max_taps))         # tap of the current word
+        # Bit planes of the current word: plane k holds bit k of every channel; it is only as
+        # wide as the widest layer whose inputs have more than k bits.
+        plane_width = [max(lp.in_channels for lp in p.layers if lp.x_bits > k) for k in range(XB)]
+        xplanes = [Signal(w, name=f"xplane{k}") for k, w in enumerate(plane_width)]
 
         # Per-layer constants, selected by `layer`.
         def const(name, width, f):
@@ -149,6 +215,8 @@ class SnnCore(wiring.Component):
             "groups": const("groups", 16, lambda lp: lp.groups),
             "taps": const("taps", 16, lambda lp: lp.taps),
             "cin": const("cin", 16, lambda lp: lp.in_channels),
+            "cin_mask": const("cin_mask", CIN, lambda lp: (1 << lp.in_channels) - 1),
+            "x_mask": const("x_mask", XB, lambda lp: (1 << lp.x_bits) - 1),
             "is_fc": const("is_fc", 1, lambda lp: int(lp.kind == "fc")),
             "w_base": const("w_base", 32, lambda lp: lp.weight_base),
             "g_base": const("g_base", 32, lambda lp: lp.group_base),
@@ -167,6 +235,8 @@ class SnnCore(wiring.Component):
         ix = Signal(signed(18))
         m.d.comb += [iy.eq(y + ky - cur["pad"]), ix.eq(x + kx - cur["pad"])]
         tap_inside = (iy >= 0) & (iy < cur["in_h"]) & (ix >= 0) & (ix < cur["in_w"])
+        in_pos = Signal(bits_for(max(lp.act_depth for lp in p.layers) + 1))
+        m.d.comb += in_pos.eq(iy * cur["in_w"] + ix)
 
         # Memory addresses follow the scheduler registers; data arrives one cycle later and
         # stays valid while the registers hold.
@@ -177,31 +247,35 @@ class SnnCore(wiring.Component):
             membranes.raddr.eq(cur["m_base"] + pos * cur["groups"] + group),
         ]
         for act in acts:
-            n = len(act.raddr)
-            m.d.comb += act.raddr.eq(iy[:n] * cur["in_w"] + ix[:n])
+            m.d.comb += act.raddr.eq(in_pos[:len(act.raddr)])
 
-        # Fetched word in canonical form (one XB-bit slot per channel) and its nonzero map.
-        fetched = Signal(CIN * XB)
-        fetched_nz = Signal(CIN)
+        # The fetched word's planes (zero above the layer's input bits) and nonzero map.
+        fetched = [Signal(w, name=f"fetched_plane{k}") for k, w in enumerate(plane_width)]
         with m.Switch(layer):
             for lp, act in zip(p.layers, acts):
                 with m.Case(lp.index):
-                    for ci in range(lp.in_channels):
-                        v = act.rdata[ci * lp.x_bits:(ci + 1) * lp.x_bits]
-                        m.d.comb += [fetched[ci * XB:ci * XB + lp.x_bits].eq(v),
-                                     fetched_nz[ci].eq(v.any())]
+                    n = lp.in_channels
+                    m.d.comb += [fetched[k][:n].eq(act.rdata[k * n:(k + 1) * n])
+                                 for k in range(lp.x_bits)]
+        fetched_nz = Signal(CIN)
+        nz = 0
+        for plane in fetched:
+            nz = nz | plane
+        m.d.comb += fetched_nz.eq(nz)
 
         # ---------------- synapse lanes ----------------
-        m.submodules.pot_shift_add = lanes = PotShiftAdd(
-            lanes=L, weight_bits=b, max_shift=p.max_shift, x_bits=XB, acc_width=W)
+        lanes = PotShiftAdd(lanes=L, weight_bits=b, max_shift=p.max_shift, x_bits=XB, acc_width=W)
+        m.submodules.pot_shift_add = DomainRenamer("core")(lanes)
         ev_valid = Signal()
         ev_x = Signal(XB)
-        ci = first_set_index(m, nonzero, "event_channel")
+        ci = first_set(m, nonzero, "event_channel")
         m.d.comb += [
             weights.raddr.eq(cur["w_base"] + (group * cur["taps"] + tap) * cur["cin"] + ci),
             lanes.valid.eq(ev_valid), lanes.x.eq(ev_x), lanes.codes.eq(weights.rdata),
         ]
-        m.d.sync += ev_valid.eq(0)
+        m.d.core += ev_valid.eq(0)
+        x_of_ci = Signal(XB)
+        m.d.comb += x_of_ci.eq(Cat(*(plane.bit_select(ci, 1) for plane in xplanes)) & cur["x_mask"])
 
         # ---------------- neuron units ----------------
         MB = p.membrane_bits
@@ -215,15 +289,34 @@ class SnnCore(wiring.Component):
                 nu.current.eq(lanes.lane_acc(j)),
                 nu.q_prev.eq(membranes.rdata[j * MB:(j + 1) * MB]),
                 nu.first_step.eq(first_step),
-                nu.active.eq(cmask[j]),
+                nu.active.eq(cmask[j] & pos_live),
                 nu.thresholds.eq(thresholds.rdata[j * TLW:(j + 1) * TLW]),
                 spikes[j].eq(nu.spike),
                 q_next[j * MB:(j + 1) * MB].eq(nu.q_next),
             ]
+        live = Signal()                            # this (position, group) is computed
+        m.d.comb += live.eq(pos_live & cmask.any())
 
-        # Pooled spike counts of the current window, one slot per output channel.
+        # Pooled spike counts of the current window as carry-save bit planes: plane k holds
+        # bit k of every output channel's count (0..pool^2).
+        spiking = p.spiking_layers
+        MAXC = p.max_out_channels
         PB = max(lp.x_bits for lp in p.layers[1:])
-        pool_acc = [Signal(PB, name=f"pool_acc{c}") for c in range(p.max_out_channels)]
+        pool_planes = [Signal(MAXC, name=f"pool_plane{k}") for k in range(PB)]
+        spikes_at = Signal(MAXC)                   # this group's spikes at its channels
+        with m.Switch(group):
+            for g in range(max(lp.groups for lp in spiking)):
+                with m.Case(g):
+                    lo, hi = g * L, min((g + 1) * L, MAXC)
+                    m.d.comb += spikes_at[lo:hi].eq(spikes[:hi - lo])
+
+        # Signature of the layer's spike stream at this step (hw.signature).
+        crc = Signal(CRC_WIDTH, init=CRC_INIT)
+        crc_next = Signal(CRC_WIDTH)
+        state_mask, word_mask = update_masks(L)
+        for k in range(CRC_WIDTH):
+            m.d.comb += crc_next[k].eq((crc & state_mask[k]).xor() ^ (spikes & word_mask[k]).xor())
+        spike_count = Signal(p.spike_count_width)
 
         # Classifier logits, accumulated over steps.
         fc = p.classifier
@@ -234,6 +327,12 @@ class SnnCore(wiring.Component):
         rec = self.record.payload
         m.d.comb += [rec.layer.eq(layer), rec.step.eq(step), rec.pos.eq(pos),
                      rec.group.eq(group)]
+        # The classifier always emits; spiking layers as `spike_records` selects (sampled
+        # while waiting for a frame, so it is stable over an inference).
+        spike_records_q = Signal(len(self.spike_records), init=(1 << len(self.spike_records)) - 1)
+        spike_records = Cat(spike_records_q, Const(1, 1))
+        emit = Signal()
+        m.d.comb += emit.eq(live & (cur["is_fc"] | spike_records.bit_select(layer, 1)))
 
         # ---------------- the scheduler ----------------
         last_sub = Signal()
@@ -246,56 +345,72 @@ class SnnCore(wiring.Component):
             with m.If(last_sub):
                 m.next = "POOL_WRITE"
             with m.Else():
-                m.d.sync += [dx.eq(~dx), dy.eq(dy ^ dx), group.eq(0)]
+                m.d.core += [dx.eq(~dx), dy.eq(dy ^ dx), group.eq(0)]
                 m.next = "POSITION"
 
         def next_group():
             with m.If(last_group):
                 next_position()
             with m.Else():
-                m.d.sync += group.eq(group + 1)
+                m.d.core += group.eq(group + 1)
                 m.next = "GROUP"
 
         def start_layer():
-            m.d.sync += [wy.eq(0), wx.eq(0), dy.eq(0), dx.eq(0), group.eq(0)]
+            m.d.core += [wy.eq(0), wx.eq(0), dy.eq(0), dx.eq(0), group.eq(0),
+                         crc.eq(CRC_INIT), spike_count.eq(0)]
 
         m.d.comb += self.busy.eq(1)      # overridden while waiting for a new inference
-        with m.FSM(name="scheduler"):
+        with m.FSM(name="scheduler", domain="core"):
             with m.State("LOAD"):
+                with m.If((step == 0) & (in_addr == 0)):
+                    m.d.core += spike_records_q.eq(self.spike_records)
+                bits = p.input_bits
+                frame_planes = Cat(*(self.frame.payload[c * bits + k]
+                                     for k in range(bits) for c in range(p.input_channels)))
                 m.d.comb += [self.frame.ready.eq(1),
                              self.busy.eq((step != 0) | (in_addr != 0)),
-                             acts[0].waddr.eq(in_addr), acts[0].wdata.eq(self.frame.payload),
+                             acts[0].waddr.eq(in_addr), acts[0].wdata.eq(frame_planes),
                              acts[0].wen.eq(self.frame.valid)]
                 with m.If(self.frame.valid):
-                    m.d.sync += in_addr.eq(in_addr + 1)
+                    m.d.core += in_addr.eq(in_addr + 1)
                     with m.If(in_addr == p.input_height * p.input_width - 1):
-                        m.d.sync += [in_addr.eq(0), layer.eq(0)]
+                        m.d.core += [in_addr.eq(0), layer.eq(0)]
                         start_layer()
                         m.next = "POSITION"
 
             with m.State("POSITION"):          # position-mask address is presented
+                m.d.core += pos_live.eq(1)
                 with m.If(cur["is_fc"]):
                     m.next = "GROUP"
                 with m.Else():
                     m.next = "POSITION_CHECK"
 
             with m.State("POSITION_CHECK"):    # mask bit has arrived
-                with m.If(position_masks.rdata[0]):
+                m.d.core += pos_live.eq(position_masks.rdata[0])
+                if p.skipping:
+                    with m.If(position_masks.rdata[0]):
+                        m.next = "GROUP"
+                    with m.Else():
+                        next_position()
+                else:
                     m.next = "GROUP"
-                with m.Else():
-                    next_position()
 
             with m.State("GROUP"):             # threshold, mask, membrane addresses presented
                 m.next = "GROUP_CHECK"
 
             with m.State("GROUP_CHECK"):
-                with m.If(cmask == 0):
-                    next_group()
-                with m.Else():
+                def start_group():
                     m.d.comb += lanes.clear.eq(1)
-                    m.d.sync += [fetch_tap.eq(0), ky.eq(0), kx.eq(0), read_pending.eq(0),
+                    m.d.core += [fetch_tap.eq(0), ky.eq(0), kx.eq(0), read_pending.eq(0),
                                  nonzero.eq(0)]
                     m.next = "ACCUMULATE"
+                if p.skipping:
+                    with m.If(cmask == 0):
+                        next_group()
+                    with m.Else():
+                        start_group()
+                else:
+                    start_group()
 
             with m.State("ACCUMULATE"):
                 # Every cycle: issue one nonzero input of the current word to all lanes;
@@ -303,30 +418,43 @@ class SnnCore(wiring.Component):
                 # it if all zero; read the next tap's word when the current word will be used
                 # up by the next cycle, so words follow each other without bubbles. A tap
                 # costs max(1, nonzero inputs) cycles; taps outside the map cost 1.
+                # Skipping off: every channel of every tap is issued (C_in cycles per tap).
                 remaining = Signal(CIN)
-                m.d.comb += remaining.eq(nonzero & (nonzero - 1)[:CIN])
+                m.d.comb += remaining.eq(nonzero & ~(Const(1, CIN) << ci)[:CIN])
                 with m.If(nonzero.any()):
-                    m.d.sync += [ev_valid.eq(1), ev_x.eq(xcanon.word_select(ci, XB))]
+                    m.d.core += [ev_valid.eq(1), ev_x.eq(x_of_ci)]
                 after = Signal(CIN)                # the current word's channels after this cycle
                 with m.If(remaining.any()):
                     m.d.comb += after.eq(remaining)
-                    m.d.sync += nonzero.eq(remaining)
+                    m.d.core += nonzero.eq(remaining)
                 with m.Elif(read_pending):
-                    m.d.comb += after.eq(fetched_nz)
-                    m.d.sync += [nonzero.eq(fetched_nz), xcanon.eq(fetched), tap.eq(read_tap)]
+                    m.d.core += tap.eq(read_tap)
+                    if p.skipping:
+                        m.d.comb += after.eq(fetched_nz)
+                        m.d.core += nonzero.eq(fetched_nz)
+                        m.d.core += [xp.eq(f) for xp, f in zip(xplanes, fetched)]
+                    else:
+                        # Padding taps are issued too, as zeros.
+                        m.d.comb += after.eq(cur["cin_mask"])
+                        m.d.core += nonzero.eq(cur["cin_mask"])
+                        m.d.core += [xp.eq(Mux(read_inside, f, 0)) for xp, f in zip(xplanes, fetched)]
                 with m.Else():
-                    m.d.sync += nonzero.eq(0)
+                    m.d.core += nonzero.eq(0)
                 taps_left = fetch_tap < cur["taps"]
                 at_most_one = (after & (after - 1)[:CIN]) == 0
-                m.d.sync += read_pending.eq(0)
+                m.d.core += read_pending.eq(0)
                 with m.If(taps_left & at_most_one):
-                    with m.If(tap_inside):
-                        m.d.sync += [read_pending.eq(1), read_tap.eq(fetch_tap)]
-                    m.d.sync += fetch_tap.eq(fetch_tap + 1)
+                    if p.skipping:
+                        with m.If(tap_inside):
+                            m.d.core += [read_pending.eq(1), read_tap.eq(fetch_tap)]
+                    else:
+                        m.d.core += [read_pending.eq(1), read_tap.eq(fetch_tap),
+                                     read_inside.eq(tap_inside)]
+                    m.d.core += fetch_tap.eq(fetch_tap + 1)
                     with m.If(kx == cur["kw"] - 1):
-                        m.d.sync += [kx.eq(0), ky.eq(ky + 1)]
+                        m.d.core += [kx.eq(0), ky.eq(ky + 1)]
                     with m.Else():
-                        m.d.sync += kx.eq(kx + 1)
+                        m.d.core += kx.eq(kx + 1)
                 with m.If(~taps_left & ~read_pending & ~remaining.any()):
                     m.next = "DRAIN"
 
@@ -334,7 +462,7 @@ class SnnCore(wiring.Component):
                 m.next = "NEURON"
 
             with m.State("NEURON"):
-                m.d.comb += self.record.valid.eq(1)
+                m.d.comb += self.record.valid.eq(emit)
                 with m.If(cur["is_fc"]):
                     m.d.comb += rec.kind.eq(KIND_CURRENT)
                     for j in range(L):
@@ -342,58 +470,66 @@ class SnnCore(wiring.Component):
                 with m.Else():
                     m.d.comb += [rec.kind.eq(KIND_SPIKES),
                                  rec.data[:L].eq(spikes), rec.data[L:L * (1 + MB)].eq(q_next)]
-                with m.If(self.record.ready):
+                with m.If(self.record.ready | ~emit):
                     m.d.comb += [membranes.waddr.eq(membranes.raddr), membranes.wdata.eq(q_next),
-                                 membranes.wen.eq(~cur["is_fc"])]
-                    with m.If(~cur["is_fc"]):
-                        for c in range(p.max_out_channels):
-                            with m.If(group == c // L):
-                                m.d.sync += pool_acc[c].eq(pool_acc[c] + spikes[c % L])
-                    with m.Else():
+                                 membranes.wen.eq(live & ~cur["is_fc"])]
+                    with m.If(live & ~cur["is_fc"]):
+                        carry = spikes_at
+                        for plane in pool_planes:
+                            m.d.core += plane.eq(plane ^ carry)
+                            carry = plane & carry
+                        m.d.core += [crc.eq(crc_next),
+                                     spike_count.eq(spike_count + popcount(spikes))]
+                    with m.If(live & cur["is_fc"]):
                         for c in range(fc.out_channels):
                             j = c % L
                             bias = thresholds.rdata[j * TLW:j * TLW + W].as_signed()
                             base = Mux(first_step, 0, logits[c])
                             with m.If((group == c // L) & cmask[j]):
-                                m.d.sync += logits[c].eq(base + lanes.lane_acc(j) + bias)
+                                m.d.core += logits[c].eq(base + lanes.lane_acc(j) + bias)
                     next_group()
 
             with m.State("POOL_WRITE"):        # close the window
                 with m.If(~cur["is_fc"]):
                     with m.Switch(layer):
-                        for lp in p.spiking_layers:
+                        for lp in spiking:
                             nxt = p.layers[lp.index + 1]
                             with m.Case(lp.index):
                                 wr = acts[lp.index + 1]
                                 m.d.comb += [
                                     wr.waddr.eq(wy * nxt.in_width + wx),
-                                    wr.wdata.eq(Cat(*(pool_acc[c][:nxt.x_bits]
-                                                     for c in range(lp.out_channels)))),
+                                    wr.wdata.eq(Cat(*(pool_planes[k][:lp.out_channels]
+                                                      for k in range(nxt.x_bits)))),
                                     wr.wen.eq(1),
                                 ]
-                    m.d.sync += [s.eq(0) for s in pool_acc]
-                m.d.sync += [group.eq(0), dy.eq(0), dx.eq(0)]
+                    m.d.core += [plane.eq(0) for plane in pool_planes]
+                m.d.core += [group.eq(0), dy.eq(0), dx.eq(0)]
                 with m.If(last_window | cur["is_fc"]):
                     m.next = "LAYER_DONE"
                 with m.Else():
                     with m.If(wx == cur["win_w"] - 1):
-                        m.d.sync += [wx.eq(0), wy.eq(wy + 1)]
+                        m.d.core += [wx.eq(0), wy.eq(wy + 1)]
                     with m.Else():
-                        m.d.sync += wx.eq(wx + 1)
+                        m.d.core += wx.eq(wx + 1)
                     m.next = "POSITION"
 
             with m.State("LAYER_DONE"):
                 with m.If(cur["is_fc"]):
                     with m.If(step == p.timesteps - 1):
-                        m.d.sync += group.eq(0)
+                        m.d.core += group.eq(0)
                         m.next = "LOGITS"
                     with m.Else():
-                        m.d.sync += step.eq(step + 1)
+                        m.d.core += step.eq(step + 1)
                         m.next = "LOAD"
                 with m.Else():
-                    m.d.sync += layer.eq(layer + 1)
-                    start_layer()
-                    m.next = "POSITION"
+                    # The layer's signature at this step, then the next layer.
+                    m.d.comb += [self.record.valid.eq(1), rec.kind.eq(KIND_SIGNATURE),
+                                 rec.pos.eq(0), rec.group.eq(0),
+                                 rec.data.eq(Cat(crc ^ CRC_XOROUT, spike_count))]
+                    with m.If(self.record.ready):
+                        m.d.core += layer.eq(layer + 1)
+                        start_layer()
+                        m.next = "POSITION"
 
             with m.State("LOGITS"):            # one record per group of the classifier
                 m.d.comb += [self.record.valid.eq(1), rec.kind.eq(KIND_LOGITS)]
@@ -406,9 +542,9 @@ class SnnCore(wiring.Component):
                                     m.d.comb += rec.data[j * LW:(j + 1) * LW].eq(logits[c])
                 with m.If(self.record.ready):
                     with m.If(group == fc.groups - 1):
-                        m.d.sync += [step.eq(0), group.eq(0)]
+                        m.d.core += [step.eq(0), group.eq(0)]
                         m.next = "LOAD"
                     with m.Else():
-                        m.d.sync += group.eq(group + 1)
+                        m.d.core += group.eq(group + 1)
 
         return m

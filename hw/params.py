@@ -13,7 +13,8 @@ from project_config.schema import accumulator_width, logit_width, max_shift
 # Parameter-load targets (param_in.payload.target).
 TARGET_WEIGHTS, TARGET_THRESHOLDS, TARGET_CHANNEL_MASK, TARGET_POSITION_MASK = range(4)
 # Output-record kinds (out.payload.kind).
-KIND_SPIKES, KIND_CURRENT, KIND_LOGITS = range(3)
+KIND_SPIKES, KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE = range(4)
+SIGNATURE_CRC_WIDTH = 32   # signature record data: CRC-32 at [0, 32), spike count above
 
 MAX_LANE_WIDTH = 62   # accumulators must fit golden's int64 and the testbench's decoding
 
@@ -55,6 +56,7 @@ class LayerPlan:
 
     @property
     def act_width(self) -> int:
+        # Bit-plane layout: bit k of channel c's value at k * in_channels + c.
         return self.in_channels * self.x_bits
 
     @property
@@ -68,7 +70,7 @@ class LayerPlan:
 class CoreParams:
     """Everything the generated core is sized by, computed from a validated Config."""
 
-    def __init__(self, cfg: Config):
+    def __init__(self, cfg: Config, skipping: bool | None = None):
         arch = cfg.model.get("arch", "convnet")
         if arch != "convnet":
             raise ConfigError(f"{cfg.path}: model.arch: {arch!r} has no hardware form "
@@ -83,6 +85,8 @@ class CoreParams:
         self.config_path = cfg.path
         self.name = cfg.name
         self.lanes = cfg.hardware["lanes"]
+        # False: a reference core that issues every input, position and group (docs/HARDWARE.md).
+        self.skipping = cfg.hardware["skipping"] if skipping is None else bool(skipping)
         self.weight_bits = bits
         self.max_shift = max_shift(bits)
         self.membrane = membrane
@@ -129,8 +133,12 @@ class CoreParams:
         self.max_out_channels = max(p.out_channels for p in plans[:-1])
         # The pooled output written to the next layer's input buffer: one word per position.
         self.threshold_lane_width = self.levels * 3 * self.acc_width
+        # Spikes counted per (layer, step): at most every lane of every visited record.
+        self.spike_count_width = bits_for(max(p.positions * p.groups * self.lanes
+                                              for p in plans[:-1]) + 2)
         self.record_data_width = max(self.lanes * (1 + self.membrane_bits),
-                                     self.lanes * self.logit_width)
+                                     self.lanes * self.logit_width,
+                                     SIGNATURE_CRC_WIDTH + self.spike_count_width)
         self.param_data_width = max(self.lanes * self.weight_bits, self.threshold_lane_width,
                                     self.lanes, 1)
         self.param_addr_width = bits_for(max(self.weight_depth, self.group_depth,
@@ -139,6 +147,42 @@ class CoreParams:
     @property
     def spiking_layers(self):
         return self.layers[:-1]
+
+    def skip_disabled_cycles(self) -> dict:
+        """Cycles of one inference on the core built with ``skipping`` off, in closed form
+        (no stalls on any stream). It visits every position and group and issues every input
+        channel of every kernel tap, so the count depends on the shape only:
+
+        - per (position, group): GROUP, GROUP_CHECK, 2 + taps * C_in in ACCUMULATE (one
+          cycle to fetch the first word, one to load it, then one per channel), DRAIN,
+          NEURON: ``taps * C_in + 6``;
+        - per position: POSITION and POSITION_CHECK (the classifier only POSITION);
+        - per pool window: POOL_WRITE; per layer: LAYER_DONE;
+        - per step: LOAD, one cycle per input position; at the end, LOGITS, one per group.
+
+        Returns ``{"layers": [...], "total": N}`` as the testbench counts them (sim.host,
+        RecordDecoder.layer_cycles): cycle 0 is the first LOAD cycle and a record shown in
+        cycle n is stamped n; ``layers[l]`` sums over steps the stamps from the previous
+        layer's last record to layer l's last record (a spiking layer's is its signature,
+        in LAYER_DONE; the classifier's its last current, so its POOL_WRITE and LAYER_DONE
+        go to layer 0 of the next step, and layer 0 at step 0 starts at stamp 0, not after
+        a record); the total ends at the clock edge that closes the last LOGITS cycle.
+        """
+        T = self.timesteps
+        body = []
+        for lp in self.layers:
+            per_group = lp.taps * lp.in_channels + 6
+            if lp.kind == "fc":
+                body.append(1 + lp.groups * per_group)          # POSITION + groups
+            else:
+                windows = lp.positions // (lp.pool * lp.pool)
+                body.append(lp.positions * (2 + lp.groups * per_group) + windows + 1)
+        load = self.input_height * self.input_width
+        fc_tail = 2                                              # POOL_WRITE, LAYER_DONE
+        layers = [T * b for b in body]
+        layers[0] += T * load + (T - 1) * fc_tail - 1
+        total = sum(layers) + fc_tail + self.classifier.groups + 1
+        return {"layers": layers, "total": total}
 
     @property
     def classifier(self):
@@ -171,6 +215,10 @@ class CoreParams:
                                       f"but the core has {getattr(lp, key)}")
             if tuple(le.kernel) != lp.kernel or le.weight_bits != self.weight_bits:
                 raise ConfigError(f"{where}: layer {lp.index} kernel/weight bits do not match the core")
+            if getattr(le, "spatial_pruning", False) or getattr(le, "gated", False):
+                # Runtime pruning (docs/INTEGER_SPEC.md section 5) is golden-only for now.
+                raise ConfigError(f"{where}: layer {lp.index} uses runtime pruning (spatial "
+                                  "threshold or channel gate), which this core does not run yet")
 
 
 def record_fields(p: CoreParams) -> list:

@@ -18,7 +18,8 @@ from project_config import UserError
 from project_config.files import atomic_write
 
 SCHEMA = "spquant-export"
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)   # version 1 has no runtime-pruning arrays
 NPZ_NAME = "export.npz"
 MANIFEST_NAME = "manifest.json"
 
@@ -50,6 +51,10 @@ class LayerExport:
     position_mask: np.ndarray = field(repr=False)
     thresholds: np.ndarray | None = field(default=None, repr=False)   # conv: [C_out, levels, 3]
     bias: np.ndarray | None = field(default=None, repr=False)         # fc: [C_out]
+    # Runtime pruning (section 5); None = off.
+    spatial_threshold: np.ndarray | None = field(default=None, repr=False)  # int64 [1]
+    gate_weights: np.ndarray | None = field(default=None, repr=False)       # int8 [C_out, C_in]
+    gate_thresholds: np.ndarray | None = field(default=None, repr=False)    # int64 [C_out]
 
     GEOMETRY = ("index", "kind", "in_channels", "in_height", "in_width", "out_channels",
                 "kernel", "padding", "out_height", "out_width", "pool", "x_max",
@@ -64,6 +69,18 @@ class LayerExport:
         d["kernel"] = list(d["kernel"])
         return d
 
+    @property
+    def spatial_pruning(self) -> bool:
+        return self.spatial_threshold is not None
+
+    @property
+    def gated(self) -> bool:
+        return self.gate_weights is not None
+
+    def gate_bound(self, prev: "LayerExport") -> int:
+        """Largest |z| of this layer's gate: C_in x the previous layer's output positions."""
+        return self.in_channels * prev.out_height * prev.out_width
+
     def signed_weights(self) -> np.ndarray:
         """The integer weight of each code: s * 2^(K - k), 0 for a zero code (int64)."""
         return decode_weights(self.w_code, self.weight_bits, self.max_shift)
@@ -75,7 +92,12 @@ class LayerExport:
             out["thresholds"] = self.thresholds
         else:
             out["bias"] = self.bias
+        for name in self.PRUNING_ARRAYS:
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         return out
+
+    PRUNING_ARRAYS = ("spatial_threshold", "gate_weights", "gate_thresholds")
 
 
 @dataclass
@@ -132,6 +154,11 @@ def _array_expectations(net: NetworkExport, layer: LayerExport) -> dict:
     }
     if layer.kind == "conv":
         shapes["thresholds"] = ((layer.out_channels, net.levels, 3), np.int64)
+        if layer.spatial_pruning:
+            shapes["spatial_threshold"] = ((1,), np.int64)
+        if layer.gated or layer.gate_thresholds is not None:
+            shapes["gate_weights"] = ((layer.out_channels, layer.in_channels), np.int8)
+            shapes["gate_thresholds"] = ((layer.out_channels,), np.int64)
     else:
         shapes["bias"] = ((layer.out_channels,), np.int64)
     return shapes
@@ -176,6 +203,25 @@ def validate(net: NetworkExport, where: str = "export"):
         for name in ("channel_mask", "position_mask"):
             if int(getattr(layer, name).max(initial=0)) > 1:
                 raise ExportError(f"{where}: L{layer.index}.{name}: values must be 0 or 1")
+        if layer.kind == "fc" and any(getattr(layer, n) is not None for n in layer.PRUNING_ARRAYS):
+            raise ExportError(f"{where}: L{layer.index}: the classifier has no runtime pruning")
+        if layer.spatial_pruning:
+            th = int(layer.spatial_threshold[0])
+            if not -layer.out_channels <= th <= 0:
+                raise ExportError(f"{where}: L{layer.index}.spatial_threshold: {th} is outside "
+                                  f"[-{layer.out_channels}, 0] (a positive one prunes every "
+                                  "position from step 0 on)")
+        if layer.gated:
+            if layer.index == 0:
+                raise ExportError(f"{where}: L0.gate_weights: the first layer has no gate "
+                                  "(no membrane prior before it)")
+            if int(np.abs(layer.gate_weights.astype(np.int64)).max(initial=0)) > 1:
+                raise ExportError(f"{where}: L{layer.index}.gate_weights: values must be -1, 0 or 1")
+            bound = layer.gate_bound(net.layers[layer.index - 1])
+            g = layer.gate_thresholds
+            if g.size and (int(g.min()) < -bound or int(g.max()) > bound + 1):
+                raise ExportError(f"{where}: L{layer.index}.gate_thresholds: outside "
+                                  f"[-{bound}, {bound + 1}]")
         lo, hi = -(1 << (layer.acc_width - 1)), (1 << (layer.acc_width - 1)) - 1
         vals = layer.thresholds if layer.kind == "conv" else layer.bias
         if vals.size and (int(vals.min()) < lo or int(vals.max()) > hi):
@@ -221,9 +267,9 @@ def load_export(path: str | os.PathLike) -> NetworkExport:
         raise ExportError(f"{mpath}: corrupted manifest ({e})") from None
     if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
         raise ExportError(f"{mpath}: not a {SCHEMA} manifest")
-    if manifest.get("version") != VERSION:
+    if manifest.get("version") not in READABLE_VERSIONS:
         raise ExportError(f"{mpath}: schema version {manifest.get('version')!r}, "
-                          f"this reader supports {VERSION}")
+                          f"this reader supports {list(READABLE_VERSIONS)}")
     try:
         with np.load(npath, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
@@ -246,6 +292,7 @@ def load_export(path: str | os.PathLike) -> NetworkExport:
                 position_mask=arrays[f"L{i}.position_mask"],
                 thresholds=arrays.get(f"L{i}.thresholds"),
                 bias=arrays.get(f"L{i}.bias"),
+                **{n: arrays.get(f"L{i}.{n}") for n in LayerExport.PRUNING_ARRAYS},
             ))
         net = NetworkExport(manifest["name"], manifest["timesteps"], manifest["membrane"],
                             inp["channels"], inp["height"], inp["width"], inp["bits"], layers)

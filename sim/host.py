@@ -3,17 +3,22 @@
 - :func:`param_transfers`: an export -> the parameter-load transfers (weights, thresholds,
   masks) at the addresses of :class:`hw.params.CoreParams`.
 - :func:`frame_words`: one step's integer input -> the frame stream's words.
-- :class:`RecordDecoder`: the record stream -> spike maps, membranes, currents and logits
-  in the golden model's shapes, checking that every record is expected and none repeats.
+- :class:`RecordDecoder`: the record stream -> spike maps, membranes, currents, logits and
+  signatures in the golden model's shapes, checking that every record is expected and none
+  repeats.
+- :func:`expected_signatures`: golden spikes -> each (layer, step)'s CRC-32 and spike count,
+  replaying the core's visiting order (:func:`visit_order`).
 - :func:`compare`: golden vs RTL, every layer and step; returns mismatch descriptions.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from hw.params import (CoreParams, KIND_CURRENT, KIND_LOGITS, KIND_SPIKES, TARGET_CHANNEL_MASK,
-                       TARGET_POSITION_MASK, TARGET_THRESHOLDS, TARGET_WEIGHTS, pack_fields,
-                       param_fields, record_fields, unpack_fields)
+from hw.params import (CoreParams, KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE, KIND_SPIKES,
+                       SIGNATURE_CRC_WIDTH, TARGET_CHANNEL_MASK, TARGET_POSITION_MASK,
+                       TARGET_THRESHOLDS, TARGET_WEIGHTS, pack_fields, param_fields,
+                       record_fields, unpack_fields)
+from hw.signature import crc32_packed
 from model_export.format import NetworkExport
 
 
@@ -79,11 +84,58 @@ def frame_words(p: CoreParams, x_step: np.ndarray) -> list[int]:
     return words
 
 
-class RecordDecoder:
-    """Accumulates one inference's records into golden-shaped arrays."""
+def visit_order(lp, le) -> tuple[np.ndarray, np.ndarray]:
+    """(ys, xs) of a spiking layer's unmasked positions in the core's visiting order: pool
+    windows in raster order, the positions of a window in raster order (hw.core)."""
+    P = lp.pool
+    wy, wx, dy, dx = np.meshgrid(np.arange(lp.out_height // P), np.arange(lp.out_width // P),
+                                 np.arange(P), np.arange(P), indexing="ij")
+    ys, xs = (wy * P + dy).reshape(-1), (wx * P + dx).reshape(-1)
+    keep = le.position_mask[ys, xs].astype(bool)
+    return ys[keep], xs[keep]
 
-    def __init__(self, p: CoreParams, net: NetworkExport | None):
+
+def live_groups(lp, le, lanes: int) -> np.ndarray:
+    """Groups of ``lanes`` output channels with at least one unmasked channel."""
+    return np.array([bool(le.channel_mask[g * lanes:(g + 1) * lanes].any())
+                     for g in range(lp.groups)])
+
+
+def record_spike_bits(p: CoreParams, lp, le, spikes_t: np.ndarray) -> np.ndarray:
+    """One step's spikes [C, H, W] -> the spike bits of the layer's records in visiting
+    order, [records, lanes] (lane j of group g is channel g * lanes + j; padding lanes 0)."""
+    L = p.lanes
+    ys, xs = visit_order(lp, le)
+    padded = np.zeros((lp.groups * L, len(ys)), np.uint8)
+    padded[:lp.out_channels] = spikes_t[:, ys, xs]
+    live = live_groups(lp, le, L)
+    return padded.reshape(lp.groups, L, -1)[live].transpose(2, 0, 1).reshape(-1, L)
+
+
+def expected_signatures(p: CoreParams, net: NetworkExport, golden, index: int) -> dict:
+    """{(layer, step): (crc, spike count)} of golden sample ``index``, as the core computes
+    them (hw.signature: the lanes' spike bits of each record, lane 0 first)."""
+    out = {}
+    for lp, le in zip(p.spiking_layers, net.spiking_layers):
+        for t in range(p.timesteps):
+            bits = record_spike_bits(p, lp, le, golden.spikes[lp.index][index, t])
+            out[(lp.index, t)] = (crc32_packed(p.lanes, bits), int(bits.sum()))
+    return out
+
+
+class RecordDecoder:
+    """Accumulates one inference's records into golden-shaped arrays.
+
+    ``spike_layers``: the spiking layers whose per-(position, group) records the core was
+    asked for (``spike_records``; default all); every spiking layer also sends a signature
+    per step.
+    """
+
+    def __init__(self, p: CoreParams, net: NetworkExport | None, spike_layers=None):
         self.p, self.net = p, net
+        self.spike_layers = (set(range(len(p.spiking_layers))) if spike_layers is None
+                             else set(spike_layers))
+        self.signatures = {}          # (layer, step) -> (crc, spike count)
         self.fields = record_fields(p)
         T = p.timesteps
         self.spikes = [np.zeros((T, l.out_channels, l.out_height, l.out_width), np.uint8)
@@ -118,7 +170,14 @@ class RecordDecoder:
             return
         lp = p.layers[r["layer"]]
         data, g = r["data"], r["group"]
-        if r["kind"] == KIND_SPIKES:
+        if r["kind"] == KIND_SIGNATURE:
+            if lp.kind != "conv":
+                self.errors.append(f"signature record for the classifier {key}")
+                return
+            crc = data & ((1 << SIGNATURE_CRC_WIDTH) - 1)
+            count = (data >> SIGNATURE_CRC_WIDTH) & ((1 << p.spike_count_width) - 1)
+            self.signatures[(r["layer"], r["step"])] = (crc, count)
+        elif r["kind"] == KIND_SPIKES:
             if lp.kind != "conv" or r["pos"] >= lp.positions or g >= lp.groups:
                 self.errors.append(f"unexpected spike record {key}")
                 return
@@ -170,6 +229,9 @@ class RecordDecoder:
         p, net, L = self.p, self.net, self.p.lanes
         keys = set()
         for lp, le in zip(p.spiking_layers, net.spiking_layers):
+            keys.update((KIND_SIGNATURE, lp.index, t, 0, 0) for t in range(p.timesteps))
+            if lp.index not in self.spike_layers:
+                continue
             live = [g for g in range(lp.groups) if le.channel_mask[g * L:(g + 1) * L].any()]
             for pos in np.flatnonzero(le.position_mask.reshape(-1)):
                 for t in range(p.timesteps):
@@ -194,7 +256,16 @@ def compare(golden, index: int, dec: RecordDecoder, limit=8) -> tuple[int, list[
     if extra:
         out.append(f"{len(extra)} unexpected records, first {extra[:4]}")
     count = len(out)
+    bad_sigs = signature_mismatches(golden, index, dec)
+    count += len(bad_sigs)
+    for (l, t), want, got in bad_sigs[:limit]:
+        out.append(f"layer {l} t={t} signature (crc, spikes): golden ({want[0]:#010x}, {want[1]}) "
+                   f"rtl " + (f"({got[0]:#010x}, {got[1]})" if got else "none"))
+    if len(bad_sigs) > limit:
+        out.append(f"signatures: {len(bad_sigs) - limit} more mismatches")
     for l, (gs, gm) in enumerate(zip(golden.spikes, golden.membranes)):
+        if l not in dec.spike_layers:
+            continue
         for name, g, r in (("spikes", gs[index], dec.spikes[l]),
                            ("membrane", gm[index], dec.membranes[l])):
             bad = np.argwhere(g != r)
@@ -213,3 +284,29 @@ def compare(golden, index: int, dec: RecordDecoder, limit=8) -> tuple[int, list[
     for c in bad_logits[:limit]:
         out.append(f"logit c={c}: golden {golden.logits[index][c]} rtl {dec.logits[c]}")
     return count, out
+
+
+def signature_mismatches(golden, index: int, dec: RecordDecoder) -> list:
+    """[((layer, step), golden (crc, count), rtl (crc, count) or None)], layer-major order."""
+    want = expected_signatures(dec.p, dec.net, golden, index)
+    return [(key, want[key], dec.signatures.get(key)) for key in sorted(want)
+            if dec.signatures.get(key) != want[key]]
+
+
+def first_difference(golden, index: int, dec: RecordDecoder, layer: int) -> str | None:
+    """The first neuron of ``layer`` whose spike or membrane differs, in the core's order
+    (step, then visiting order, then channel), from a decoder that has the layer's full
+    records; None if the layer matches."""
+    p, net = dec.p, dec.net
+    lp, le = p.layers[layer], net.layers[layer]
+    ys, xs = visit_order(lp, le)
+    g_s, r_s = golden.spikes[layer][index][:, :, ys, xs], dec.spikes[layer][:, :, ys, xs]
+    g_q, r_q = golden.membranes[layer][index][:, :, ys, xs], dec.membranes[layer][:, :, ys, xs]
+    bad = np.argwhere(((g_s != r_s) | (g_q != r_q)).transpose(0, 2, 1))     # [T, pos, C]
+    if not len(bad):
+        return None
+    t, i, c = bad[0]
+    y, x = ys[i], xs[i]
+    return (f"layer {layer} t={t} c={c} y={y} x={x} (group {c // p.lanes}, lane {c % p.lanes}): "
+            f"golden spike {g_s[t, c, i]} membrane {g_q[t, c, i]}, rtl spike {r_s[t, c, i]} "
+            f"membrane {r_q[t, c, i]}")

@@ -1,11 +1,16 @@
 """cocotb testbench: drive snn_core with an export and inputs, compare with golden.
 
 Driver -> core -> monitor -> scoreboard, as in cocotb's examples:
-- the parameter stream loads the export (random idle cycles between transfers);
+- the parameter stream loads the export (random idle cycles between transfers), unless
+  the core was built with this export preloaded from image files (``preloaded_sha256``);
 - the frame driver sends each step's input with random idle cycles (valid low);
 - the record monitor applies random backpressure (ready low) and decodes every record;
-- the scoreboard compares every layer's spikes and membranes at every step, the classifier
-  currents and the logits with the golden model, and records cycles per inference.
+- the scoreboard compares every layer's signatures (CRC-32 and spike count per step) and,
+  in full-record mode, every layer's spikes and membranes at every step, then the
+  classifier currents and the logits with the golden model, and records cycles per
+  inference. In signature mode (``records: signature``) a signature mismatch reruns the
+  sample with full records for the first mismatching layer and reports its first
+  differing neuron (``debug_rerun``).
 
 The case comes from the JSON file named by ``SPQ_CASE`` (written by sim.runner).
 """
@@ -21,10 +26,12 @@ from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 import golden
+from hw.memory_image import export_sha256
 from hw.params import CoreParams, TARGET_WEIGHTS, pack_fields, param_fields, unpack_fields
 from model_export import load_export
 from project_config import load_config
-from sim.host import RecordDecoder, compare, frame_words, param_transfers
+from sim.host import (RecordDecoder, compare, first_difference, frame_words, param_transfers,
+                      signature_mismatches)
 
 
 def _load_case():
@@ -46,10 +53,12 @@ async def _drive(dut, port, words, rng, stall):
         payload.value = w
         while True:
             await ReadOnly()                  # ready as the clock edge will see it
-            accepted = ready.value == 1
-            await RisingEdge(dut.clk)
-            if accepted:
+            if ready.value == 1:
+                await RisingEdge(dut.clk)
                 break
+            # Not ready (the frame stream waits while the core computes a step): sleep until
+            # it is, rather than waking up every cycle.
+            await RisingEdge(ready)
     valid.value = 0
 
 
@@ -99,26 +108,38 @@ async def _monitor_always_ready(dut, decoder, cycles, max_cycles):
     cycles[0] = int((get_sim_time(unit="ns") - start) // CLOCK_NS)
 
 
+def _layer_bits(layers) -> int:
+    return sum(1 << l for l in layers)
+
+
 async def _reset(dut, cycles=3):
     dut.rst.value = 1
     dut.frame__valid.value = 0
     dut.param__valid.value = 0
     dut.record__ready.value = 0
+    dut.spike_records.value = (1 << len(dut.spike_records)) - 1
     for _ in range(cycles):
         await RisingEdge(dut.clk)
     dut.rst.value = 0
     await RisingEdge(dut.clk)
 
 
-def _faulty(params, transfers, fault):
+def _param_stream(params, net, fault, loaded: bool):
+    """The param transfers for ``net``: all of them, or none if the core already holds it
+    (preloaded images); a fault's replacement words either way."""
+    transfers = param_transfers(params, net)
     if fault != "drop_layer0_weights":
-        return transfers
+        return [] if loaded else transfers
     # Self-check of the scoreboard: load zero weights into layer 0 behind golden's back.
     fields = param_fields(params)
     end = params.layers[1].weight_base
-    return [pack_fields(fields, **{**f, "data": 0})
-            if f["target"] == TARGET_WEIGHTS and f["addr"] < end else w
-            for w, f in ((w, unpack_fields(fields, w)) for w in transfers)]
+    out = []
+    for w, f in ((w, unpack_fields(fields, w)) for w in transfers):
+        if f["target"] == TARGET_WEIGHTS and f["addr"] < end:
+            out.append(pack_fields(fields, **{**f, "data": 0}))
+        elif not loaded:
+            out.append(w)
+    return out
 
 
 async def _abort_inference(dut, params, x, rng, stall, max_cycles):
@@ -140,30 +161,56 @@ async def _abort_inference(dut, params, x, rng, stall, max_cycles):
     return decoder.records
 
 
-async def _run_job(dut, params, job, case, rng, results):
-    """Load one export's parameters and run its inputs; add to ``results``."""
+async def _infer(dut, params, net, x, spike_layers, rng, stall, max_cycles):
+    """One inference of input ``x`` [T, C, H, W]; returns (decoder, cycles)."""
+    dut.spike_records.value = _layer_bits(spike_layers)
+    decoder = RecordDecoder(params, net, spike_layers)
+    cycles = [0]
+    monitor = cocotb.start_soon(_monitor(dut, decoder, rng, stall, cycles, max_cycles))
+    for t in range(params.timesteps):
+        await _drive(dut, "frame", frame_words(params, x[t]), rng, stall)
+    await monitor
+    dut.record__ready.value = 0
+    return decoder, cycles[0]
+
+
+async def _run_job(dut, params, job, case, rng, results, loaded):
+    """Load one export's parameters (unless ``loaded["sha256"]`` says the core holds them)
+    and run its inputs; add to ``results``."""
     net = load_export(job["export"])
     inputs = np.load(job["inputs"])
     stall, max_cycles = case["stall_probability"], case.get("max_cycles", 10_000_000)
-    transfers = _faulty(params, param_transfers(params, net), case.get("fault"))
+    sha = export_sha256(job["export"])
+    fault = case.get("fault")
+    transfers = _param_stream(params, net, fault, loaded["sha256"] == sha)
+    loaded["sha256"] = None if fault else sha
     await _drive(dut, "param", transfers, rng, stall)
     if job.get("reset_mid_inference"):
         await _abort_inference(dut, params, inputs[0], rng, stall, max_cycles)
     ref = golden.run(net, inputs)
+    all_layers = range(len(params.spiking_layers))
+    signature_only = case.get("records", "full") == "signature"
     job_result = {"tag": job.get("tag", ""), "samples": 0, "mismatches": 0, "cycles": [],
-                  "predictions": [], "layer_cycles": [0] * len(params.layers)}
+                  "predictions": [], "layer_cycles": [0] * len(params.layers),
+                  "params_streamed": len(transfers), "debug": []}
     for i in range(inputs.shape[0]):
-        decoder = RecordDecoder(params, net)
-        cycles = [0]
-        monitor = cocotb.start_soon(_monitor(dut, decoder, rng, stall, cycles, max_cycles))
-        for t in range(params.timesteps):
-            await _drive(dut, "frame", frame_words(params, inputs[i, t]), rng, stall)
-        await monitor
-        dut.record__ready.value = 0
+        decoder, cycles = await _infer(dut, params, net, inputs[i],
+                                       [] if signature_only else all_layers, rng, stall, max_cycles)
         count, details = compare(ref, i, decoder)
+        bad = signature_mismatches(ref, i, decoder)
+        if bad and signature_only and case.get("debug_rerun", True):
+            # Rerun with full records for the first mismatching layer: name the neuron.
+            layer = bad[0][0][0]
+            rerun, _ = await _infer(dut, params, net, inputs[i], [layer], rng, stall, max_cycles)
+            first = first_difference(ref, i, rerun, layer)
+            note = (f"debug rerun, full records for layer {layer}: first differing neuron "
+                    + (first or "none (the layer's records match; the signature logic differs)"))
+            details.append(note)
+            job_result["debug"].append({"sample": i, "layer": layer, "first_difference": first})
+            dut._log.error(note)
         job_result["samples"] += 1
         job_result["mismatches"] += count
-        job_result["cycles"].append(cycles[0])
+        job_result["cycles"].append(cycles)
         job_result["layer_cycles"] = [a + b for a, b in zip(job_result["layer_cycles"],
                                                             decoder.layer_cycles())]
         job_result["predictions"].append(int(np.argmax(decoder.logits)))
@@ -191,9 +238,10 @@ async def core_matches_golden(dut):
     await _reset(dut)
     results = {"samples": 0, "mismatches": 0, "cycles": [], "details": [], "predictions": [],
                "jobs": []}
+    loaded = {"sha256": case.get("preloaded_sha256")}      # what the parameter SRAMs hold
     try:
         for job in case["jobs"]:
-            await _run_job(dut, params, job, case, rng, results)
+            await _run_job(dut, params, job, case, rng, results, loaded)
     finally:
         with open(case["results"], "w") as f:
             json.dump(results, f, indent=1)

@@ -23,7 +23,7 @@ def test_vgg9_is_the_papers_network():
     fc = cfg.layers[-1]
     assert (fc.in_channels, fc.in_height, fc.in_width, fc.out_channels) == (512, 3, 3, 10)
     assert cfg.timesteps == 10 and cfg.model["input"]["channels"] == 2
-    assert cfg.pruning == {"spatial_ratio": 0.35, "channel_gate_threshold": 0.47}
+    assert (cfg.pruning["spatial_ratio"], cfg.pruning["channel_gate_threshold"]) == (0.35, 0.47)
 
 
 def test_config_found_in_configs_dir_and_cwd(tmp_path, monkeypatch):

@@ -95,17 +95,51 @@ def test_codes_round_trip():
         assert list(w) == [-(1 << K), 0, 1, 1 << K, -1]
 
 
-def test_save_load_round_trip(tmp_path, slice_cfg):
-    net = random_export(slice_cfg, seed=1)
+@pytest.mark.parametrize("pruning", [False, True])
+def test_save_load_round_trip(tmp_path, slice_cfg, pruning):
+    net = random_export(slice_cfg, seed=1, pruning=pruning)
     save_export(net, tmp_path / "e")
     back = load_export(tmp_path / "e")
     for a, b in zip(net.layers, back.layers):
         assert a.geometry() == b.geometry()
+        assert a.arrays().keys() == b.arrays().keys()
         for name, arr in a.arrays().items():
             assert np.array_equal(arr, getattr(b, name))
+    assert [l.gated for l in back.layers] == [False, pruning, False]
+    assert [l.spatial_pruning for l in back.layers] == [pruning, pruning, False]
     manifest = json.loads((tmp_path / "e" / "manifest.json").read_text())
-    assert manifest["schema"] == "spquant-export" and manifest["version"] == 1
+    assert manifest["schema"] == "spquant-export" and manifest["version"] == 2
     assert len(manifest["sha256"]) == 64
+
+
+def test_version_1_export_still_reads(tmp_path, slice_cfg):
+    """Version 1 had no runtime-pruning arrays; such an export reads as unpruned."""
+    save_export(random_export(slice_cfg, seed=1), tmp_path / "e")
+    m = json.loads((tmp_path / "e" / "manifest.json").read_text())
+    m["version"] = 1
+    (tmp_path / "e" / "manifest.json").write_text(json.dumps(m))
+    back = load_export(tmp_path / "e")
+    assert not any(l.gated or l.spatial_pruning for l in back.layers)
+
+
+@pytest.mark.parametrize("change, phrase", [
+    (lambda n: setattr(n.layers[0], "spatial_threshold", np.array([1], np.int64)),
+     "L0.spatial_threshold: 1 is outside"),
+    (lambda n: setattr(n.layers[1], "spatial_threshold", np.array([-17], np.int64)),
+     "L1.spatial_threshold: -17 is outside"),
+    (lambda n: (setattr(n.layers[0], "gate_weights", np.zeros((8, 1), np.int8)),
+                setattr(n.layers[0], "gate_thresholds", np.zeros(8, np.int64))),
+     "L0.gate_weights: the first layer has no gate"),
+    (lambda n: n.layers[1].gate_weights.__setitem__((0, 0), 2), "values must be -1, 0 or 1"),
+    (lambda n: n.layers[1].gate_thresholds.__setitem__(0, 8 * 64 + 2), "L1.gate_thresholds: outside"),
+    (lambda n: setattr(n.layers[1], "gate_thresholds", None), "L1.gate_thresholds: expected int64"),
+])
+def test_bad_pruning_arrays_are_refused(tmp_path, slice_cfg, change, phrase):
+    net = random_export(slice_cfg, seed=1, pruning=True)
+    change(net)
+    with pytest.raises(ExportError, match=phrase):
+        save_export(net, tmp_path / "e")
+    assert not (tmp_path / "e" / "manifest.json").exists()
 
 
 @pytest.fixture

@@ -43,10 +43,31 @@ def _naive(net, x):
                 logits += out[:, 0, 0] + layer.bias
                 continue
             s = np.zeros_like(out)
+            # Runtime masks (section 5): the layer's own previous membranes, and the previous
+            # layer's membranes after this step.
+            keep = layer.position_mask.astype(bool).copy()
+            if layer.spatial_threshold is not None:
+                for y in range(layer.out_height):
+                    for xx in range(layer.out_width):
+                        e = sum(int(q[li][c, y, xx]) for c in range(layer.out_channels))
+                        keep[y, xx] &= e >= int(layer.spatial_threshold[0])
+            gate = layer.channel_mask.astype(bool).copy()
+            if layer.gate_weights is not None:
+                prev_q = q[li - 1]
+                for o in range(layer.out_channels):
+                    z = 0
+                    for ci in range(layer.in_channels):
+                        z += int(layer.gate_weights[o, ci]) * int(prev_q[ci].sum())
+                    gate[o] &= z >= int(layer.gate_thresholds[o])
             for c in range(layer.out_channels):
                 for y in range(layer.out_height):
                     for xx in range(layer.out_width):
-                        if not (layer.channel_mask[c] and layer.position_mask[y, xx]):
+                        if not layer.position_mask[y, xx]:
+                            continue
+                        if not keep[y, xx]:
+                            q[li][c, y, xx] = 0          # pruned: reset, no spike
+                            continue
+                        if not gate[c]:
                             continue
                         qp = q[li][c, y, xx]
                         F, P, N = layer.thresholds[c, qp + (1 if net.membrane == "ternary" else 0)]
@@ -75,11 +96,14 @@ def _tiny_cfg(membrane="ternary", bits=4, T=3):
         "hardware": {"lanes": 2}})
 
 
-@pytest.mark.parametrize("membrane, bits", [("ternary", 4), ("binary", 4), ("ternary", 2)])
-def test_golden_equals_naive_loops(membrane, bits):
-    cfg = _tiny_cfg(membrane, bits)
+@pytest.mark.parametrize("membrane, bits, pruning", [
+    ("ternary", 4, False), ("binary", 4, False), ("ternary", 2, False),
+    ("ternary", 4, True), ("binary", 2, True)])
+def test_golden_equals_naive_loops(membrane, bits, pruning):
+    cfg = _tiny_cfg(membrane, bits, T=5 if pruning else 3)
+    pruned = closed = 0
     for seed in range(3):
-        net = random_export(cfg, seed)
+        net = random_export(cfg, seed, pruning=pruning)
         x = random_inputs(net, 2, seed + 10, density=0.5)
         ref = golden.run(net, x)
         for b in range(2):
@@ -89,6 +113,18 @@ def test_golden_equals_naive_loops(membrane, bits):
                 assert np.array_equal(ref.membranes[li][b], mems[li])
             assert np.array_equal(ref.logits[b], logits)
         assert 0 < np.mean([s.mean() for s in ref.spikes]) < 1   # the case is not degenerate
+        if pruning:
+            # The runtime masks really prune: some visited positions and some channels are
+            # refused at some step, and not all of them.
+            pos_static = [l.position_mask.astype(bool) for l in net.spiking_layers]
+            pruned += sum(int((pos_static[i][None, None] & ~ref.positions[i]).sum())
+                          for i in range(len(pos_static)))
+            closed += int((net.layers[1].channel_mask.astype(bool)[None, None]
+                           & ~ref.channels[1]).sum())
+    if pruning:
+        # Binary membranes are never negative, so e >= 0 >= theta_s: nothing is pruned.
+        assert (pruned > 0) == (membrane == "ternary") and closed > 0
+        assert pruned < sum(int(l.position_mask.sum()) for l in net.spiking_layers) * 2 * 5
 
 
 def test_static_and_time_major_inputs_agree(slice_cfg):
@@ -127,7 +163,7 @@ def test_worst_case_current_reaches_the_bound_and_fits(slice_cfg, sign):
 def test_work_counts_against_loops():
     """Ideal-work counters: nonzero inputs per unmasked position and live group, by loops."""
     cfg = _tiny_cfg()
-    net = random_export(cfg, 8)
+    net = random_export(cfg, 8, pruning=True)
     x = random_inputs(net, 2, 9, density=0.4)
     lanes = 2
     rows = golden.work_counts(net, x, lanes)
@@ -142,10 +178,16 @@ def test_work_counts_against_loops():
                     prev = net.layers[li - 1]
                     inp = golden.sum_pool(ref.spikes[li - 1][b, t][None], prev.pool)[0]
                 groups = -(-layer.out_channels // lanes)
-                live = sum(layer.channel_mask[g * lanes:(g + 1) * lanes].any() for g in range(groups))
+                if layer.kind == "conv":
+                    chan = ref.channels[li][b, t]
+                    keep = ref.positions[li][b, t]
+                else:
+                    chan = layer.channel_mask.astype(bool)
+                    keep = np.ones((1, 1), bool)
+                live = sum(chan[g * lanes:(g + 1) * lanes].any() for g in range(groups))
                 for y in range(layer.out_height):
                     for xx in range(layer.out_width):
-                        if not layer.position_mask[y, xx]:
+                        if not keep[y, xx]:
                             continue
                         n = 0
                         for ky in range(layer.kernel[0]):
@@ -155,6 +197,10 @@ def test_work_counts_against_loops():
                                     n += int((inp[:, iy, ix] != 0).sum())
                         events += n * live
                         updates += live
-                        ops += n * int(layer.channel_mask.sum())
-        assert rows[li] == {"layer": li, "synaptic_ops": ops, "events": events,
-                            "neuron_updates": updates, "ideal_cycles": events + updates}
+                        ops += n * int(chan.sum())
+        row = {k: rows[li][k] for k in ("layer", "synaptic_ops", "events", "neuron_updates",
+                                         "ideal_cycles")}
+        assert row == {"layer": li, "synaptic_ops": ops, "events": events,
+                       "neuron_updates": updates, "ideal_cycles": events + updates}
+        assert rows[li]["dense_ops"] == (x.shape[0] * net.timesteps * layer.out_channels
+                                         * layer.out_height * layer.out_width * layer.fan_in)

@@ -114,3 +114,47 @@ def test_neuron_unit_matches_model(membrane):
     sim = Simulator(dut)
     sim.add_testbench(bench)
     sim.run()
+
+
+def test_channel_gate_lanes_match_model():
+    from hw.channel_gate import ChannelGateLanes
+    L, PW, ZW = 4, 6, 10
+    dut = ChannelGateLanes(lanes=L, prior_width=PW, z_width=ZW)
+    rng = random.Random(5)
+    code_of = {0: 0b00, 1: 0b01, -1: 0b11}
+    # Extremes first (largest |P| with both weights), then random, with idle cycles.
+    lo, hi = -(1 << (PW - 1)), (1 << (PW - 1)) - 1
+    events = [(lo, [1] * L), (lo, [-1] * L), (hi, [-1, 1, 0, 1])]
+    events += [(rng.randint(lo, hi), [rng.choice([-1, 0, 1]) for _ in range(L)]) for _ in range(40)]
+    thetas = [rng.randint(-30, 30) for _ in range(L)]
+
+    async def bench(ctx):
+        ctx.set(dut.clear, 1)
+        await ctx.tick()
+        ctx.set(dut.clear, 0)
+        ctx.set(dut.thresholds, sum((t & ((1 << ZW) - 1)) << (j * ZW) for j, t in enumerate(thetas)))
+        model = [0] * L
+        for i, (p, w) in enumerate(events):
+            valid = rng.random() < 0.8
+            ctx.set(dut.valid, valid)
+            ctx.set(dut.prior, p)
+            ctx.set(dut.weights, sum(code_of[v] << (2 * j) for j, v in enumerate(w)))
+            await ctx.tick()
+            if valid:
+                model = [z + v * p for z, v in zip(model, w)]
+            for j in range(L):
+                assert ctx.get(dut.score(j)) == model[j], (i, j)
+                assert ctx.get(dut.open[j]) == (model[j] >= thetas[j]), (i, j)
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+
+
+def test_channel_gate_lanes_check_parameters():
+    from hw.channel_gate import ChannelGateLanes
+    with pytest.raises(ValueError, match="z_width"):
+        ChannelGateLanes(lanes=2, prior_width=8, z_width=8)
+    with pytest.raises(ValueError, match="lanes"):
+        ChannelGateLanes(lanes=0, prior_width=8, z_width=12)

@@ -8,6 +8,27 @@ import torch
 from train.neuron import QLIF, membrane_quant_grad, qlif_forward
 
 
+# b-bit membranes (training only): levels LOWEST .. +1, written out by hand.
+LOWEST = {"int2": -2, "int3": -6, "int4": -14}
+MIDPOINTS = {
+    "ternary": (-0.5, 0.5),
+    "binary": (0.5,),
+    "int2": (-1.5, -0.5, 0.5),
+    "int3": (-5.5, -4.5, -3.5, -2.5, -1.5, -0.5, 0.5),
+    "int4": tuple(k + 0.5 for k in range(-14, 1)),
+}
+
+
+def nearest_level(v, lowest):
+    """Nearest of the integers lowest..1 to clamp(v, lowest, 1); a tie takes the lower one."""
+    c = min(max(float(v), float(lowest)), 1.0)
+    best = None
+    for level in range(lowest, 2):          # ascending, so '<' keeps the lower on a tie
+        if best is None or abs(c - level) < abs(c - best):
+            best = level
+    return float(best)
+
+
 def reference(x, vth, membrane="ternary", mask=None):
     """Plain step-by-step rule in float32 (the dtype the model computes in)."""
     x = np.asarray(x, dtype=np.float32)
@@ -29,6 +50,8 @@ def reference(x, vth, membrane="ternary", mask=None):
                 qn = 1.0 if u > 0.5 else (-1.0 if u <= -0.5 else 0.0)
             elif membrane == "binary":
                 qn = 1.0 if u > 0.5 else 0.0
+            elif membrane in LOWEST:
+                qn = nearest_level(u, LOWEST[membrane])
             else:
                 qn = u
             q[i] = qn
@@ -42,12 +65,16 @@ def run(x, vth, membrane="ternary", mask=None):
     return s.numpy(), m.numpy()
 
 
-@pytest.mark.parametrize("membrane", ["ternary", "binary", "float"])
+@pytest.mark.parametrize("membrane", ["ternary", "binary", "int2", "int3", "int4", "float"])
 def test_random_against_reference(membrane):
     rng = np.random.default_rng(0)
     # Multiples of 0.25 hit every tie point (+-0.5, vth) often; continuous values elsewhere.
     ties = rng.integers(-8, 9, size=(6, 5, 40)) * 0.25
     cont = rng.normal(0, 1.2, size=(6, 5, 40))
+    if membrane.startswith("int"):
+        # Reach the deep negative levels (and below the lowest) too.
+        ties = rng.integers(-64, 9, size=(6, 5, 40)) * 0.25
+        cont = rng.normal(-3.0, 6.0, size=(6, 5, 40))
     for x in (ties, cont):
         for vth in (1.0, 0.75, 1.75):
             s, m = run(x, vth, membrane)
@@ -92,7 +119,7 @@ def test_mask_holds_membrane_and_blocks_spikes():
     rng = np.random.default_rng(3)
     x = rng.integers(-8, 9, size=(5, 2, 3, 4, 4)) * 0.25
     mask = (rng.random((3, 4, 4)) > 0.4).astype(np.float32)
-    for membrane in ("ternary", "binary", "float"):
+    for membrane in ("ternary", "binary", "int2", "int3", "int4", "float"):
         s, m = run(x, 1.0, membrane, mask)
         rs, rm = reference(x, 1.0, membrane, mask)
         np.testing.assert_array_equal(s, rs)
@@ -163,3 +190,112 @@ def test_vth_gradient_only_from_fired_neurons():
     want = -sum((1 - abs(v - 1.0)) * _sig(v - 1.0) for v in (1.2, 1.5))
     assert vth.grad.item() == pytest.approx(want, rel=1e-5)
     assert vth.grad.item() < 0
+
+
+# --- multi-bit membranes (training only) -------------------------------------------------
+
+def _levels_of(mode, values):
+    x = torch.tensor([values], dtype=torch.float32)     # [T=1, N]: q_prev = 0, so u = x
+    _, m = qlif_forward(x, vth=100.0, membrane=mode)   # vth far away: nothing fires
+    return m[0].tolist()
+
+
+@pytest.mark.parametrize("mode,lowest", [("int2", -2), ("int3", -6), ("int4", -14)])
+def test_multibit_levels_and_ties(mode, lowest):
+    # Every level lowest..1 is reached, nothing else, and the clamp holds at both ends.
+    sweep = np.arange(-40.0, 40.0, 0.125, dtype=np.float32).tolist()
+    got = _levels_of(mode, sweep)
+    assert sorted(set(got)) == [float(v) for v in range(lowest, 2)]
+    assert len(set(got)) == 2 ** int(mode[3:])
+    assert _levels_of(mode, [-1000.0, lowest - 0.5, lowest - 0.01, 5.0, 99.0]) == \
+        [lowest, lowest, lowest, 1.0, 1.0]
+    # Ties (exact midpoints) go to the lower level; a hair above goes up.
+    mids = [k + 0.5 for k in range(lowest, 1)]
+    assert _levels_of(mode, mids) == [float(k) for k in range(lowest, 1)]
+    above = [float(np.nextafter(np.float32(v), np.float32(np.inf))) for v in mids]
+    assert _levels_of(mode, above) == [float(k + 1) for k in range(lowest, 1)]
+    below = [float(np.nextafter(np.float32(v), np.float32(-np.inf))) for v in mids]
+    assert _levels_of(mode, below) == [float(k) for k in range(lowest, 1)]
+    # Integers are their own level. The leak halves the stored level: q = lowest, then
+    # x = 0 gives u = lowest/2 (an integer: lowest is even), then lowest/4 (for int2 the
+    # tie -0.5, which goes down to -1).
+    assert _levels_of(mode, [float(k) for k in range(lowest, 2)]) == \
+        [float(k) for k in range(lowest, 2)]
+    x = torch.tensor([[float(lowest)], [0.0], [0.0]])
+    _, m = qlif_forward(x, vth=1.0, membrane=mode)
+    want = [lowest, lowest // 2, nearest_level(lowest // 2 * 0.5, lowest)]
+    assert m[:, 0].tolist() == [float(v) for v in want]
+
+
+def test_multibit_examples_by_hand():
+    assert _levels_of("int2", [-3.0, -2.0, -1.6, -1.5, -1.4, -0.5, -0.4, 0.5, 0.51, 1.0, 3.0]) == \
+        [-2.0, -2.0, -2.0, -2.0, -1.0, -1.0, 0.0, 0.0, 1.0, 1.0, 1.0]
+    assert _levels_of("int3", [-7.0, -5.5, -5.49, -2.7, 0.2]) == [-6.0, -6.0, -5.0, -3.0, 0.0]
+    assert _levels_of("int4", [-20.0, -13.5, -13.4, -7.25, 0.75]) == [-14.0, -14.0, -13.0, -7.0, 1.0]
+
+
+@pytest.mark.parametrize("mode", ["int2", "int3", "int4", "ternary", "binary"])
+def test_quantizer_backward_sums_sigmoids_at_midpoints(mode):
+    # The midpoints are written out by hand in MIDPOINTS; r == x at t = 0 (nothing fires).
+    pts = [-20.0, -14.0, -13.5, -6.0, -5.5, -3.2, -2.0, -1.5, -1.0, -0.5, 0.0, 0.3, 0.5, 1.0, 2.0]
+    for temp in (2.0, 0.7):
+        x = torch.tensor([pts], requires_grad=True)
+        _, m = qlif_forward(x, vth=100.0, membrane=mode, surrogate_temp=temp)
+        m.sum().backward()
+        want = [_stacked(p, temp, MIDPOINTS[mode]) for p in pts]
+        np.testing.assert_allclose(x.grad[0].numpy(), want, rtol=1e-5, atol=1e-7)
+        np.testing.assert_allclose(membrane_quant_grad(torch.tensor(pts), mode, temp).numpy(),
+                                   want, rtol=1e-5, atol=1e-7)
+    # One value by hand: int2 at r = -1 with T = 2 is 2 s(1)(1 - s(1)) twice + 2 s(3)(1 - s(3)).
+    if mode == "int2":
+        by_hand = 2 * (2 * _sig(1) * (1 - _sig(1))) + 2 * _sig(-3) * (1 - _sig(-3))
+        assert float(membrane_quant_grad(torch.tensor(-1.0), "int2", 2.0)) == \
+            pytest.approx(by_hand, rel=1e-6)
+        assert by_hand == pytest.approx(0.8768, abs=1e-4)
+
+
+def test_ternary_and_binary_unchanged_bit_for_bit():
+    """Forward and backward equal the original two-level code exactly (not just closely)."""
+    gen = torch.Generator().manual_seed(5)
+    r = torch.cat([torch.randn(4000, generator=gen) * 2.0,
+                   torch.arange(-16, 17, dtype=torch.float32) * 0.25])   # all tie points
+    for mode in ("ternary", "binary"):
+        for temp in (2.0, 3.5):
+            x = r[None].clone().requires_grad_(True)
+            _, m = qlif_forward(x, vth=100.0, membrane=mode, surrogate_temp=temp)
+            m.sum().backward()
+            if mode == "ternary":
+                q_old = (r > 0.5).to(r.dtype) - (r <= -0.5).to(r.dtype)
+                mids = (-0.5, 0.5)
+            else:
+                q_old = (r > 0.5).to(r.dtype)
+                mids = (0.5,)
+            g_old = torch.zeros_like(r)
+            for b in mids:
+                s = torch.sigmoid(temp * (r - b))
+                g_old = g_old + temp * s * (1.0 - s)
+            assert torch.equal(m[0].detach(), q_old)
+            assert torch.equal(x.grad[0], g_old)
+
+
+def test_multibit_membrane_in_config_model_and_export():
+    import yaml
+    from pathlib import Path
+    from model_export.from_torch import export_model
+    from project_config import UserError, config_from_dict
+    from train.model import SpikingConvNet
+    raw = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs" /
+                          "slice_digits.yaml").read_text())
+    for mode in ("int2", "int3", "int4"):
+        raw["quant"]["membrane"] = mode
+        cfg = config_from_dict(raw, where=f"{mode}.yaml")
+        model = SpikingConvNet(cfg)
+        assert all(b.neuron.membrane == mode for b in model.blocks)
+        inp = cfg.model["input"]
+        x = torch.randint(0, 2 ** inp["bits"], (2, 3, inp["channels"], inp["height"], inp["width"]))
+        logits = model(x.float())
+        logits.sum().backward()        # trains: gradients reach the first conv
+        assert model.blocks[0].conv.weight.grad is not None
+        # Training only: the integer export refuses it, naming the key.
+        with pytest.raises(UserError, match="quant.membrane"):
+            export_model(model, cfg)

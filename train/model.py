@@ -6,13 +6,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from .neuron import QLIF
+from .pruning import ChannelGate, SpatialPruning
 from .quant import PoTConv2d, PoTLinear
 
 
 class SpikingConvBlock(nn.Module):
     """One spiking layer; masks are buffers so they travel with the state_dict."""
 
-    def __init__(self, spec, quant: dict):
+    def __init__(self, spec, quant: dict, pruning: dict | None = None, prior_positions=None):
         super().__init__()
         self.conv = PoTConv2d(spec.in_channels, spec.out_channels, spec.kernel,
                               padding=spec.padding, bias=True, weight_bits=quant["weight_bits"])
@@ -24,21 +25,55 @@ class SpikingConvBlock(nn.Module):
         self.pool = int(spec.pool)
         self.register_buffer("channel_mask", torch.ones(spec.out_channels))
         self.register_buffer("position_mask", torch.ones(spec.out_height, spec.out_width))
+        # Runtime pruning from the membrane prior (docs/INTEGER_SPEC.md section 5).
+        pruning = pruning or {}
+        self.spatial = None
+        if pruning.get("spatial_ratio", 0.0) > 0.0:
+            self.spatial = SpatialPruning(spec.out_channels, pruning["spatial_ratio"])
+        self.gate = None
+        if pruning.get("channel_gate_threshold", 0.0) > 0.0 and prior_positions:
+            self.gate = ChannelGate(spec.in_channels, spec.out_channels, prior_positions,
+                                    pruning["channel_gate_threshold"])
 
     def mask(self):
         return self.channel_mask[:, None, None] * self.position_mask[None, :, :]
 
-    def forward(self, x):
-        """x [T, B, C, H, W] -> (pooled spikes, spikes, membranes)."""
+    def forward(self, x, prior=None):
+        """x [T, B, C, H, W] -> (pooled spikes, spikes, membranes, masks).
+
+        ``prior``: the previous layer's membranes [T, B, C_in, H', W'] (for the gate).
+        ``masks``: computed positions [T, B, H, W] and channels [T, B, C] (hard 0/1), or None.
+        """
         T, B = x.shape[:2]
         cur = self.bn(self.conv(x.reshape(T * B, *x.shape[2:])))
         cur = cur.reshape(T, B, *cur.shape[1:])
-        spikes, membranes = self.neuron(cur, mask=self.mask())
+        runtime, masks = None, None
+        if self.spatial is not None or self.gate is not None:
+            gate = self.gate(prior) if self.gate is not None else None
+            kept = []
+
+            def runtime(t, q_prev):
+                keep = (self.spatial.keep(t, q_prev) if self.spatial is not None
+                        else torch.ones_like(q_prev[:, 0]))
+                kept.append(keep.detach())
+                active = keep[:, None]
+                if gate is not None:
+                    active = active * gate[t][:, :, None, None]
+                return active, keep[:, None]
+
+        spikes, membranes = self.neuron(cur, mask=self.mask(), runtime_mask=runtime)
+        if runtime is not None:
+            if self.spatial is not None:
+                self.spatial.update()
+            positions = torch.stack(kept) * self.position_mask
+            channels = (gate.detach() if gate is not None
+                        else torch.ones(T, B, cur.shape[2], device=cur.device)) * self.channel_mask
+            masks = (positions, channels)
         out = spikes
         if self.pool > 1:
             out = F.avg_pool2d(spikes.reshape(T * B, *spikes.shape[2:]), self.pool)
             out = out.reshape(T, B, *out.shape[1:])
-        return out, spikes, membranes
+        return out, spikes, membranes, masks
 
 
 class SpikingConvNet(nn.Module):
@@ -46,8 +81,11 @@ class SpikingConvNet(nn.Module):
         super().__init__()
         self.input_scale = float(cfg.model["input"]["scale"])
         self.timesteps = cfg.timesteps
-        self.blocks = nn.ModuleList([SpikingConvBlock(spec, cfg.quant)
-                                     for spec in cfg.spiking_layers])
+        specs = cfg.spiking_layers
+        self.blocks = nn.ModuleList([
+            SpikingConvBlock(spec, cfg.quant, cfg.pruning,
+                             specs[i - 1].out_height * specs[i - 1].out_width if i else None)
+            for i, spec in enumerate(specs)])
         fc = cfg.layers[-1]
         last_pool = cfg.spiking_layers[-1].pool if cfg.spiking_layers else 1
         self.classifier = PoTLinear(fc.in_channels * fc.in_height * fc.in_width, fc.out_channels,
@@ -58,12 +96,26 @@ class SpikingConvNet(nn.Module):
         """x [T, B, C, H, W] of integer values -> logits [T, B, classes] (per step)."""
         h = x * self.input_scale
         records = []
+        prior = None
         for block in self.blocks:
-            h, spikes, membranes = block(h)
+            h, spikes, membranes, masks = block(h, prior)
+            prior = membranes
             if record:
-                records.append({"spikes": spikes, "membranes": membranes})
+                rec = {"spikes": spikes, "membranes": membranes}
+                if masks is not None:
+                    rec["spatial_keep"], rec["channel_keep"] = masks
+                records.append(rec)
         logits = self.classifier(h.flatten(2))
         return (logits, records) if record else logits
+
+    def pruning_loss(self) -> torch.Tensor:
+        """Mean open probability of the channel gates in the last forward pass (0 if none):
+        the penalty that makes gates close where the loss allows."""
+        probs = [b.gate.last_probability.mean() for b in self.blocks
+                 if b.gate is not None and b.gate.last_probability is not None]
+        if not probs:
+            return torch.zeros(())
+        return torch.stack(probs).mean()
 
     @staticmethod
     def predict(logits):

@@ -55,19 +55,64 @@ def pot_quantize(w: torch.Tensor, bits: int) -> torch.Tensor:
     return w + (w_q - w).detach()
 
 
-class PoTConv2d(nn.Conv2d):
+class WeightMask:
+    """Mixin for the PoT layers: an optional 0/1 mask on ``weight`` (unstructured pruning).
+
+    The buffer ``weight_mask`` is None (dense, and absent from the state_dict, so older
+    checkpoints load unchanged) until :meth:`set_weight_mask`. The forward, the PoT codes
+    and the classifier's bias step all use ``weight * weight_mask``: a pruned weight is
+    exactly 0 before quantization, so it gets the zero code and the exporter, golden and
+    the hardware see a zero weight. Its gradient is 0 (the mask multiplies it), so training
+    never revives it. ``train.weight_pruning`` sets masks by magnitude.
+    """
+
+    def _init_weight_mask(self):
+        self.register_buffer("weight_mask", None)
+
+    def masked_weight(self) -> torch.Tensor:
+        if self.weight_mask is None:
+            return self.weight
+        return self.weight * self.weight_mask
+
+    @torch.no_grad()
+    def set_weight_mask(self, mask):
+        """Install a 0/1 mask of the weight's shape (1 = kept) and zero the pruned weights."""
+        mask = torch.as_tensor(mask).detach().to(device=self.weight.device)
+        if tuple(mask.shape) != tuple(self.weight.shape):
+            raise ValueError(f"weight mask shape {list(mask.shape)} does not match the "
+                             f"weight {list(self.weight.shape)}")
+        mask = mask.to(self.weight.dtype)
+        if not bool(((mask == 0) | (mask == 1)).all()):
+            raise ValueError("weight mask values must be 0 or 1")
+        self.weight_mask = mask.clone()
+        self.weight.mul_(self.weight_mask)
+
+    def clear_weight_mask(self):
+        self.weight_mask = None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # A checkpoint with a mask restores it; one without (dense, or older) clears it.
+        if prefix + "weight_mask" in state_dict:
+            self.weight_mask = torch.ones_like(self.weight)   # filled (and shape-checked) below
+        else:
+            self.weight_mask = None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
+class PoTConv2d(WeightMask, nn.Conv2d):
     """Conv2d whose forward uses PoT-quantized weights (weight_bits None = float)."""
 
     def __init__(self, *args, weight_bits=4, **kwargs):
         super().__init__(*args, **kwargs)
+        self._init_weight_mask()
         self.weight_bits = weight_bits
         if weight_bits is not None:
             max_shift(weight_bits)
 
     def quantized_weight(self):
         if self.weight_bits is None:
-            return self.weight
-        return pot_quantize(self.weight, self.weight_bits)
+            return self.masked_weight()
+        return pot_quantize(self.masked_weight(), self.weight_bits)
 
     def forward(self, x):
         return self._conv_forward(x, self.quantized_weight(), self.bias)
@@ -75,10 +120,10 @@ class PoTConv2d(nn.Conv2d):
     def pot_codes(self):
         if self.weight_bits is None:
             raise ValueError("full-precision layer (weight_bits None) has no PoT codes")
-        return pot_codes(self.weight, self.weight_bits)
+        return pot_codes(self.masked_weight(), self.weight_bits)
 
 
-class PoTLinear(nn.Linear):
+class PoTLinear(WeightMask, nn.Linear):
     """The classifier: PoT weights and a bias on the integer grid of its accumulator.
 
     The bias step is 2**(alpha_log2 - K) * in_scale, the value of one unit of the
@@ -87,6 +132,7 @@ class PoTLinear(nn.Linear):
 
     def __init__(self, in_features, out_features, bias=True, weight_bits=4, in_scale=1.0):
         super().__init__(in_features, out_features, bias=bias)
+        self._init_weight_mask()
         self.weight_bits = weight_bits
         self.in_scale = float(in_scale)
         if weight_bits is not None:
@@ -94,11 +140,11 @@ class PoTLinear(nn.Linear):
 
     def quantized_weight(self):
         if self.weight_bits is None:
-            return self.weight
-        return pot_quantize(self.weight, self.weight_bits)
+            return self.masked_weight()
+        return pot_quantize(self.masked_weight(), self.weight_bits)
 
     def bias_step(self) -> float:
-        alpha = alpha_log2_of(self.weight)
+        alpha = alpha_log2_of(self.masked_weight())
         return 2.0 ** (alpha - max_shift(self.weight_bits)) * self.in_scale
 
     def _bias_units(self):
@@ -130,7 +176,7 @@ class PoTLinear(nn.Linear):
     def pot_codes(self):
         if self.weight_bits is None:
             raise ValueError("full-precision layer (weight_bits None) has no PoT codes")
-        return pot_codes(self.weight, self.weight_bits)
+        return pot_codes(self.masked_weight(), self.weight_bits)
 
     def extra_repr(self):
         return super().extra_repr() + f", weight_bits={self.weight_bits}, in_scale={self.in_scale}"

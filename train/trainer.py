@@ -227,6 +227,8 @@ def _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progres
             yb = y_tr_t[idx].to(dist.device)
             logits = net(xb)
             loss = tet_loss(logits, yb, tc["tet_lambda"], tc["tet_target"])
+            if cfg.pruning["gate_penalty"] and hasattr(model, "pruning_loss"):
+                loss = loss + cfg.pruning["gate_penalty"] * model.pruning_loss().to(loss.device)
             if not torch.isfinite(loss):
                 raise RuntimeError(f"training diverged at epoch {epoch} (loss {float(loss)})")
             opt.zero_grad(set_to_none=True)

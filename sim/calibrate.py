@@ -1,0 +1,87 @@
+"""Random networks with realistic spike rates, for running large shapes without a trained model.
+
+:func:`model_export.random_net.random_export` folds thresholds from scales guessed from the
+weights alone, so in a deep network activity drifts layer by layer (it dies out or
+saturates). :func:`calibrated_export` refolds each spiking layer's thresholds from the
+currents its real inputs produce, layer by layer, with one scale per layer found by
+bisection so that the layer's unmasked neurons spike at ``rate`` on the given inputs:
+
+    u = q/2 + s * (I - mean_c) / std_c + b_c,   b_c ~ N(0, 0.25),  Vth_c ~ U(0.8, 1.2)
+
+(folded exactly by :func:`model_export.fold.fold_channel`, so F >= P >= N hold as in a
+trained model). Deterministic in ``seed``.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from model_export.fold import fold_channel
+from model_export.random_net import random_export
+
+
+def _run_layer(layer, membrane, currents):
+    """Spikes [B, T, C, H, W] of one layer over all steps (golden's neuron, masks applied)."""
+    from golden.model import neuron_step
+    B, T = currents.shape[:2]
+    q = np.zeros((B,) + currents.shape[2:], np.int8)
+    spikes = np.zeros(currents.shape, np.uint8)
+    for t in range(T):
+        spikes[:, t], q = neuron_step(layer, membrane, currents[:, t], q)
+    return spikes
+
+
+def _active(layer) -> np.ndarray:
+    return (layer.channel_mask[:, None, None].astype(bool)
+            & layer.position_mask[None, :, :].astype(bool))
+
+
+def spike_rates(net, result) -> list:
+    """Per spiking layer: spikes / computed (unmasked) neuron-steps, over the batch."""
+    out = []
+    for layer, s in zip(net.spiking_layers, result.spikes):
+        active = _active(layer)
+        out.append(float(s[:, :, active].mean()) if active.any() else 0.0)
+    return out
+
+
+def calibrated_export(cfg, inputs: np.ndarray, seed: int, rate: float = 0.15,
+                      iterations: int = 14):
+    """A random export for ``cfg`` whose spiking layers fire at about ``rate`` on ``inputs``
+    ([B, T, C, H, W] integers)."""
+    from golden.model import sum_pool, synaptic_current, time_major_inputs
+    net = random_export(cfg, seed)
+    rng = np.random.default_rng(seed + 1000)
+    x = time_major_inputs(net, inputs).astype(np.int64)
+    B, T = x.shape[:2]
+    for layer in net.spiking_layers:
+        cur = synaptic_current(layer, x.reshape((B * T,) + x.shape[2:]))
+        cur = cur.reshape((B, T) + cur.shape[1:])
+        active = _active(layer)
+        seen = cur[:, :, :, layer.position_mask.astype(bool)]       # [B, T, C, positions]
+        mean = seen.mean(axis=(0, 1, 3)) if seen.size else np.zeros(layer.out_channels)
+        std = seen.std(axis=(0, 1, 3)) if seen.size else np.zeros(layer.out_channels)
+        bias = rng.normal(0.0, 0.25, layer.out_channels)
+        vth = rng.uniform(0.8, 1.2, layer.out_channels)
+
+        def fold(scale):
+            rows = []
+            for c in range(layer.out_channels):
+                A = float(scale / std[c]) if std[c] > 0 else 0.0
+                rows.append(fold_channel(A, float(bias[c] - A * mean[c]), float(vth[c]),
+                                         net.membrane, layer.acc_width))
+            return np.array(rows, dtype=np.int64)
+
+        def rate_at(log_scale):
+            layer.thresholds[...] = fold(np.exp(log_scale))
+            s = _run_layer(layer, net.membrane, cur)
+            return float(s[:, :, active].mean()) if active.any() else rate, s
+
+        lo, hi = np.log(1e-2), np.log(1e2)
+        for _ in range(iterations):
+            mid = (lo + hi) / 2
+            r, _ = rate_at(mid)
+            lo, hi = (mid, hi) if r < rate else (lo, mid)
+        _, spikes = rate_at((lo + hi) / 2)
+        x = sum_pool(spikes.reshape((B * T,) + spikes.shape[2:]), layer.pool)
+        x = x.reshape((B, T) + x.shape[1:])
+    return net
