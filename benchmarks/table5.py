@@ -28,7 +28,6 @@ same class as PyTorch. Writes ``<out>/table5.md``, ``<out>/table5.json`` and
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import multiprocessing
@@ -43,6 +42,7 @@ import yaml
 
 from project_config import UserError, cli_main, config_from_dict, resolve_config_path
 from project_config.files import atomic_write
+from project_config.schema import deep_merge
 
 BASE_CONFIG = "event_digits.yaml"
 # Measured on one core (CPU time per epoch of the 1347-sample training split): FP about
@@ -79,17 +79,6 @@ LABELS = {
 
 
 # --- configs ------------------------------------------------------------------------------
-
-def deep_merge(base: dict, overrides: dict) -> dict:
-    """A copy of ``base`` with ``overrides`` merged in, section by section."""
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
 
 def build_config(base_raw: dict, overrides: dict, where: str):
     """(validated Config, its YAML text) for ``base_raw`` with ``overrides``.

@@ -30,9 +30,7 @@ every 2- and 4-bit point under ``<out>/exports/``.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
-import math
 import multiprocessing
 import sys
 import time
@@ -45,6 +43,7 @@ import yaml
 
 from project_config import UserError, cli_main, config_from_dict, resolve_config_path
 from project_config.files import atomic_write
+from project_config.schema import deep_merge
 
 BASE_CONFIG = "event_digits.yaml"
 BITS = (2, 4, 8)
@@ -62,16 +61,6 @@ NJ = 1e3                                          # pJ per nJ
 
 
 # --- configs ------------------------------------------------------------------------------
-
-def deep_merge(base: dict, overrides: dict) -> dict:
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = deep_merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
 
 def study_config(base_raw: dict, bits: int, where: str):
     """(Config, YAML text): the base with ``bits``-bit PoT weights, a ternary membrane and

@@ -32,9 +32,11 @@ from amaranth import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .channel_gate import ChannelGateLanes
 from .neuron_unit import NeuronUnit
 from .params import (CoreParams, KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE, KIND_SPIKES,
-                     TARGET_CHANNEL_MASK, TARGET_POSITION_MASK, TARGET_THRESHOLDS,
+                     TARGET_CHANNEL_MASK, TARGET_GATE_THRESHOLDS, TARGET_GATE_WEIGHTS,
+                     TARGET_LAYER_PRUNING, TARGET_POSITION_MASK, TARGET_THRESHOLDS,
                      TARGET_WEIGHTS, bits_for, param_fields, record_fields)
 from .pot_shift_add import PotShiftAdd
 from .signature import CRC_INIT, CRC_WIDTH, CRC_XOROUT, update_masks
@@ -151,6 +153,14 @@ class SnnCore(wiring.Component):
         position_masks = sram("position_mask_sram", 1, p.position_depth)
         membranes = sram("membrane_sram", L * p.membrane_bits, p.membrane_depth)
         acts = [sram(f"act_sram{lp.index}", lp.act_width, lp.act_depth) for lp in p.layers]
+        MB = p.membrane_bits
+        pruning = p.spatial_pruning or p.channel_gating
+        PW, GW, EW = p.prior_width, p.gate_width, p.importance_width
+        if p.channel_gating:
+            priors = sram("prior_sram", L * PW, p.prior_depth)
+            gate_weights = sram("gate_weight_sram", L * 2, p.gate_weight_depth)
+            gate_thresholds = sram("gate_threshold_sram", L * GW, p.gate_group_depth, GW,
+                                   broadcast=True)
 
         # ---------------- parameter loading ----------------
         # Transfers are registered and written a cycle later, so that nothing depends on the
@@ -169,6 +179,26 @@ class SnnCore(wiring.Component):
             position_masks.waddr.eq(prm.addr), position_masks.wdata.eq(prm.data),
             position_masks.wen.eq(load & (prm.target == TARGET_POSITION_MASK)),
         ]
+        # Per layer: the spatial threshold theta_s and whether the layer's gate is in use.
+        # Parameters like the SRAM contents: a reset leaves them loaded.
+        spatial_theta = [Signal(signed(EW), name=f"spatial_theta{lp.index}", reset_less=True)
+                         for lp in p.spiking_layers]
+        gate_on = [Signal(name=f"gate_on{lp.index}", reset_less=True) for lp in p.spiking_layers]
+        if pruning:
+            with m.If(load & (prm.target == TARGET_LAYER_PRUNING)):
+                for lp in p.spiking_layers:
+                    with m.If(prm.addr == lp.index):
+                        m.d.core += [spatial_theta[lp.index].eq(prm.data[:EW].as_signed()),
+                                     gate_on[lp.index].eq(prm.data[EW])]
+        if p.channel_gating:
+            m.d.comb += [
+                gate_weights.waddr.eq(prm.addr), gate_weights.wdata.eq(prm.data),
+                gate_weights.wen.eq(load & (prm.target == TARGET_GATE_WEIGHTS)),
+                gate_thresholds.waddr.eq(prm.addr),
+                gate_thresholds.wdata.eq(prm.data[:GW]),
+                gate_thresholds.wen.eq(Mux(load & (prm.target == TARGET_GATE_THRESHOLDS),
+                                           (Const(1, L) << prm.lane)[:L], 0)),
+            ]
 
         # ---------------- scheduler state ----------------
         layer = Signal(bits_for(n_layers))
@@ -222,7 +252,27 @@ class SnnCore(wiring.Component):
             "g_base": const("g_base", 32, lambda lp: lp.group_base),
             "m_base": const("m_base", 32, lambda lp: lp.membrane_base),
             "p_base": const("p_base", 32, lambda lp: lp.position_base),
+            "r_base": const("r_base", 32, lambda lp: lp.prior_base),
+            "prev_r_base": const("prev_r_base", 32,
+                                 lambda lp: p.layers[lp.index - 1].prior_base if lp.index else 0),
+            "gw_base": const("gw_base", 32, lambda lp: lp.gate_weight_base),
+            "gg_base": const("gg_base", 32, lambda lp: lp.gate_group_base),
+            "gated": const("gated", 1, lambda lp: int(lp.gated)),
+            "cout": const("cout", 16, lambda lp: lp.out_channels),
         }
+        # Runtime settings of the current layer (loaded, not constant).
+        cur_theta = Signal(signed(EW))
+        cur_gate_on = Signal()
+        with m.Switch(layer):
+            for lp in p.spiking_layers:
+                with m.Case(lp.index):
+                    m.d.comb += [cur_theta.eq(spatial_theta[lp.index]),
+                                 cur_gate_on.eq(gate_on[lp.index] & int(lp.gated))]
+        # Spatial pruning runs where the threshold can refuse a position (theta_s > -C_out).
+        spatial_live = Signal()
+        if p.spatial_pruning:
+            m.d.comb += spatial_live.eq(~cur["is_fc"] & ~first_step
+                                        & (cur_theta > -cur["cout"].as_signed()))
 
         y, x = Signal(16), Signal(16)
         m.d.comb += [
@@ -246,6 +296,8 @@ class SnnCore(wiring.Component):
             channel_masks.raddr.eq(cur["g_base"] + group),
             membranes.raddr.eq(cur["m_base"] + pos * cur["groups"] + group),
         ]
+        if p.channel_gating:
+            m.d.comb += priors.raddr.eq(cur["r_base"] + group)
         for act in acts:
             m.d.comb += act.raddr.eq(in_pos[:len(act.raddr)])
 
@@ -277,11 +329,30 @@ class SnnCore(wiring.Component):
         x_of_ci = Signal(XB)
         m.d.comb += x_of_ci.eq(Cat(*(plane.bit_select(ci, 1) for plane in xplanes)) & cur["x_mask"])
 
+        # ---------------- channel gate ----------------
+        # open_bits[c]: channel c of the current layer is open this step (all 1 when the
+        # layer has no gate in use).
+        open_bits = Signal(p.max_groups * L, init=(1 << (p.max_groups * L)) - 1)
+        gate_c = Signal(bits_for(p.max_in_channels + 1))     # input channel being fed
+        gate_feed = Signal()                                 # a fed word arrives this cycle
+        gate_feed_lane = Signal(bits_for(L))
+        if p.channel_gating:
+            gate = ChannelGateLanes(lanes=L, prior_width=PW, z_width=GW)
+            m.submodules.channel_gate = DomainRenamer("core")(gate)
+            m.d.comb += [
+                gate_weights.raddr.eq(cur["gw_base"] + group * cur["cin"] + gate_c),
+                gate_thresholds.raddr.eq(cur["gg_base"] + group),
+                gate.valid.eq(gate_feed),
+                gate.prior.eq(priors.rdata.word_select(gate_feed_lane, PW).as_signed()),
+                gate.weights.eq(gate_weights.rdata),
+                gate.thresholds.eq(gate_thresholds.rdata),
+            ]
+
         # ---------------- neuron units ----------------
-        MB = p.membrane_bits
         spikes = Signal(L)
         q_next = Signal(L * MB)
-        cmask = channel_masks.rdata
+        cmask = Signal(L)                 # lanes computed in this group: mask and gate
+        m.d.comb += cmask.eq(channel_masks.rdata & open_bits.word_select(group, L))
         for j in range(L):
             nu = NeuronUnit(membrane=p.membrane, acc_width=W)
             m.submodules[f"neuron_unit{j}"] = nu
@@ -296,6 +367,33 @@ class SnnCore(wiring.Component):
             ]
         live = Signal()                            # this (position, group) is computed
         m.d.comb += live.eq(pos_live & cmask.any())
+
+        # ---------------- membrane prior: importance and channel sums ----------------
+        def level(code):
+            """A stored membrane code as a signed level (ternary 11 = -1)."""
+            if MB == 2:
+                return code.as_signed()
+            return Cat(code, C(0, 1)).as_signed()
+
+        q_stored = [membranes.rdata[j * MB:(j + 1) * MB] for j in range(L)]
+        q_eff = [Mux(first_step, 0, q) for q in q_stored]         # as the neuron units see it
+        importance = Signal(signed(EW))                           # e of the current position
+        word_level_sum = Signal(signed(EW))
+        m.d.comb += word_level_sum.eq(sum(level(q) for q in q_stored))
+        if p.channel_gating:
+            # The channel sums P of the current layer follow every membrane write:
+            # P[c] += q_new - q_old (NEURON), P[c] -= q_old (a pruned position's reset).
+            prior_words = [priors.rdata[j * PW:(j + 1) * PW].as_signed() for j in range(L)]
+            prior_after_update = Signal(L * PW)
+            prior_after_reset = Signal(L * PW)
+            for j in range(L):
+                m.d.comb += [
+                    prior_after_update[j * PW:(j + 1) * PW].eq(
+                        prior_words[j] + level(q_next[j * MB:(j + 1) * MB]) - level(q_eff[j])),
+                    prior_after_reset[j * PW:(j + 1) * PW].eq(prior_words[j] - level(q_stored[j])),
+                ]
+        prior_clear_addr = Signal(bits_for(max(p.prior_depth, 1) + 1))
+
 
         # Pooled spike counts of the current window as carry-save bit planes: plane k holds
         # bit k of every output channel's count (0..pool^2).
@@ -376,7 +474,69 @@ class SnnCore(wiring.Component):
                     with m.If(in_addr == p.input_height * p.input_width - 1):
                         m.d.core += [in_addr.eq(0), layer.eq(0)]
                         start_layer()
+                        if p.channel_gating:
+                            with m.If(first_step):
+                                m.d.core += prior_clear_addr.eq(0)
+                                m.next = "PRIOR_CLEAR"
+                            with m.Else():
+                                m.next = "LAYER_START"
+                        elif pruning:
+                            m.next = "LAYER_START"
+                        else:
+                            m.next = "POSITION"
+
+            if p.channel_gating:
+                with m.State("PRIOR_CLEAR"):   # the channel sums start at 0 each inference
+                    m.d.comb += [priors.waddr.eq(prior_clear_addr), priors.wdata.eq(0),
+                                 priors.wen.eq(1)]
+                    m.d.core += prior_clear_addr.eq(prior_clear_addr + 1)
+                    with m.If(prior_clear_addr == p.prior_depth - 1):
+                        m.next = "LAYER_START"
+
+            if pruning:
+                with m.State("LAYER_START"):   # `layer` now selects the new layer's constants
+                    m.next = "POSITION"
+                    if p.channel_gating:
+                        with m.If(cur_gate_on):
+                            m.d.core += group.eq(0)
+                            m.next = "GATE_CLEAR"
+                        with m.Else():
+                            m.d.core += open_bits.eq(open_bits.init)
+
+            if p.channel_gating:
+                gate_lane = Signal(bits_for(L))
+                gate_word = Signal(bits_for(p.max_groups + 1))
+
+                with m.State("GATE_CLEAR"):    # score one group of L output channels
+                    m.d.comb += gate.clear.eq(1)
+                    m.d.core += [gate_c.eq(0), gate_lane.eq(0), gate_word.eq(0)]
+                    m.next = "GATE_FEED"
+
+                with m.State("GATE_FEED"):
+                    # Present input channel gate_c's gate word and prior word; they are added
+                    # next cycle. The last add lands the cycle after gate_c reaches C_in.
+                    m.d.comb += priors.raddr.eq(cur["prev_r_base"] + gate_word)
+                    with m.If(gate_c < cur["cin"]):
+                        m.d.core += [gate_feed.eq(1), gate_feed_lane.eq(gate_lane),
+                                     gate_c.eq(gate_c + 1)]
+                        with m.If(gate_lane == L - 1):
+                            m.d.core += [gate_lane.eq(0), gate_word.eq(gate_word + 1)]
+                        with m.Else():
+                            m.d.core += gate_lane.eq(gate_lane + 1)
+                    with m.Else():
+                        m.d.core += gate_feed.eq(0)
+                        m.next = "GATE_STORE"
+
+                with m.State("GATE_STORE"):    # scores complete: keep the group's open bits
+                    for g in range(p.max_groups):
+                        with m.If(group == g):
+                            m.d.core += open_bits[g * L:(g + 1) * L].eq(gate.open)
+                    with m.If(last_group):
+                        m.d.core += group.eq(0)
                         m.next = "POSITION"
+                    with m.Else():
+                        m.d.core += group.eq(group + 1)
+                        m.next = "GATE_CLEAR"
 
             with m.State("POSITION"):          # position-mask address is presented
                 m.d.core += pos_live.eq(1)
@@ -389,11 +549,55 @@ class SnnCore(wiring.Component):
                 m.d.core += pos_live.eq(position_masks.rdata[0])
                 if p.skipping:
                     with m.If(position_masks.rdata[0]):
-                        m.next = "GROUP"
+                        if p.spatial_pruning:
+                            with m.If(spatial_live):
+                                m.d.core += importance.eq(0)
+                                m.next = "SCORE_ADDR"
+                            with m.Else():
+                                m.next = "GROUP"
+                        else:
+                            m.next = "GROUP"
                     with m.Else():
                         next_position()
                 else:
                     m.next = "GROUP"
+
+            if p.spatial_pruning:
+                # Membrane importance e = sum of the stored levels over all channels (read one
+                # group per two cycles); below theta_s the position is pruned: its membranes
+                # are reset to 0 and nothing is accumulated.
+                with m.State("SCORE_ADDR"):    # membrane address of (pos, group) presented
+                    m.next = "SCORE_ACC"
+
+                with m.State("SCORE_ACC"):
+                    m.d.core += importance.eq(importance + word_level_sum)
+                    with m.If(last_group):
+                        m.d.core += group.eq(0)
+                        m.next = "SCORE_DECIDE"
+                    with m.Else():
+                        m.d.core += group.eq(group + 1)
+                        m.next = "SCORE_ADDR"
+
+                with m.State("SCORE_DECIDE"):
+                    with m.If(importance >= cur_theta):
+                        m.next = "GROUP"
+                    with m.Else():
+                        m.next = "PRUNE_ADDR"
+
+                with m.State("PRUNE_ADDR"):
+                    m.next = "PRUNE_WRITE"
+
+                with m.State("PRUNE_WRITE"):
+                    m.d.comb += [membranes.waddr.eq(membranes.raddr), membranes.wdata.eq(0),
+                                 membranes.wen.eq(1)]
+                    if p.channel_gating:
+                        m.d.comb += [priors.waddr.eq(priors.raddr),
+                                     priors.wdata.eq(prior_after_reset), priors.wen.eq(1)]
+                    with m.If(last_group):
+                        next_position()
+                    with m.Else():
+                        m.d.core += group.eq(group + 1)
+                        m.next = "PRUNE_ADDR"
 
             with m.State("GROUP"):             # threshold, mask, membrane addresses presented
                 m.next = "GROUP_CHECK"
@@ -406,11 +610,25 @@ class SnnCore(wiring.Component):
                     m.next = "ACCUMULATE"
                 if p.skipping:
                     with m.If(cmask == 0):
-                        next_group()
+                        if pruning:
+                            # A group skipped at step 0 still gets its membranes zeroed: later
+                            # steps read every group (importance, channel sums) as stored.
+                            with m.If(first_step & ~cur["is_fc"]):
+                                m.next = "INIT_ZERO"
+                            with m.Else():
+                                next_group()
+                        else:
+                            next_group()
                     with m.Else():
                         start_group()
                 else:
                     start_group()
+
+            if pruning:
+                with m.State("INIT_ZERO"):
+                    m.d.comb += [membranes.waddr.eq(membranes.raddr), membranes.wdata.eq(0),
+                                 membranes.wen.eq(1)]
+                    next_group()
 
             with m.State("ACCUMULATE"):
                 # Every cycle: issue one nonzero input of the current word to all lanes;
@@ -473,6 +691,10 @@ class SnnCore(wiring.Component):
                 with m.If(self.record.ready | ~emit):
                     m.d.comb += [membranes.waddr.eq(membranes.raddr), membranes.wdata.eq(q_next),
                                  membranes.wen.eq(live & ~cur["is_fc"])]
+                    if p.channel_gating:
+                        m.d.comb += [priors.waddr.eq(priors.raddr),
+                                     priors.wdata.eq(prior_after_update),
+                                     priors.wen.eq(live & ~cur["is_fc"])]
                     with m.If(live & ~cur["is_fc"]):
                         carry = spikes_at
                         for plane in pool_planes:
@@ -529,7 +751,7 @@ class SnnCore(wiring.Component):
                     with m.If(self.record.ready):
                         m.d.core += layer.eq(layer + 1)
                         start_layer()
-                        m.next = "POSITION"
+                        m.next = "LAYER_START" if pruning else "POSITION"
 
             with m.State("LOGITS"):            # one record per group of the classifier
                 m.d.comb += [self.record.valid.eq(1), rec.kind.eq(KIND_LOGITS)]

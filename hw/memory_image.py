@@ -16,9 +16,12 @@ from pathlib import Path
 import numpy as np
 
 from project_config.files import atomic_write
-from .params import CoreParams
+from .params import (CoreParams, TARGET_CHANNEL_MASK, TARGET_POSITION_MASK, TARGET_THRESHOLDS,
+                     TARGET_WEIGHTS)
 
 PRELOADED = ("weight_sram", "threshold_sram", "channel_mask_sram", "position_mask_sram")
+# The param-stream targets those memories hold; runtime-pruning settings always stream.
+PRELOADED_TARGETS = (TARGET_WEIGHTS, TARGET_THRESHOLDS, TARGET_CHANNEL_MASK, TARGET_POSITION_MASK)
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _CHUNK = 8192          # words per conversion step (bounds the temporary bit matrix)
 

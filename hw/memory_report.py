@@ -24,12 +24,12 @@ configured network meets it.
 from __future__ import annotations
 
 import argparse
-import json
+
 import math
 from dataclasses import asdict, dataclass
 
-from project_config import ConfigError, UserError, cli_main, load_config
-from project_config.files import atomic_write
+from project_config import ConfigError, cli_main, load_config
+from project_config.files import write_json_report
 
 FULL_PRECISION_BITS = 32            # FP32 weights and membrane of the baseline
 SPIKE_BITS = 1                      # s_p: a spike is one bit
@@ -299,10 +299,7 @@ def main(argv=None):
     rep = memory_report(args.config, args.export)
     print(format_report(rep))
     if args.json:
-        try:
-            atomic_write(args.json, json.dumps(rep, indent=1) + "\n")
-        except OSError as e:
-            raise UserError(f"{args.json}: cannot write ({e.strerror or e})") from None
+        write_json_report(args.json, rep)
     return 0
 
 

@@ -11,7 +11,8 @@ from project_config import Config, ConfigError
 from project_config.schema import accumulator_width, logit_width, max_shift
 
 # Parameter-load targets (param_in.payload.target).
-TARGET_WEIGHTS, TARGET_THRESHOLDS, TARGET_CHANNEL_MASK, TARGET_POSITION_MASK = range(4)
+(TARGET_WEIGHTS, TARGET_THRESHOLDS, TARGET_CHANNEL_MASK, TARGET_POSITION_MASK,
+ TARGET_LAYER_PRUNING, TARGET_GATE_WEIGHTS, TARGET_GATE_THRESHOLDS) = range(7)
 # Output-record kinds (out.payload.kind).
 KIND_SPIKES, KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE = range(4)
 SIGNATURE_CRC_WIDTH = 32   # signature record data: CRC-32 at [0, 32), spike count above
@@ -45,6 +46,11 @@ class LayerPlan:
     group_base: int        # word address in threshold_sram / channel_mask_sram
     membrane_base: int     # word address in membrane_sram (spiking layers)
     position_base: int     # bit address in position_mask_sram (spiking layers)
+    # Runtime pruning (docs/INTEGER_SPEC.md section 5), when the core has it:
+    prior_base: int = 0    # word address in prior_sram of this layer's channel sums
+    gate_weight_base: int = 0   # word address in gate_weight_sram (gated layers)
+    gate_group_base: int = 0    # word address in gate_threshold_sram (gated layers)
+    gated: bool = False    # this layer has a channel gate (layers >= 1 of a gating core)
 
     @property
     def taps(self) -> int:
@@ -83,10 +89,18 @@ class CoreParams:
             raise ConfigError(f"{cfg.path}: quant.membrane: {membrane!r} has no hardware form "
                               "(use 'ternary' or 'binary')")
         self.config_path = cfg.path
+        # Runtime pruning hardware: built when the config's pruning section turns it on.
+        self.spatial_pruning = cfg.pruning["spatial_ratio"] > 0.0
+        self.channel_gating = (cfg.pruning["channel_gate_threshold"] > 0.0
+                               and len(cfg.spiking_layers) > 1)
         self.name = cfg.name
         self.lanes = cfg.hardware["lanes"]
         # False: a reference core that issues every input, position and group (docs/HARDWARE.md).
         self.skipping = cfg.hardware["skipping"] if skipping is None else bool(skipping)
+        if not self.skipping:
+            # The reference core measures what skipping saves; it has no runtime pruning
+            # (its cycle count, skip_disabled_cycles(), depends on the shape only).
+            self.spatial_pruning = self.channel_gating = False
         self.weight_bits = bits
         self.max_shift = max_shift(bits)
         self.membrane = membrane
@@ -99,9 +113,10 @@ class CoreParams:
         self.input_bits = inp["bits"]
 
         plans = []
-        wb = gb = mb = pb = 0
+        wb = gb = mb = pb = rb = gwb = ggb = 0
         for spec in cfg.layers:
             groups = -(-spec.out_channels // self.lanes)
+            gated = self.channel_gating and spec.kind == "conv" and spec.index > 0
             plan = LayerPlan(
                 index=spec.index, kind=spec.kind, in_channels=spec.in_channels,
                 in_height=spec.in_height, in_width=spec.in_width,
@@ -109,16 +124,30 @@ class CoreParams:
                 padding=spec.padding, out_height=spec.out_height, out_width=spec.out_width,
                 pool=spec.pool, x_bits=spec.x_bits, groups=groups,
                 acc_width=accumulator_width(spec, bits),
-                weight_base=wb, group_base=gb, membrane_base=mb, position_base=pb)
+                weight_base=wb, group_base=gb, membrane_base=mb, position_base=pb,
+                prior_base=rb, gate_weight_base=gwb, gate_group_base=ggb, gated=gated)
             plans.append(plan)
             wb += groups * plan.taps * spec.in_channels
             gb += groups
             if spec.kind == "conv":
                 mb += plan.positions * groups
                 pb += plan.positions
+                rb += groups
+            if gated:
+                gwb += groups * spec.in_channels
+                ggb += groups
         self.layers: list[LayerPlan] = plans
         self.weight_depth, self.group_depth = wb, gb
         self.membrane_depth, self.position_depth = mb, pb
+        self.prior_depth = rb if self.channel_gating else 0
+        self.gate_weight_depth, self.gate_group_depth = gwb, ggb
+        spiking = [p for p in plans if p.kind == "conv"]
+        # Signed widths: a prior sum |P| <= positions; a gate score |z| <= C_in * positions of
+        # the previous layer, and its thresholds reach bound + 1; e: |e| <= C_out.
+        self.prior_width = max(p.positions for p in spiking).bit_length() + 1
+        self.gate_width = max([p.in_channels * q.positions for p, q in zip(spiking[1:], spiking)]
+                              + [1]).bit_length() + 2
+        self.importance_width = max(p.out_channels for p in spiking).bit_length() + 1
 
         self.acc_width = max(p.acc_width for p in plans)
         if self.acc_width > MAX_LANE_WIDTH:
@@ -140,9 +169,10 @@ class CoreParams:
                                      self.lanes * self.logit_width,
                                      SIGNATURE_CRC_WIDTH + self.spike_count_width)
         self.param_data_width = max(self.lanes * self.weight_bits, self.threshold_lane_width,
-                                    self.lanes, 1)
+                                    self.lanes, 1, 2 * self.lanes, self.gate_width,
+                                    1 + self.importance_width)
         self.param_addr_width = bits_for(max(self.weight_depth, self.group_depth,
-                                             self.position_depth, 2))
+                                             self.position_depth, self.gate_weight_depth, 2))
 
     @property
     def spiking_layers(self):
@@ -197,6 +227,9 @@ class CoreParams:
             "thresholds": self.group_depth * self.lanes * self.threshold_lane_width,
             "channel_masks": self.group_depth * self.lanes,
             "position_masks": self.position_depth,
+            "pruning": (self.prior_depth * self.lanes * self.prior_width
+                        + self.gate_weight_depth * self.lanes * 2
+                        + self.gate_group_depth * self.lanes * self.gate_width),
         }
 
     def check_export(self, net, where="export"):
@@ -215,10 +248,14 @@ class CoreParams:
                                       f"but the core has {getattr(lp, key)}")
             if tuple(le.kernel) != lp.kernel or le.weight_bits != self.weight_bits:
                 raise ConfigError(f"{where}: layer {lp.index} kernel/weight bits do not match the core")
-            if getattr(le, "spatial_pruning", False) or getattr(le, "gated", False):
-                # Runtime pruning (docs/INTEGER_SPEC.md section 5) is golden-only for now.
-                raise ConfigError(f"{where}: layer {lp.index} uses runtime pruning (spatial "
-                                  "threshold or channel gate), which this core does not run yet")
+            if le.spatial_pruning and not self.spatial_pruning:
+                raise ConfigError(f"{where}: layer {lp.index} has a spatial-pruning threshold "
+                                  "but the core was built without spatial pruning "
+                                  "(pruning.spatial_ratio: 0, or hardware.skipping: false)")
+            if le.gated and not lp.gated:
+                raise ConfigError(f"{where}: layer {lp.index} has a channel gate but the core "
+                                  "was built without channel gating "
+                                  "(pruning.channel_gate_threshold: 0, or hardware.skipping: false)")
 
 
 def record_fields(p: CoreParams) -> list:
@@ -230,7 +267,7 @@ def record_fields(p: CoreParams) -> list:
 
 def param_fields(p: CoreParams) -> list:
     """Parameter-load fields, LSB first: (name, width)."""
-    return [("target", 2), ("addr", p.param_addr_width), ("lane", bits_for(p.lanes)),
+    return [("target", 3), ("addr", p.param_addr_width), ("lane", bits_for(p.lanes)),
             ("data", p.param_data_width)]
 
 

@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 from project_config import UserError, cli_main, load_config
-from project_config.files import atomic_write
+from project_config.files import write_json_report
 from .sram import SRAM_MODULE
 
 YOSYS_HINT = "install it with 'apt-get install yosys' (scripts/setup.sh does)"
@@ -334,10 +334,7 @@ def main(argv=None):
     rep = synthesize(args.config, args.out, args.ice40)
     print(format_report(rep))
     if args.json:
-        try:
-            atomic_write(args.json, json.dumps(rep, indent=1) + "\n")
-        except OSError as e:
-            raise UserError(f"{args.json}: cannot write ({e.strerror or e})") from None
+        write_json_report(args.json, rep)
     return 0
 
 

@@ -25,3 +25,14 @@ def atomic_write(path, data):
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def write_json_report(path, report: dict):
+    """``report`` as indented JSON at ``path``, atomically; a path that cannot be written is
+    a UserError naming it (one line from a CLI)."""
+    import json
+    from .cli import UserError
+    try:
+        atomic_write(path, json.dumps(report, indent=1) + "\n")
+    except OSError as e:
+        raise UserError(f"{path}: cannot write ({e.strerror or e})") from None

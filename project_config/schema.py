@@ -6,6 +6,7 @@ never silently falls back to a default.
 """
 from __future__ import annotations
 
+import copy
 import math
 import os
 from dataclasses import dataclass, field
@@ -288,6 +289,18 @@ def config_from_dict(raw, where="<config>") -> Config:
     # A resnet19 has no chain geometry: it exists only in training (no export, no hardware).
     cfg.layers = [] if resnet else _derive_layers(where, model)
     return cfg
+
+
+def deep_merge(base: dict, overrides: dict) -> dict:
+    """A copy of the raw config ``base`` with ``overrides`` merged in, section by section
+    (for configs derived from another, e.g. the rungs of a benchmark)."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
 
 
 def resolve_config_path(name: str | os.PathLike) -> Path:

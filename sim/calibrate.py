@@ -85,3 +85,48 @@ def calibrated_export(cfg, inputs: np.ndarray, seed: int, rate: float = 0.15,
         x = sum_pool(spikes.reshape((B * T,) + spikes.shape[2:]), layer.pool)
         x = x.reshape((B, T) + x.shape[1:])
     return net
+
+
+GATE_CLOSED_FRACTION = 0.5   # random gates: about half the channel-steps closed
+
+
+def add_runtime_pruning(cfg, net, inputs: np.ndarray, seed: int,
+                        closed_fraction: float = GATE_CLOSED_FRACTION):
+    """Give ``net`` the runtime pruning its config turns on (docs/INTEGER_SPEC.md section 5),
+    set from the unpruned network's own membranes on ``inputs``:
+
+    - spatial threshold: the ``pruning.spatial_ratio`` quantile of the importance ``e`` over
+      positions and steps t >= 1, rounded and clamped into [-C_out, 0] (ternary membranes
+      can then prune; binary ones never do);
+    - channel gate (layers >= 1): random ternary weights, and per channel the threshold at
+      the ``closed_fraction`` quantile of its score ``z``, so each gate is closed at about
+      that fraction of (sample, step) pairs.
+
+    The pruned network's activity differs from the unpruned one's; the flow reports the
+    fractions golden measures. Returns ``net`` (changed in place).
+    """
+    import golden
+    spatial = cfg.pruning["spatial_ratio"] > 0
+    gating = cfg.pruning["channel_gate_threshold"] > 0
+    if not (spatial or gating):
+        return net
+    rng = np.random.default_rng(seed + 2000)
+    res = golden.run(net, inputs)
+    for i, layer in enumerate(net.spiking_layers):
+        q = res.membranes[i].astype(np.int64)                      # [B, T, C, H, W]
+        if spatial:
+            e = q[:, :-1].sum(axis=2)                              # prior of steps 1..T-1
+            th = np.quantile(e, cfg.pruning["spatial_ratio"]) if e.size else 0
+            layer.spatial_threshold = np.array(
+                [int(np.clip(np.round(th), -layer.out_channels, 0))], np.int64)
+        if gating and i > 0:
+            prev = net.layers[i - 1]
+            g = rng.choice([-1, 0, 1], size=(layer.out_channels, layer.in_channels))
+            prior = res.membranes[i - 1].astype(np.int64).sum(axis=(3, 4))   # [B, T, C_in]
+            z = prior @ g.T                                                  # [B, T, C_out]
+            bound = layer.gate_bound(prev)
+            theta = np.ceil(np.quantile(z.reshape(-1, layer.out_channels), closed_fraction,
+                                        axis=0))
+            layer.gate_weights = g.astype(np.int8)
+            layer.gate_thresholds = np.clip(theta, -bound, bound + 1).astype(np.int64)
+    return net

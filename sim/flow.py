@@ -69,13 +69,16 @@ SPIKE_RATE = 0.15        # random networks: every layer's target rate (sim.calib
 def _random_case(cfg, args, run_dir: Path):
     from model_export.format import save_export, load_export
     from model_export.random_net import random_export, random_inputs
-    from sim.calibrate import calibrated_export
+    from sim.calibrate import add_runtime_pruning, calibrated_export
     export_dir = run_dir / "export_random"
     inputs = random_inputs(random_export(cfg, seed=args.seed), args.samples, seed=args.seed + 1)
-    save_export(calibrated_export(cfg, inputs, args.seed, rate=SPIKE_RATE), export_dir)
+    net = calibrated_export(cfg, inputs, args.seed, rate=SPIKE_RATE)
+    save_export(add_runtime_pruning(cfg, net, inputs, args.seed), export_dir)
     net = load_export(export_dir)
+    pruning = (" and runtime pruning set from its membranes"
+               if any(l.spatial_pruning or l.gated for l in net.layers) else "")
     print(f"[1-3/5] random network (seed {args.seed}, thresholds calibrated to "
-          f"{SPIKE_RATE:.0%} spikes per layer) exported to {export_dir}")
+          f"{SPIKE_RATE:.0%} spikes per layer{pruning}) exported to {export_dir}")
     return export_dir, net, inputs, None, None
 
 
@@ -132,10 +135,17 @@ def main(argv=None):
     rates = spike_rates(net, ref)
     print("      golden spike rates per layer (unmasked neurons): "
           + " ".join(f"{r:.3f}" for r in rates))
+    pruned = {}
+    if any(l.spatial_pruning or l.gated for l in net.layers):
+        pruned = {"positions_computed": [float(p.mean()) for p in ref.positions],
+                  "channels_open": [float(c.mean()) for c in ref.channels]}
+        print("      runtime pruning (golden), computed fraction per layer: positions "
+              + " ".join(f"{v:.2f}" for v in pruned["positions_computed"]) + "; channels "
+              + " ".join(f"{v:.2f}" for v in pruned["channels_open"]))
 
     summary = {"config": cfg.path, "samples": int(len(inputs)), "simulators": {},
                "agreement": agreement, "records": records, "preload": preload,
-               "spike_rates": rates, "verilog_bytes": vsize, "hw_build_s": round(t_hw, 1)}
+               "spike_rates": rates, "runtime_pruning": pruned, "verilog_bytes": vsize, "hw_build_s": round(t_hw, 1)}
     total_mismatches = 0
     for sim in sims:
         t0 = time.time()

@@ -15,7 +15,8 @@ from __future__ import annotations
 import numpy as np
 
 from hw.params import (CoreParams, KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE, KIND_SPIKES,
-                       SIGNATURE_CRC_WIDTH, TARGET_CHANNEL_MASK, TARGET_POSITION_MASK,
+                       SIGNATURE_CRC_WIDTH, TARGET_CHANNEL_MASK, TARGET_GATE_THRESHOLDS,
+                       TARGET_GATE_WEIGHTS, TARGET_LAYER_PRUNING, TARGET_POSITION_MASK,
                        TARGET_THRESHOLDS, TARGET_WEIGHTS, pack_fields, param_fields,
                        record_fields, unpack_fields)
 from hw.signature import crc32_packed
@@ -67,6 +68,39 @@ def param_transfers(p: CoreParams, net: NetworkExport) -> list[int]:
             for i, bit in enumerate(le.position_mask.reshape(-1)):
                 out.append(pack_fields(fields, target=TARGET_POSITION_MASK,
                                        addr=lp.position_base + i, data=int(bit)))
+            out += _pruning_transfers(p, lp, le, fields)
+    return out
+
+
+def _pruning_transfers(p: CoreParams, lp, le, fields) -> list[int]:
+    """Runtime-pruning parameters of one spiking layer (none when the core has no pruning).
+
+    An export without them loads the "off" values: theta_s = -C_out (keeps every position)
+    and the gate unused.
+    """
+    if not (p.spatial_pruning or p.channel_gating):
+        return []
+    L, EW, GW = p.lanes, p.importance_width, p.gate_width
+    theta = int(le.spatial_threshold[0]) if le.spatial_pruning else -lp.out_channels
+    out = [pack_fields(fields, target=TARGET_LAYER_PRUNING, addr=lp.index,
+                       data=_twos(theta, EW) | (int(le.gated) << EW))]
+    if lp.gated and le.gated:
+        for g in range(lp.groups):
+            for ci in range(lp.in_channels):
+                word = 0
+                for j in range(L):
+                    c = g * L + j
+                    if c < lp.out_channels:
+                        word |= {0: 0b00, 1: 0b01, -1: 0b11}[int(le.gate_weights[c, ci])] << (2 * j)
+                out.append(pack_fields(fields, target=TARGET_GATE_WEIGHTS,
+                                       addr=lp.gate_weight_base + g * lp.in_channels + ci,
+                                       data=word))
+            for j in range(L):
+                c = g * L + j
+                theta_g = int(le.gate_thresholds[c]) if c < lp.out_channels else 0
+                out.append(pack_fields(fields, target=TARGET_GATE_THRESHOLDS,
+                                       addr=lp.gate_group_base + g, lane=j,
+                                       data=_twos(theta_g, GW)))
     return out
 
 
@@ -84,31 +118,42 @@ def frame_words(p: CoreParams, x_step: np.ndarray) -> list[int]:
     return words
 
 
-def visit_order(lp, le) -> tuple[np.ndarray, np.ndarray]:
-    """(ys, xs) of a spiking layer's unmasked positions in the core's visiting order: pool
-    windows in raster order, the positions of a window in raster order (hw.core)."""
+def computed_work(golden, index: int, le, t: int) -> tuple[np.ndarray, np.ndarray]:
+    """(positions [H, W], channels [C]) that layer ``le`` computes at step ``t`` of sample
+    ``index``: golden's runtime masks (static masks, spatial pruning and channel gates) when
+    ``golden`` has them, else the static masks."""
+    positions = getattr(golden, "positions", None) if golden is not None else None
+    if positions is not None:
+        return (positions[le.index][index, t],
+                golden.channels[le.index][index, t])
+    return le.position_mask.astype(bool), le.channel_mask.astype(bool)
+
+
+def visit_order(lp, computed_positions) -> tuple[np.ndarray, np.ndarray]:
+    """(ys, xs) of a spiking layer's computed positions ([H, W] bool) in the core's visiting
+    order: pool windows in raster order, the positions of a window in raster order (hw.core)."""
     P = lp.pool
     wy, wx, dy, dx = np.meshgrid(np.arange(lp.out_height // P), np.arange(lp.out_width // P),
                                  np.arange(P), np.arange(P), indexing="ij")
     ys, xs = (wy * P + dy).reshape(-1), (wx * P + dx).reshape(-1)
-    keep = le.position_mask[ys, xs].astype(bool)
+    keep = np.asarray(computed_positions)[ys, xs].astype(bool)
     return ys[keep], xs[keep]
 
 
-def live_groups(lp, le, lanes: int) -> np.ndarray:
-    """Groups of ``lanes`` output channels with at least one unmasked channel."""
-    return np.array([bool(le.channel_mask[g * lanes:(g + 1) * lanes].any())
+def live_groups(lp, computed_channels, lanes: int) -> np.ndarray:
+    """Groups of ``lanes`` output channels with at least one computed channel."""
+    return np.array([bool(np.asarray(computed_channels)[g * lanes:(g + 1) * lanes].any())
                      for g in range(lp.groups)])
 
 
-def record_spike_bits(p: CoreParams, lp, le, spikes_t: np.ndarray) -> np.ndarray:
+def record_spike_bits(p: CoreParams, lp, spikes_t: np.ndarray, positions, channels) -> np.ndarray:
     """One step's spikes [C, H, W] -> the spike bits of the layer's records in visiting
     order, [records, lanes] (lane j of group g is channel g * lanes + j; padding lanes 0)."""
     L = p.lanes
-    ys, xs = visit_order(lp, le)
+    ys, xs = visit_order(lp, positions)
     padded = np.zeros((lp.groups * L, len(ys)), np.uint8)
     padded[:lp.out_channels] = spikes_t[:, ys, xs]
-    live = live_groups(lp, le, L)
+    live = live_groups(lp, channels, L)
     return padded.reshape(lp.groups, L, -1)[live].transpose(2, 0, 1).reshape(-1, L)
 
 
@@ -118,7 +163,8 @@ def expected_signatures(p: CoreParams, net: NetworkExport, golden, index: int) -
     out = {}
     for lp, le in zip(p.spiking_layers, net.spiking_layers):
         for t in range(p.timesteps):
-            bits = record_spike_bits(p, lp, le, golden.spikes[lp.index][index, t])
+            positions, channels = computed_work(golden, index, le, t)
+            bits = record_spike_bits(p, lp, golden.spikes[lp.index][index, t], positions, channels)
             out[(lp.index, t)] = (crc32_packed(p.lanes, bits), int(bits.sum()))
     return out
 
@@ -141,6 +187,7 @@ class RecordDecoder:
         self.spikes = [np.zeros((T, l.out_channels, l.out_height, l.out_width), np.uint8)
                        for l in p.spiking_layers]
         self.membranes = [np.zeros_like(s, dtype=np.int8) for s in self.spikes]
+        self.recorded = [np.zeros_like(s, dtype=bool) for s in self.spikes]
         fc = p.classifier
         self.currents = np.zeros((T, fc.out_channels), np.int64)
         self.logits = np.zeros(fc.out_channels, np.int64)
@@ -190,6 +237,7 @@ class RecordDecoder:
                 if c >= lp.out_channels:
                     continue
                 self.spikes[lp.index][r["step"], c, y, x] = (data >> j) & 1
+                self.recorded[lp.index][r["step"], c, y, x] = True
                 q = (data >> (L + j * mb)) & ((1 << mb) - 1)
                 self.membranes[lp.index][r["step"], c, y, x] = _signed(q, mb) if mb == 2 else q
         elif r["kind"] in (KIND_CURRENT, KIND_LOGITS):
@@ -224,17 +272,22 @@ class RecordDecoder:
                     end = last
         return out
 
-    def expected_keys(self) -> set:
-        """(kind, layer, step, pos, group) of every record the core must emit, no more."""
+    def expected_keys(self, golden=None, index: int = 0) -> set:
+        """(kind, layer, step, pos, group) of every record the core must emit, no more.
+
+        With ``golden`` (a GoldenResult) the computed positions and channels of sample
+        ``index`` at each step decide (runtime pruning); without, the static masks.
+        """
         p, net, L = self.p, self.net, self.p.lanes
         keys = set()
         for lp, le in zip(p.spiking_layers, net.spiking_layers):
             keys.update((KIND_SIGNATURE, lp.index, t, 0, 0) for t in range(p.timesteps))
             if lp.index not in self.spike_layers:
                 continue
-            live = [g for g in range(lp.groups) if le.channel_mask[g * L:(g + 1) * L].any()]
-            for pos in np.flatnonzero(le.position_mask.reshape(-1)):
-                for t in range(p.timesteps):
+            for t in range(p.timesteps):
+                pos_ok, chans = computed_work(golden, index, le, t)
+                live = [g for g in range(lp.groups) if chans[g * L:(g + 1) * L].any()]
+                for pos in np.flatnonzero(pos_ok):
                     keys.update((KIND_SPIKES, lp.index, t, int(pos), g) for g in live)
         fc = p.classifier
         for g in range(fc.groups):
@@ -249,7 +302,7 @@ def compare(golden, index: int, dec: RecordDecoder, limit=8) -> tuple[int, list[
     Returns (number of mismatching values + protocol errors, descriptions of the first few).
     """
     out = list(dec.errors)
-    expected = dec.expected_keys()
+    expected = dec.expected_keys(golden, index)
     missing, extra = sorted(expected - dec.seen), sorted(dec.seen - expected)
     if missing:
         out.append(f"{len(missing)} records missing (kind, layer, step, pos, group), first {missing[:4]}")
@@ -268,7 +321,12 @@ def compare(golden, index: int, dec: RecordDecoder, limit=8) -> tuple[int, list[
             continue
         for name, g, r in (("spikes", gs[index], dec.spikes[l]),
                            ("membrane", gm[index], dec.membranes[l])):
-            bad = np.argwhere(g != r)
+            differs = g != r
+            if name == "membrane":
+                # Only recorded neurons: a closed channel holds its membrane unseen (and a
+                # pruned position's reset shows in its next computed step).
+                differs &= dec.recorded[l]
+            bad = np.argwhere(differs)
             count += len(bad)
             for t, c, y, x in bad[:limit]:
                 out.append(f"layer {l} {name} t={t} c={c} y={y} x={x}: "
@@ -299,10 +357,11 @@ def first_difference(golden, index: int, dec: RecordDecoder, layer: int) -> str 
     records; None if the layer matches."""
     p, net = dec.p, dec.net
     lp, le = p.layers[layer], net.layers[layer]
-    ys, xs = visit_order(lp, le)
+    ys, xs = visit_order(lp, le.position_mask)
     g_s, r_s = golden.spikes[layer][index][:, :, ys, xs], dec.spikes[layer][:, :, ys, xs]
     g_q, r_q = golden.membranes[layer][index][:, :, ys, xs], dec.membranes[layer][:, :, ys, xs]
-    bad = np.argwhere(((g_s != r_s) | (g_q != r_q)).transpose(0, 2, 1))     # [T, pos, C]
+    seen = dec.recorded[layer][:, :, ys, xs]        # membranes are checked where recorded
+    bad = np.argwhere(((g_s != r_s) | ((g_q != r_q) & seen)).transpose(0, 2, 1))   # [T, pos, C]
     if not len(bad):
         return None
     t, i, c = bad[0]

@@ -34,7 +34,7 @@ def random_shape(seed: int) -> dict:
         layers.append({"channels": int(rng.integers(1, 10)), "kernel": k, "padding": p,
                        "pool": pool})
         h, w = oh // pool, ow // pool
-    return {
+    shape = {
         "model": {"name": f"random{seed}",
                   "input": inp,
                   "timesteps": int(rng.integers(1, 17)), "layers": layers,
@@ -43,6 +43,10 @@ def random_shape(seed: int) -> dict:
                   "weight_bits": int(rng.choice([2, 4]))},
         "hardware": {"lanes": int(rng.integers(1, 9))},
     }
+    # A separate generator, so that adding this draw left every earlier shape as it was.
+    if np.random.default_rng([seed, 1]).random() < 0.5:
+        shape["pruning"] = {"spatial_ratio": 0.35, "channel_gate_threshold": 0.47}
+    return shape
 
 
 def shape_config(seed: int) -> Config:
@@ -52,9 +56,11 @@ def shape_config(seed: int) -> Config:
 def random_case(cfg: Config, seed: int) -> tuple[NetworkExport, np.ndarray, str]:
     """(export, inputs [B, T, C, H, W], description of the corner cases drawn)."""
     rng = np.random.default_rng(seed)
+    prng = np.random.default_rng([seed, 2])     # runtime-pruning draws (shapes that have it)
+    pruning = cfg.pruning["spatial_ratio"] > 0 and prng.random() < 0.8
     net = random_export(cfg, seed, zero_fraction=float(rng.uniform(0, 0.9)),
-                        mask_fraction=float(rng.uniform(0, 0.5)))
-    notes = []
+                        mask_fraction=float(rng.uniform(0, 0.5)), pruning=pruning)
+    notes = ["runtime pruning"] if pruning else []
     for layer in net.layers:
         bits, K = layer.weight_bits, layer.max_shift
         sign_bit = 1 << (bits - 1)
@@ -88,6 +94,18 @@ def random_case(cfg: Config, seed: int) -> tuple[NetworkExport, np.ndarray, str]
             if rng.random() < 0.3:
                 notes.append("classifier bias at the range limits")
                 layer.bias[...] = rng.choice([lo, hi, 0], size=layer.bias.shape)
+    for layer in net.spiking_layers if pruning else []:
+        # Thresholds that keep everything or prune as much as possible.
+        mode = prng.choice(["random", "random", "keep_all", "prune_most"])
+        if mode != "random":
+            notes.append(f"L{layer.index} spatial {mode}")
+            layer.spatial_threshold[0] = -layer.out_channels if mode == "keep_all" else 0
+        if layer.gated:
+            bound = layer.gate_bound(net.layers[layer.index - 1])
+            mode = prng.choice(["random", "random", "open", "closed"])
+            if mode != "random":
+                notes.append(f"L{layer.index} gates {mode}")
+                layer.gate_thresholds[...] = -bound if mode == "open" else bound + 1
     batch = int(rng.integers(1, 3))
     mode = rng.choice(["random", "random", "silent", "saturated", "dense"])
     x = random_inputs(net, batch, seed + 1, density=float(rng.uniform(0.05, 0.9)))

@@ -26,7 +26,7 @@ from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 import golden
-from hw.memory_image import export_sha256
+from hw.memory_image import PRELOADED_TARGETS, export_sha256
 from hw.params import CoreParams, TARGET_WEIGHTS, pack_fields, param_fields, unpack_fields
 from model_export import load_export
 from project_config import load_config
@@ -125,19 +125,24 @@ async def _reset(dut, cycles=3):
 
 
 def _param_stream(params, net, fault, loaded: bool):
-    """The param transfers for ``net``: all of them, or none if the core already holds it
-    (preloaded images); a fault's replacement words either way."""
+    """The param transfers for ``net``: all of them, or only those the images do not hold
+    if the core already holds it (preloaded images); a fault's replacement words either way."""
     transfers = param_transfers(params, net)
-    if fault != "drop_layer0_weights":
-        return [] if loaded else transfers
-    # Self-check of the scoreboard: load zero weights into layer 0 behind golden's back.
     fields = param_fields(params)
+    if loaded:
+        streamed = [w for w in transfers
+                    if unpack_fields(fields, w)["target"] not in PRELOADED_TARGETS]
+    else:
+        streamed = transfers
+    if fault != "drop_layer0_weights":
+        return streamed
+    # Self-check of the scoreboard: load zero weights into layer 0 behind golden's back.
     end = params.layers[1].weight_base
     out = []
     for w, f in ((w, unpack_fields(fields, w)) for w in transfers):
         if f["target"] == TARGET_WEIGHTS and f["addr"] < end:
             out.append(pack_fields(fields, **{**f, "data": 0}))
-        elif not loaded:
+        elif not loaded or f["target"] not in PRELOADED_TARGETS:
             out.append(w)
     return out
 

@@ -160,3 +160,27 @@ def test_worst_case_currents_do_not_overflow(tmp_path, sim):
     r = run_case(runner, sim, tmp_path / f"sim_{sim}", config=config, jobs=jobs,
                  stall_probability=0.0, seed=1, tag="worst")
     assert r["mismatches"] == 0, r["details"]
+
+
+@pytest.mark.parametrize("sim", ["icarus", "verilator"])
+def test_runtime_pruning_on_chip_matches_golden(tmp_path, sim):
+    """Spatial importance and channel gates computed by the core, bit-exact, and really
+    pruning: some positions pruned and some channel-steps closed, and records only for the
+    computed work."""
+    import golden
+    raw = {k: (dict(v) if isinstance(v, dict) else v) for k, v in TINY.items()}
+    raw["model"] = dict(raw["model"], timesteps=5)
+    raw["pruning"] = {"spatial_ratio": 0.35, "channel_gate_threshold": 0.47}
+    config = tmp_path / "pruned.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    net = random_export(load_config(str(config)), 5, mask_fraction=0.0, pruning=True)
+    x = random_inputs(net, 3, 105, density=0.5)
+    ref = golden.run(net, x)
+    pruned = sum(int((~p).sum()) for p in ref.positions)
+    closed = int((~ref.channels[1]).sum())
+    assert pruned > 0 and closed > 0 and ref.channels[1].any()
+    save_export(net, tmp_path / "export")
+    r = cosimulate(str(config), tmp_path / "export", x, sim, tmp_path / "work",
+                   stall_probability=0.3, seed=5)
+    assert r["mismatches"] == 0, r["details"]
+    assert not r["testbench_failed"]

@@ -1,7 +1,8 @@
 """Co-simulation of the large-network path and of the skip-disabled reference core.
 
-- VGG-9's topology at test size (configs/vgg9_small.yaml), parameters preloaded from memory
-  images (no param transfers), signature records only, on Icarus and Verilator; a fault
+- VGG-9's topology at test size (configs/vgg9_small.yaml) with runtime pruning computed on
+  chip, parameters preloaded from memory images (only the pruning settings stream),
+  signature records only, on Icarus and Verilator; a fault
   (layer 0's weights zeroed behind golden's back) is caught by the signatures and the debug
   rerun names the first differing neuron.
 - The core built with skipping off issues every input, position and group: bit-exact
@@ -13,11 +14,13 @@ import yaml
 
 import golden
 from hw.build import build
-from hw.params import CoreParams
+from hw.memory_image import PRELOADED_TARGETS
+from hw.params import CoreParams, param_fields, unpack_fields
 from model_export import save_export
 from model_export.random_net import random_export, random_inputs
 from project_config import load_config
-from sim.calibrate import calibrated_export
+from sim.calibrate import add_runtime_pruning, calibrated_export
+from sim.host import param_transfers
 from sim.runner import build_simulator, cosimulate, preloaded_sha256, run_case
 
 pytestmark = pytest.mark.sim
@@ -25,10 +28,12 @@ pytestmark = pytest.mark.sim
 SMALL = "vgg9_small.yaml"
 
 
-def _small_case(tmp_path, seed, samples=1):
+def _small_case(tmp_path, seed, samples=1, pruning=True):
     cfg = load_config(SMALL)
     x = random_inputs(random_export(cfg, seed), samples, seed + 1)
     net = calibrated_export(cfg, x, seed)
+    if pruning:
+        net = add_runtime_pruning(cfg, net, x, seed)
     save_export(net, tmp_path / "export")
     return net, x
 
@@ -37,6 +42,14 @@ def test_vgg9_small_preloaded_signature_mode_and_fault(tmp_path):
     net, x = _small_case(tmp_path, 11)
     ref = golden.run(net, x)
     assert all(s.sum() > 0 for s in ref.spikes)         # every signature covers real spikes
+    # The runtime pruning computed on chip really prunes (vgg9_small has the paper's).
+    assert sum(int((~p[:, 1:]).sum()) for p in ref.positions) > 0
+    assert sum(int((~c).sum()) for c in ref.channels[1:]) > 0
+    params = CoreParams(load_config(SMALL))
+    fields = param_fields(params)
+    runtime_only = [w for w in param_transfers(params, net)
+                    if unpack_fields(fields, w)["target"] not in PRELOADED_TARGETS]
+    assert runtime_only                                  # pruning settings still stream
     hw = build(SMALL, tmp_path / "hw", do_lint=False, export=tmp_path / "export")
     cycles = {}
     for sim in ("icarus", "verilator"):
@@ -46,7 +59,7 @@ def test_vgg9_small_preloaded_signature_mode_and_fault(tmp_path):
                       preloaded=preloaded_sha256(hw))
         r = run_case(runner, sim, tmp_path / f"sim_{sim}", tag="signature", **common)
         assert r["mismatches"] == 0 and not r["testbench_failed"], r["details"]
-        assert r["jobs"][0]["params_streamed"] == 0
+        assert r["jobs"][0]["params_streamed"] == len(runtime_only)
         assert r["predictions"] == list(ref.predictions)
         cycles[sim] = r["cycles"]
         # A wrong core: the signatures catch it, the rerun with layer 0's full records names
@@ -95,7 +108,7 @@ def test_skip_disabled_cycles_match_the_closed_form(tmp_path):
 def test_vgg9_small_skip_disabled_cycles(tmp_path):
     """The closed form on VGG-9's topology (pooling every second layer, several groups),
     preloaded and in signature mode, as make sim CONFIG=vgg9 uses it."""
-    net, x = _small_case(tmp_path, 13)
+    net, x = _small_case(tmp_path, 13, pruning=False)   # the reference core has no pruning
     r = cosimulate(SMALL, tmp_path / "export", x, "verilator", tmp_path / "work",
                    stall_probability=0.0, seed=1, preload=True, records="signature",
                    skipping=False)

@@ -85,7 +85,7 @@ def test_core_bits_by_hand_and_build_report_fields():
     # inputs: 16 positions * 3 bits + 4 positions * 2 ch * 3 bits (pooled counts 0..4)
     # thresholds: 3 groups * 2 lanes * (3 levels * 3 * 8-bit accumulators)
     expected = {"weights": 100, "membrane": 64, "spikes_and_inputs": 72, "thresholds": 432,
-                "channel_masks": 6, "position_masks": 16}
+                "channel_masks": 6, "position_masks": 16, "pruning": 0}
     fields = build_report_fields(params)
     assert fields["memory_bits"] == expected
     assert fields["memory_bits_total"] == sum(expected.values()) == 690

@@ -17,13 +17,15 @@ def test_random_shapes_are_valid_and_varied():
     assert {l.kernel[0] for c in shapes for l in c.spiking_layers} == {1, 2, 3, 5}
     assert {l.pool for c in shapes for l in c.spiking_layers} == {1, 2}
     assert {c.hardware["lanes"] for c in shapes} == set(range(1, 9))
+    assert {c.pruning["spatial_ratio"] > 0 for c in shapes} == {True, False}
 
 
 def test_random_cases_reach_the_corners():
     notes = " ".join(random_case(shape_config(s), s)[2] for s in range(120))
     for corner in ("weights zero", "weights max", "weights max_negative", "weights smallest",
                    "raw thresholds", "mask none", "mask all", "inputs silent", "inputs saturated",
-                   "bias at the range limits"):
+                   "bias at the range limits", "runtime pruning", "spatial keep_all",
+                   "spatial prune_most", "gates open", "gates closed"):
         assert corner in notes, corner
 
 

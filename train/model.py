@@ -47,8 +47,10 @@ class SpikingConvBlock(nn.Module):
         T, B = x.shape[:2]
         cur = self.bn(self.conv(x.reshape(T * B, *x.shape[2:])))
         cur = cur.reshape(T, B, *cur.shape[1:])
-        runtime, masks = None, None
-        if self.spatial is not None or self.gate is not None:
+        if self.spatial is None and self.gate is None:
+            spikes, membranes = self.neuron(cur, mask=self.mask())
+            masks = None
+        else:
             gate = self.gate(prior) if self.gate is not None else None
             kept = []
 
@@ -61,8 +63,7 @@ class SpikingConvBlock(nn.Module):
                     active = active * gate[t][:, :, None, None]
                 return active, keep[:, None]
 
-        spikes, membranes = self.neuron(cur, mask=self.mask(), runtime_mask=runtime)
-        if runtime is not None:
+            spikes, membranes = self.neuron(cur, mask=self.mask(), runtime_mask=runtime)
             if self.spatial is not None:
                 self.spatial.update()
             positions = torch.stack(kept) * self.position_mask
