@@ -21,6 +21,7 @@ class GoldenResult:
     # Per spiking layer, what was computed at each step (static and runtime masks, section 5):
     positions: list = None   # bool [B, T, H, W]: visited and not pruned
     channels: list = None    # bool [B, T, C]: channel mask and gate open
+    inputs: np.ndarray = None  # the inputs, time-major [B, T, C, H, W]
 
     @property
     def predictions(self) -> np.ndarray:
@@ -140,25 +141,21 @@ def run(net: NetworkExport, inputs: np.ndarray) -> GoldenResult:
             x = sum_pool(s, layer.pool)
         currents[:, t] = synaptic_current(fc, x)[:, :, 0, 0]
     logits = currents.sum(axis=1) + T * fc.bias[None, :]
-    return GoldenResult(spikes, membranes, currents, logits, positions, channels)
+    return GoldenResult(spikes, membranes, currents, logits, positions, channels, x_all)
 
 
-def work_counts(net: NetworkExport, inputs: np.ndarray, lanes: int) -> list:
-    """Per layer, summed over the batch and its steps: the work a core that skips zero
-    inputs, masked and gated-off channels and masked and pruned positions must do, with
-    ``lanes`` output channels per group.
+def step_work(net: NetworkExport, res: GoldenResult, lanes: int) -> list:
+    """Per layer, per sample and step: the work a core that skips zero inputs, masked and
+    gated-off channels and masked and pruned positions must do, with ``lanes`` output
+    channels per group. A list (one per layer) of dicts of int64 arrays [B, T]:
 
-    - ``synaptic_ops``: shift-adds of a nonzero input into a computed output neuron;
     - ``events``: nonzero inputs issued, once per (computed position, live channel group)
       (one event feeds all lanes in one cycle);
+    - ``synaptic_ops``: shift-adds of a nonzero input into a computed output neuron;
     - ``neuron_updates``: (computed position, live group) pairs, one cycle of the neuron units;
-    - ``ideal_cycles``: events + neuron updates;
-    - ``dense_ops``: the synaptic operations of the same layer with no skipping at all
-      (every input, position and channel), the paper's unpruned operation count;
-    - ``positions`` / ``channels``: computed (position, step) and (channel, step) pairs.
+    - ``positions`` / ``channels``: computed positions and channels.
     """
-    res = run(net, inputs)
-    x = time_major_inputs(net, inputs)
+    x = res.inputs
     B, T = x.shape[:2]
     x = x.reshape((-1,) + x.shape[2:])                    # [B*T, C, H, W]
     out = []
@@ -180,12 +177,28 @@ def work_counts(net: NetworkExport, inputs: np.ndarray, lanes: int) -> list:
         pad_c = groups * lanes - layer.out_channels
         live = np.pad(chan, ((0, 0), (0, pad_c))).reshape(B * T, groups, lanes).any(axis=2).sum(axis=1)
         seen = (window.reshape(B * T, -1) * pos).sum(axis=1)          # per (b, t)
-        events = int((seen * live).sum())
-        updates = int((pos.sum(axis=1) * live).sum())
-        out.append({"layer": i, "synaptic_ops": int((seen * chan.sum(axis=1)).sum()),
-                    "events": events, "neuron_updates": updates,
-                    "ideal_cycles": events + updates,
-                    "dense_ops": B * T * layer.out_channels * layer.out_height * layer.out_width
-                    * layer.fan_in,
-                    "positions": int(pos.sum()), "channels": int(chan.sum())})
+        rows = {"events": seen * live, "synaptic_ops": seen * chan.sum(axis=1),
+                "neuron_updates": pos.sum(axis=1) * live,
+                "positions": pos.sum(axis=1), "channels": chan.sum(axis=1)}
+        out.append({k: v.astype(np.int64).reshape(B, T) for k, v in rows.items()})
+    return out
+
+
+def work_counts(net: NetworkExport, inputs: np.ndarray, lanes: int) -> list:
+    """Per layer, summed over the batch and its steps, the counts of :func:`step_work`, plus
+
+    - ``ideal_cycles``: events + neuron updates;
+    - ``dense_ops``: the synaptic operations of the same layer with no skipping at all
+      (every input, position and channel), the paper's unpruned operation count.
+    """
+    res = run(net, inputs)
+    B, T = res.inputs.shape[:2]
+    out = []
+    for i, (layer, work) in enumerate(zip(net.layers, step_work(net, res, lanes))):
+        row = {"layer": i}
+        row.update({k: int(v.sum()) for k, v in work.items()})
+        row["ideal_cycles"] = row["events"] + row["neuron_updates"]
+        row["dense_ops"] = (B * T * layer.out_channels * layer.out_height * layer.out_width
+                            * layer.fan_in)
+        out.append(row)
     return out

@@ -415,6 +415,10 @@ class SnnCore(wiring.Component):
         for k in range(CRC_WIDTH):
             m.d.comb += crc_next[k].eq((crc & state_mask[k]).xor() ^ (spikes & word_mask[k]).xor())
         spike_count = Signal(p.spike_count_width)
+        # Work counters of the layer at this step (sent with the signature).
+        event_count = Signal(p.event_count_width)
+        synaptic_count = Signal(p.synaptic_count_width)
+        update_count = Signal(p.update_count_width)
 
         # Classifier logits, accumulated over steps.
         fc = p.classifier
@@ -455,7 +459,8 @@ class SnnCore(wiring.Component):
 
         def start_layer():
             m.d.core += [wy.eq(0), wx.eq(0), dy.eq(0), dx.eq(0), group.eq(0),
-                         crc.eq(CRC_INIT), spike_count.eq(0)]
+                         crc.eq(CRC_INIT), spike_count.eq(0), event_count.eq(0),
+                         synaptic_count.eq(0), update_count.eq(0)]
 
         m.d.comb += self.busy.eq(1)      # overridden while waiting for a new inference
         with m.FSM(name="scheduler", domain="core"):
@@ -640,7 +645,9 @@ class SnnCore(wiring.Component):
                 remaining = Signal(CIN)
                 m.d.comb += remaining.eq(nonzero & ~(Const(1, CIN) << ci)[:CIN])
                 with m.If(nonzero.any()):
-                    m.d.core += [ev_valid.eq(1), ev_x.eq(x_of_ci)]
+                    m.d.core += [ev_valid.eq(1), ev_x.eq(x_of_ci),
+                                 event_count.eq(event_count + 1),
+                                 synaptic_count.eq(synaptic_count + popcount(cmask))]
                 after = Signal(CIN)                # the current word's channels after this cycle
                 with m.If(remaining.any()):
                     m.d.comb += after.eq(remaining)
@@ -701,7 +708,8 @@ class SnnCore(wiring.Component):
                             m.d.core += plane.eq(plane ^ carry)
                             carry = plane & carry
                         m.d.core += [crc.eq(crc_next),
-                                     spike_count.eq(spike_count + popcount(spikes))]
+                                     spike_count.eq(spike_count + popcount(spikes)),
+                                     update_count.eq(update_count + 1)]
                     with m.If(live & cur["is_fc"]):
                         for c in range(fc.out_channels):
                             j = c % L
@@ -747,7 +755,8 @@ class SnnCore(wiring.Component):
                     # The layer's signature at this step, then the next layer.
                     m.d.comb += [self.record.valid.eq(1), rec.kind.eq(KIND_SIGNATURE),
                                  rec.pos.eq(0), rec.group.eq(0),
-                                 rec.data.eq(Cat(crc ^ CRC_XOROUT, spike_count))]
+                                 rec.data.eq(Cat(crc ^ CRC_XOROUT, spike_count, event_count,
+                                                 synaptic_count, update_count))]
                     with m.If(self.record.ready):
                         m.d.core += layer.eq(layer + 1)
                         start_layer()

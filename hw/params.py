@@ -165,9 +165,18 @@ class CoreParams:
         # Spikes counted per (layer, step): at most every lane of every visited record.
         self.spike_count_width = bits_for(max(p.positions * p.groups * self.lanes
                                               for p in plans[:-1]) + 2)
+        # Work counters per (layer, step), sent with the signature: inputs issued to the
+        # lanes (events), lane additions of computed channels (synaptic ops), and computed
+        # (position, group) neuron-unit updates. Bounds: every input of every tap, every lane.
+        events_max = max(p.positions * p.groups * p.taps * p.in_channels for p in plans[:-1])
+        self.event_count_width = bits_for(events_max + 2)
+        self.synaptic_count_width = bits_for(events_max * self.lanes + 2)
+        self.update_count_width = bits_for(max(p.positions * p.groups for p in plans[:-1]) + 2)
+        self.signature_width = (SIGNATURE_CRC_WIDTH + self.spike_count_width
+                                + self.event_count_width + self.synaptic_count_width
+                                + self.update_count_width)
         self.record_data_width = max(self.lanes * (1 + self.membrane_bits),
-                                     self.lanes * self.logit_width,
-                                     SIGNATURE_CRC_WIDTH + self.spike_count_width)
+                                     self.lanes * self.logit_width, self.signature_width)
         self.param_data_width = max(self.lanes * self.weight_bits, self.threshold_lane_width,
                                     self.lanes, 1, 2 * self.lanes, self.gate_width,
                                     1 + self.importance_width)

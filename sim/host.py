@@ -169,6 +169,34 @@ def expected_signatures(p: CoreParams, net: NetworkExport, golden, index: int) -
     return out
 
 
+# The core's work counters per (layer, step), in golden.step_work's names.
+COUNTERS = ("events", "synaptic_ops", "neuron_updates")
+
+
+def signature_fields(p: CoreParams) -> list:
+    """Fields of a signature record's data, LSB first: (name, width)."""
+    return [("crc", SIGNATURE_CRC_WIDTH), ("spikes", p.spike_count_width),
+            ("events", p.event_count_width), ("synaptic_ops", p.synaptic_count_width),
+            ("neuron_updates", p.update_count_width)]
+
+
+def counter_mismatches(golden, index: int, dec) -> list:
+    """[((layer, step), golden counters, rtl counters)] where the core's work counters differ
+    from golden.step_work (the skipping core only: the reference core issues everything)."""
+    from golden.model import step_work
+    if not dec.p.skipping:
+        return []
+    work = step_work(dec.net, golden, dec.p.lanes)
+    out = []
+    for lp in dec.p.spiking_layers:
+        for t in range(dec.p.timesteps):
+            want = tuple(int(work[lp.index][k][index, t]) for k in COUNTERS)
+            got = dec.counters.get((lp.index, t))
+            if got != want:
+                out.append(((lp.index, t), want, got))
+    return out
+
+
 class RecordDecoder:
     """Accumulates one inference's records into golden-shaped arrays.
 
@@ -182,6 +210,7 @@ class RecordDecoder:
         self.spike_layers = (set(range(len(p.spiking_layers))) if spike_layers is None
                              else set(spike_layers))
         self.signatures = {}          # (layer, step) -> (crc, spike count)
+        self.counters = {}            # (layer, step) -> the core's work counters (COUNTERS)
         self.fields = record_fields(p)
         T = p.timesteps
         self.spikes = [np.zeros((T, l.out_channels, l.out_height, l.out_width), np.uint8)
@@ -221,9 +250,9 @@ class RecordDecoder:
             if lp.kind != "conv":
                 self.errors.append(f"signature record for the classifier {key}")
                 return
-            crc = data & ((1 << SIGNATURE_CRC_WIDTH) - 1)
-            count = (data >> SIGNATURE_CRC_WIDTH) & ((1 << p.spike_count_width) - 1)
-            self.signatures[(r["layer"], r["step"])] = (crc, count)
+            fields = unpack_fields(signature_fields(p), data)
+            self.signatures[(r["layer"], r["step"])] = (fields["crc"], fields["spikes"])
+            self.counters[(r["layer"], r["step"])] = tuple(fields[k] for k in COUNTERS)
         elif r["kind"] == KIND_SPIKES:
             if lp.kind != "conv" or r["pos"] >= lp.positions or g >= lp.groups:
                 self.errors.append(f"unexpected spike record {key}")
@@ -316,6 +345,10 @@ def compare(golden, index: int, dec: RecordDecoder, limit=8) -> tuple[int, list[
                    f"rtl " + (f"({got[0]:#010x}, {got[1]})" if got else "none"))
     if len(bad_sigs) > limit:
         out.append(f"signatures: {len(bad_sigs) - limit} more mismatches")
+    bad_counters = counter_mismatches(golden, index, dec)
+    count += len(bad_counters)
+    for (l, t), want, got in bad_counters[:limit]:
+        out.append(f"layer {l} t={t} work counters {COUNTERS}: golden {want} rtl {got}")
     for l, (gs, gm) in enumerate(zip(golden.spikes, golden.membranes)):
         if l not in dec.spike_layers:
             continue

@@ -105,12 +105,14 @@ def preloaded_sha256(hw_dir: Path) -> str | None:
 def run_case(runner, simulator: str, build_dir: Path, *, config: str, jobs: list,
              stall_probability: float, seed: int, tag: str, max_cycles: int = 2_000_000,
              fault: str | None = None, records: str = "full",
-             preloaded: str | None = None, debug_rerun: bool = True) -> dict:
+             preloaded: str | None = None, debug_rerun: bool = True,
+             skipping: bool | None = None) -> dict:
     """Run one simulation over ``jobs``: dicts with ``export`` (a directory), ``inputs``
     (integers [B, T, C, H, W]) and optionally ``tag`` and ``reset_mid_inference``. Each job
     loads its export's parameters into the core (not if the core already holds them:
     ``preloaded`` is the hash of the export its images hold, :func:`preloaded_sha256`), then
-    runs its inputs. ``records``: "full" or "signature" (sim.tb_core). Returns results."""
+    runs its inputs. ``records``: "full" or "signature" (sim.tb_core). ``skipping``: how
+    the core was built, if not as its config says (hw.build ``skipping``). Returns results."""
     build_dir = Path(build_dir).resolve()
     case_dir = build_dir / f"case_{tag}"
     case_dir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +128,8 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: str, jobs: list
     case = {"config": str(Path(config).resolve()) if Path(config).exists() else config,
             "jobs": job_specs, "stall_probability": stall_probability, "seed": seed,
             "results": str(results), "max_cycles": max_cycles, "fault": fault,
-            "records": records, "preloaded_sha256": preloaded, "debug_rerun": debug_rerun}
+            "records": records, "preloaded_sha256": preloaded, "debug_rerun": debug_rerun,
+            "skipping": skipping}
     (case_dir / "case.json").write_text(json.dumps(case, indent=1))
     env = {"SPQ_CASE": str(case_dir / "case.json"),
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
@@ -164,4 +167,4 @@ def cosimulate(config: str, export: Path, inputs: np.ndarray, simulator: str, wo
     return run_case(runner, simulator, sim_dir, config=config,
                     jobs=[{"export": export, "inputs": inputs, "tag": tag}],
                     stall_probability=stall_probability, seed=seed, tag=tag, fault=fault,
-                    records=records, preloaded=preloaded_sha256(hw_dir))
+                    records=records, preloaded=preloaded_sha256(hw_dir), skipping=skipping)

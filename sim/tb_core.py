@@ -37,7 +37,7 @@ from sim.host import (RecordDecoder, compare, first_difference, frame_words, par
 def _load_case():
     with open(os.environ["SPQ_CASE"]) as f:
         case = json.load(f)
-    return case, CoreParams(load_config(case["config"]))
+    return case, CoreParams(load_config(case["config"]), skipping=case.get("skipping"))
 
 
 async def _drive(dut, port, words, rng, stall):

@@ -179,3 +179,33 @@ def test_signatures_replay_the_cores_visiting_order():
                                                  for c in chans))
             count = sum(bin(w).count("1") for w in words)
             assert got[(lp.index, t)] == (crc32_stream(L, words), count)
+
+
+def test_work_counters_are_checked_against_golden():
+    """The signature record's work counters: decoded from their fields and compared with
+    golden.step_work per (layer, step); a wrong counter is a mismatch, in the skipping core."""
+    import golden
+    from hw.params import KIND_SIGNATURE, pack_fields, record_fields
+    from model_export.random_net import random_inputs
+    from sim.host import COUNTERS, RecordDecoder, counter_mismatches, signature_fields
+    cfg = config_from_dict(TINY, "tiny")
+    p = CoreParams(cfg)
+    net = random_export(cfg, 6, pruning=False)
+    x = random_inputs(net, 1, 3, density=0.5)
+    ref = golden.run(net, x)
+    work = golden.step_work(net, ref, p.lanes)
+    sigs = expected_signatures(p, net, ref, 0)
+    dec = RecordDecoder(p, net)
+    for lp in p.spiking_layers:
+        for t in range(p.timesteps):
+            counts = {k: int(work[lp.index][k][0, t]) for k in COUNTERS}
+            if (lp.index, t) == (1, 0):
+                counts["events"] += 1                 # one wrong counter
+            crc, spikes = sigs[(lp.index, t)]
+            data = pack_fields(signature_fields(p), crc=crc, spikes=spikes, **counts)
+            dec.add(pack_fields(record_fields(p), kind=KIND_SIGNATURE, layer=lp.index, step=t,
+                                data=data))
+    assert dec.signatures == sigs
+    bad = counter_mismatches(ref, 0, dec)
+    assert [key for key, _, _ in bad] == [(1, 0)]
+    assert bad[0][2][0] == bad[0][1][0] + 1
