@@ -144,4 +144,4 @@ def test_gate_penalty_closes_gates():
         opt.step()
     model(x)
     assert float(model.pruning_loss().detach()) < before - 0.05
-    assert float(model.blocks[1].gate.bias.mean()) < 0
+    assert float(model.blocks[1].gate.bias.detach().mean()) < 0
