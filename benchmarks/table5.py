@@ -40,9 +40,9 @@ from pathlib import Path
 
 import yaml
 
-from project_config import UserError, cli_main, config_from_dict, resolve_config_path
+from project_config import UserError, cli_main, config_from_dict
 from project_config.files import atomic_write
-from project_config.schema import deep_merge
+from project_config.schema import deep_merge, load_raw_config
 
 BASE_CONFIG = "event_digits.yaml"
 # Measured on one core (CPU time per epoch of the 1347-sample training split): FP about
@@ -771,13 +771,7 @@ def parse_args(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    base_path = resolve_config_path(args.config)
-    try:
-        base_raw = yaml.safe_load(base_path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise UserError(f"{base_path}: cannot read ({type(e).__name__})") from None
-    if not isinstance(base_raw, dict):
-        raise UserError(f"{base_path}: expected a mapping at the top level")
+    base_path, base_raw = load_raw_config(args.config)
     jobs = plan_runs(args, base_raw, base_path)
     out = Path(args.out)
     print(f"table5: {len(jobs)} runs, {args.epochs} epochs each, {args.workers} workers -> {out}")

@@ -41,9 +41,9 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from project_config import UserError, cli_main, config_from_dict, resolve_config_path
+from project_config import UserError, cli_main, config_from_dict
 from project_config.files import atomic_write
-from project_config.schema import deep_merge
+from project_config.schema import deep_merge, load_raw_config
 
 BASE_CONFIG = "event_digits.yaml"
 BITS = (2, 4, 8)
@@ -677,13 +677,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.report_only:
         return report_only(Path(args.out))
-    base_path = resolve_config_path(args.config)
-    try:
-        base_raw = yaml.safe_load(base_path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
-        raise UserError(f"{base_path}: cannot read ({type(e).__name__})") from None
-    if not isinstance(base_raw, dict):
-        raise UserError(f"{base_path}: expected a mapping at the top level")
+    base_path, base_raw = load_raw_config(args.config)
     cfg, _ = study_config(base_raw, args.bits[0], str(base_path))
     jobs = plan_jobs(args, base_raw, base_path)
     out = Path(args.out)

@@ -317,7 +317,9 @@ def resolve_config_path(name: str | os.PathLike) -> Path:
     raise ConfigError(f"{name}: config file not found (looked in {Path.cwd()} and {CONFIG_DIR})")
 
 
-def load_config(name: str | os.PathLike) -> Config:
+def load_raw_config(name: str | os.PathLike) -> tuple[Path, dict]:
+    """(path, the config file's mapping as written), before validation: for configs derived
+    from another by :func:`deep_merge`."""
     path = resolve_config_path(name)
     try:
         raw = yaml.safe_load(path.read_text())
@@ -327,6 +329,13 @@ def load_config(name: str | os.PathLike) -> Config:
         raise ConfigError(f"{path}: not valid YAML{at}") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read ({e})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return path, raw
+
+
+def load_config(name: str | os.PathLike) -> Config:
+    path, raw = load_raw_config(name)
     return config_from_dict(raw, where=str(path))
 
 
