@@ -5,7 +5,7 @@ SAMPLES ?=
 SIMS    ?=
 ARGS    ?=
 
-.PHONY: setup sim test regress train build table5 clean
+.PHONY: setup sim test regress train build table5 report clean
 
 setup:
 	@bash scripts/setup.sh
@@ -34,6 +34,14 @@ build: setup
 ## (about 22 min on 2 idle cores; ARGS=--quick for a smoke run, ARGS="--epochs N --out DIR").
 table5: setup
 	$(PY) -m benchmarks.table5 $(ARGS)
+
+## Measured efficiency into docs/RESULTS.md and docs/figures: counts (model = golden = RTL
+## counters), skipped work, cycles and lanes, Eq. 31 energy, memory, synthesis and iCE40
+## (about 1.5 min on the slice; CONFIG=vgg9 about 8 min). It also re-renders every stored
+## result (docs/results/*.json: other networks, Table 5, the weight-pruning study).
+report:
+	@SETUP_ICE40=1 bash scripts/setup.sh
+	$(PY) -m efficiency.report --config $(CONFIG) $(ARGS)
 
 clean:
 	rm -rf build runs/*/export sim_build .pytest_cache

@@ -567,9 +567,13 @@ def format_markdown(summary, targets, meta) -> str:
     if meta["quick"]:
         lines += ["**Smoke run (`--quick`): tiny data and one epoch; the numbers mean nothing.**",
                   ""]
+    train_s = meta.get("train_wall_s")
+    trained = (f"; the {meta['runs']} trainings took {train_s / 60:.0f} min of one core in all"
+               if train_s else "")
     lines += [f"`python -m benchmarks.table5 {meta['argv']}`; base config "
               f"`configs/{BASE_CONFIG}`, every run on one thread, {meta['workers']} at a time; "
-              f"total {meta['wall_s'] / 60:.1f} min.", ""]
+              f"this invocation {meta['wall_s'] / 60:.1f} min (finished runs are reused, not "
+              f"retrained){trained}.", ""]
     lines.append("| " + " | ".join(HEADER) + " |")
     lines.append("|" + "|".join("---" for _ in HEADER) + "|")
     for r in _rows(summary):
@@ -784,7 +788,8 @@ def main(argv=None):
             "seeds": args.seeds, "sweep_seeds": args.sweep_seeds, "workers": args.workers,
             "quick": args.quick, "max_train": args.max_train, "max_test": args.max_test,
             "gate_penalty": args.gate_penalty,
-            "wall_s": wall,
+            "wall_s": wall, "runs": len(results),
+            "train_wall_s": sum(r.get("train_wall_s") or 0 for r in results),
             "ternary_bits": TERNARY_STORED_BITS, "mb_bytes": MB,
             "agreement_target": AGREEMENT_TARGET}
     print()

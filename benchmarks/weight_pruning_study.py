@@ -44,6 +44,7 @@ import yaml
 from project_config import UserError, cli_main, config_from_dict
 from project_config.files import atomic_write
 from project_config.schema import deep_merge, load_raw_config
+from train.work_counts import model_counts
 
 BASE_CONFIG = "event_digits.yaml"
 BITS = (2, 4, 8)
@@ -114,58 +115,6 @@ def weight_memory(report: list, bits: int) -> dict:
             "sparse_bits": bits * nnz, "bitmap_bits": n + bits * nnz}
 
 
-def torch_counts(model, cfg, x, lanes: int, batch: int = 64) -> list:
-    """The count rows of ``efficiency.counts.layer_counts`` from the PyTorch model's spikes:
-    the same definitions as golden's, for a model that cannot be exported (8-bit)."""
-    import torch
-    from efficiency.counts import layer_counts
-    from project_config.schema import accumulator_width
-    from train.data import to_time_major
-    T, bits = cfg.timesteps, cfg.quant["weight_bits"]
-    specs = list(cfg.layers)
-    w_nz = []
-    for block in model.blocks:
-        sign, _, _ = block.conv.pot_codes()
-        w_nz.append(sign.numpy() != 0)
-    fc = specs[-1]
-    sign, _, _ = model.classifier.pot_codes()
-    w_nz.append(sign.numpy().reshape(fc.out_channels, fc.in_channels, *fc.kernel) != 0)
-    rows = [None] * len(specs)
-    model.eval()
-    with torch.no_grad():
-        for i in range(0, len(x), batch):
-            xb = to_time_major(x[i:i + batch], T)                     # [T, B, C, H, W]
-            _, records = model(xb, record=True)
-            inp = xb.reshape(-1, *xb.shape[2:]).numpy() != 0
-            for l, spec in enumerate(specs):
-                if l < len(model.blocks):
-                    block, rec = model.blocks[l], records[l]
-                    n = inp.shape[0]
-                    sp = rec.get("spatial_keep")
-                    pos = (sp.reshape(n, spec.out_height, spec.out_width).numpy() > 0.5
-                           if sp is not None else
-                           np.broadcast_to(block.position_mask.numpy() > 0.5,
-                                           (n, spec.out_height, spec.out_width)))
-                    ch = rec.get("channel_keep")
-                    chan = (ch.reshape(n, spec.out_channels).numpy() > 0.5 if ch is not None
-                            else np.broadcast_to(block.channel_mask.numpy() > 0.5,
-                                                 (n, spec.out_channels)))
-                    c = layer_counts(inp, w_nz[l], spec.padding, lanes, pos, chan, kind="conv")
-                    s = rec["spikes"]
-                    s = s.reshape(-1, *s.shape[2:])
-                    if block.pool > 1:
-                        s = torch.nn.functional.avg_pool2d(s, block.pool)
-                    inp = s.numpy() != 0
-                else:
-                    c = layer_counts(inp, w_nz[l], 0, lanes, kind="fc")
-                rows[l] = c if rows[l] is None else {
-                    k: (v + c[k] if isinstance(v, int) else v) for k, v in rows[l].items()}
-    for l, spec in enumerate(specs):
-        rows[l].update(layer=l, acc_width=accumulator_width(spec, bits), weight_bits=bits,
-                       weights=int(w_nz[l].size), nonzero_weights=int(w_nz[l].sum()))
-    return rows
-
-
 def energy_report(rows: list, samples: int) -> dict:
     """Equation 31 energies (nJ per inference) and the zero-weight-skip savings."""
     from efficiency import dense_mac_energy, snn_energy
@@ -199,7 +148,7 @@ def measure_point(model, cfg, data: dict, lanes: int, count_samples, export_dir:
     out["memory"] = weight_memory(rep, bits)
     xc = x_te if count_samples is None else x_te[:count_samples]
     out["count_samples"] = len(xc)
-    float_rows = torch_counts(model, cfg, xc, lanes)
+    float_rows = model_counts(model, cfg, xc, lanes)
     if bits in EXPORTABLE_BITS:
         from model_export.format import save_export
         from model_export.from_torch import export_model
@@ -546,19 +495,25 @@ def write_outputs(out: Path, rows: list, points: list, meta: dict, failures=()) 
                "failures": list(failures)}
     atomic_write(out / "results.json", json.dumps(payload, indent=1, default=str) + "\n")
     atomic_write(out / "weight_pruning_study.md", format_markdown(rows, points, meta))
-    wrote = [out / "weight_pruning_study.md", out / "results.json"]
+    return [out / "weight_pruning_study.md", out / "results.json"] + write_plots(rows, out)
+
+
+def write_plots(rows: list, folder: Path) -> list:
+    """accuracy_vs_energy.png and accuracy_vs_memory.png (Pareto fronts marked) in
+    ``folder``; returns the paths written (none without matplotlib or points)."""
+    wrote = []
     fp32 = max((r["fp32_nj"] for r in rows), default=None)
     energy_panels = [("energy_nj", "nJ per inference, Eq. 31, 7 nm INT8 adds (the paper's "
                                    "way), zero weights skipped"),
                      ("energy_wide_nj", "nJ per inference, adds scaled by accumulator width / 8")]
     note = f"\nFP32 dense-MAC reference of the same net: {fp32:.0f} nJ (off scale)" if fp32 else ""
-    if rows and plot(rows, energy_panels, out / "accuracy_vs_energy.png", note):
-        wrote.append(out / "accuracy_vs_energy.png")
+    if rows and plot(rows, energy_panels, folder / "accuracy_vs_energy.png", note):
+        wrote.append(folder / "accuracy_vs_energy.png")
     memory_panels = [("memory_kbit", "weight memory, kbit: bits x nonzero codes (paper)"),
                      ("memory_bitmap_kbit", "weight memory, kbit: bitmap (1 bit/weight) + "
                                             "bits x nonzero codes")]
-    if rows and plot(rows, memory_panels, out / "accuracy_vs_memory.png"):
-        wrote.append(out / "accuracy_vs_memory.png")
+    if rows and plot(rows, memory_panels, folder / "accuracy_vs_memory.png"):
+        wrote.append(folder / "accuracy_vs_memory.png")
     return wrote
 
 

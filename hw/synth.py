@@ -41,6 +41,7 @@ LATCH_CELL = re.compile(r"^\$_(DLATCH|DLATCHSR|SR)_")
 UNIT_ROLES = {
     "pot_shift_add": "PoT shift-add synapse lanes, one accumulator per lane",
     "neuron_unit": "compare-only neuron update, one per lane (combinational)",
+    "channel_gate": "runtime channel gate: ternary gate weights x channel sums, per lane",
 }
 TOP_ROLE = "scheduler FSM, address generation, datapath glue"
 
@@ -254,7 +255,7 @@ def synthesize(config: str, out: str | None = None, ice40: bool = False) -> dict
     from .params import CoreParams
     params = CoreParams(cfg)
     with tempfile.TemporaryDirectory(prefix="hw_synth_") as tmp:
-        out_dir = Path(out) if out else Path(tmp)
+        out_dir = Path(out).resolve() if out else Path(tmp)
         start = time.perf_counter()
         build(config, str(out_dir), do_lint=False)
         verilog_s = time.perf_counter() - start

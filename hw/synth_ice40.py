@@ -1,3 +1,5 @@
+# amaranth: UnusedElaboratable=no
+# (core_ports builds a core only to read its ports, never elaborates it)
 """Optional iCE40 implementation of the core: ``synth_ice40`` + ``nextpnr-ice40`` (HX8K).
 
 Used by ``python -m hw.synth --config NAME.yaml --ice40``. Unlike the generic flow, the

@@ -29,6 +29,10 @@ fi
 apt_missing=""
 command -v iverilog >/dev/null 2>&1 || apt_missing="$apt_missing iverilog"
 command -v yosys >/dev/null 2>&1 || apt_missing="$apt_missing yosys"
+# nextpnr-ice40 only for the efficiency report (make report): iCE40 place and route.
+if [ "${SETUP_ICE40:-0}" = 1 ]; then
+    command -v nextpnr-ice40 >/dev/null 2>&1 || apt_missing="$apt_missing nextpnr-ice40"
+fi
 if [ -n "$apt_missing" ]; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"

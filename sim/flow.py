@@ -28,21 +28,26 @@ from project_config import UserError, cli_main, load_config
 from project_config.schema import SIMULATORS
 
 
-def _trained_case(cfg, args, run_dir: Path):
+def trained_case(cfg, args, run_dir: Path):
     """Checkpoint (training if needed), export, agreement report, test inputs."""
     from model_export.agreement import format_report, measure
     from model_export.format import save_export, load_export
     from model_export.from_torch import export_model
     from train.data import load_dataset
-    from train.trainer import checkpoint_complete, load_checkpoint, train
+    from train.trainer import (checkpoint_complete, checkpoint_config_matches, load_checkpoint,
+                               train)
 
     ckpt = run_dir / "model.pt"
+    config_text = Path(cfg.path).read_text()
     if args.retrain or not ckpt.exists():
         print(f"[1/5] training {cfg.name} -> {ckpt}")
-        train(cfg, Path(cfg.path).read_text(), out_dir=str(run_dir), progress=True, threads=1)
+        train(cfg, config_text, out_dir=str(run_dir), progress=True, threads=1)
+    elif not checkpoint_config_matches(ckpt, config_text):
+        print(f"[1/5] {cfg.path} has changed since {ckpt} was trained: training again")
+        train(cfg, config_text, out_dir=str(run_dir), progress=True, threads=1)
     elif not checkpoint_complete(ckpt):
         print(f"[1/5] resuming the interrupted training in {ckpt}")
-        train(cfg, Path(cfg.path).read_text(), out_dir=str(run_dir), progress=True, resume=True,
+        train(cfg, config_text, out_dir=str(run_dir), progress=True, resume=True,
               threads=1)
     else:
         print(f"[1/5] using checkpoint {ckpt} (--retrain to train again)")
@@ -66,7 +71,7 @@ def _trained_case(cfg, args, run_dir: Path):
 SPIKE_RATE = 0.15        # random networks: every layer's target rate (sim.calibrate)
 
 
-def _random_case(cfg, args, run_dir: Path):
+def random_case(cfg, args, run_dir: Path):
     from model_export.format import save_export, load_export
     from model_export.random_net import random_export, random_inputs
     from sim.calibrate import add_runtime_pruning, calibrated_export
@@ -114,7 +119,7 @@ def main(argv=None):
     params = CoreParams(cfg)        # a config without a hardware form stops here, in one line
 
     t_start = time.time()
-    make_case = _random_case if (args.random_weights or cfg.sim["network"] == "random") else _trained_case
+    make_case = random_case if (args.random_weights or cfg.sim["network"] == "random") else trained_case
     export_dir, net, inputs, labels, agreement = make_case(cfg, args, run_dir)
 
     from hw.build import build

@@ -197,6 +197,24 @@ def counter_mismatches(golden, index: int, dec) -> list:
     return out
 
 
+def counter_totals(per_sample: list, layers: int) -> list:
+    """The core's work counters as the testbench reports them (per sample,
+    ``{"layer,step": [COUNTERS]}``) summed over samples and steps: one dict per layer
+    (keys COUNTERS), ``None`` for a layer without counters (the classifier)."""
+    out = [None] * layers
+    for sample in per_sample:
+        for key, values in sample.items():
+            layer = int(key.split(",")[0])
+            if len(values) != len(COUNTERS):
+                raise ValueError(f"counter record {key}: {len(values)} values, "
+                                 f"expected {len(COUNTERS)} ({', '.join(COUNTERS)})")
+            row = out[layer] or dict.fromkeys(COUNTERS, 0)
+            for name, v in zip(COUNTERS, values):
+                row[name] += int(v)
+            out[layer] = row
+    return out
+
+
 class RecordDecoder:
     """Accumulates one inference's records into golden-shaped arrays.
 

@@ -197,7 +197,9 @@ async def _run_job(dut, params, job, case, rng, results, loaded):
     signature_only = case.get("records", "full") == "signature"
     job_result = {"tag": job.get("tag", ""), "samples": 0, "mismatches": 0, "cycles": [],
                   "predictions": [], "layer_cycles": [0] * len(params.layers),
-                  "params_streamed": len(transfers), "debug": []}
+                  "params_streamed": len(transfers), "debug": [],
+                  # Per sample: the core's work counters {"layer,step": [COUNTERS]}.
+                  "counters": []}
     for i in range(inputs.shape[0]):
         decoder, cycles = await _infer(dut, params, net, inputs[i],
                                        [] if signature_only else all_layers, rng, stall, max_cycles)
@@ -219,6 +221,8 @@ async def _run_job(dut, params, job, case, rng, results, loaded):
         job_result["layer_cycles"] = [a + b for a, b in zip(job_result["layer_cycles"],
                                                             decoder.layer_cycles())]
         job_result["predictions"].append(int(np.argmax(decoder.logits)))
+        job_result["counters"].append({f"{l},{t}": list(v)
+                                       for (l, t), v in sorted(decoder.counters.items())})
         if details:
             results["details"].append({"job": job_result["tag"], "sample": i, "problems": details})
             dut._log.error(f"{job_result['tag']} sample {i}: {count} mismatches; first: {details[:3]}")

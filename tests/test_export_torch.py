@@ -12,7 +12,7 @@ def trained(tmp_path_factory):
     from train.trainer import train
     cfg = load_config("slice_digits.yaml")
     out = tmp_path_factory.mktemp("trained")
-    train(cfg, (ROOT / "configs" / "slice_digits.yaml").read_text(), epochs=4, out_dir=str(out),
+    train(cfg, (ROOT / "configs" / "slice_digits.yaml").read_text(), epochs=8, out_dir=str(out),
           max_train=800, progress=False, log=lambda *a, **k: None, threads=1)
     return out
 

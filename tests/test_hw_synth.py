@@ -36,7 +36,9 @@ def test_units_match_the_configured_lanes(slice_synth):
     r, rep, _ = slice_synth
     lanes = load_config("slice_digits.yaml").hardware["lanes"]
     units = {u["unit"]: u for u in rep["units"]}
-    assert set(units) == {"snn_core", "pot_shift_add", "neuron_unit"}
+    # The slice prunes at run time, so its core has the channel-gate lanes too.
+    assert set(units) == {"snn_core", "pot_shift_add", "neuron_unit", "channel_gate"}
+    assert units["channel_gate"]["role"]
     assert units["neuron_unit"]["instances"] == lanes == rep["lanes"]
     assert units["pot_shift_add"]["instances"] == 1 and units["snn_core"]["instances"] == 1
     t = rep["totals"]
@@ -58,8 +60,9 @@ def test_srams_are_the_expected_black_boxes(slice_synth):
     params = CoreParams(load_config("slice_digits.yaml"))
     bb = rep["sram_blackboxes"]
     names = {s["name"] for s in bb["instances"]}
-    expected = {"weight_sram", "threshold_sram", "membrane_sram", "channel_mask_sram",
-                "position_mask_sram"} | {f"act_sram{i}" for i in range(len(params.layers))}
+    expected = ({"weight_sram", "threshold_sram", "membrane_sram", "channel_mask_sram",
+                 "position_mask_sram", "prior_sram", "gate_weight_sram", "gate_threshold_sram"}
+                | {f"act_sram{i}" for i in range(len(params.layers))})
     assert names == expected
     assert rep["blackbox_instances_by_module"] == {"spquant_sram": len(expected)}
     bits = {s["name"]: s["bits"] for s in bb["instances"]}

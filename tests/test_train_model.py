@@ -14,7 +14,13 @@ from train.neuron import qlif_forward
 
 @pytest.fixture(scope="module")
 def cfg():
-    return load_config("slice_digits.yaml")
+    """The slice without runtime pruning: the plain block path (tests/test_train_pruning.py
+    covers the pruned one)."""
+    from project_config.schema import deep_merge, load_raw_config
+    path, raw = load_raw_config("slice_digits.yaml")
+    raw = deep_merge(raw, {"pruning": {"spatial_ratio": 0.0, "channel_gate_threshold": 0.0,
+                                       "gate_penalty": 0.0}})
+    return config_from_dict(raw, where=str(path))
 
 
 def test_structure(cfg):

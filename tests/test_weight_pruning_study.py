@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.weight_pruning_study import (findings, pareto, parse_args, torch_counts,
-                                             weight_memory)
+from train.work_counts import model_counts
+from benchmarks.weight_pruning_study import findings, pareto, parse_args, weight_memory
 from conftest import run_cli
 
 
@@ -50,7 +50,7 @@ def test_float_side_counts_equal_golden_counts(slice_cfg):
     model.eval()
     net = export_model(model, slice_cfg)
     lanes = slice_cfg.hardware["lanes"]
-    mine = torch_counts(model, slice_cfg, x.numpy(), lanes, batch=10)
+    mine = model_counts(model, slice_cfg, x.numpy(), lanes, batch=10)
     ref = recount(net, x.numpy(), lanes)
     res = golden.run(net, x.numpy())
     with torch.no_grad():

@@ -350,6 +350,16 @@ def _read_checkpoint(path):
     return ckpt, cfg
 
 
+def checkpoint_config_matches(path, config_text: str) -> bool:
+    """True if the checkpoint at ``path`` was trained from the same settings as
+    ``config_text`` (compared as parsed YAML: comments and layout do not count)."""
+    ckpt, _ = _read_checkpoint(path)
+    try:
+        return yaml.safe_load(ckpt["config"]["text"]) == yaml.safe_load(config_text)
+    except yaml.YAMLError:
+        return False
+
+
 def checkpoint_complete(path) -> bool:
     """True if ``path`` holds a finished run (False for one written mid-run)."""
     ckpt, _ = _read_checkpoint(path)
