@@ -5,7 +5,7 @@ network whose accumulator width is below 63 bits.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +22,8 @@ class GoldenResult:
     positions: list = None   # bool [B, T, H, W]: visited and not pruned
     channels: list = None    # bool [B, T, C]: channel mask and gate open
     inputs: np.ndarray = None  # the inputs, time-major [B, T, C, H, W]
+    # step_work's result per lane count: a testbench asks for it once per sample compared.
+    _work: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def predictions(self) -> np.ndarray:
@@ -154,7 +156,16 @@ def step_work(net: NetworkExport, res: GoldenResult, lanes: int) -> list:
     - ``synaptic_ops``: shift-adds of a nonzero input into a computed output neuron;
     - ``neuron_updates``: (computed position, live group) pairs, one cycle of the neuron units;
     - ``positions`` / ``channels``: computed positions and channels.
+
+    ``res`` must be ``net``'s result; the counts are computed once per lane count and kept
+    with ``res``.
     """
+    if lanes not in res._work:
+        res._work[lanes] = _step_work(net, res, lanes)
+    return res._work[lanes]
+
+
+def _step_work(net: NetworkExport, res: GoldenResult, lanes: int) -> list:
     x = res.inputs
     B, T = x.shape[:2]
     x = x.reshape((-1,) + x.shape[2:])                    # [B*T, C, H, W]
