@@ -37,8 +37,8 @@ table5: setup
 
 ## Measured efficiency into docs/RESULTS.md and docs/figures: counts (model = golden = RTL
 ## counters), skipped work, cycles and lanes, Eq. 31 energy, memory, synthesis and iCE40
-## (about 1.5 min on the slice; CONFIG=vgg9 about 8 min). It also re-renders every stored
-## result (docs/results/*.json: other networks, Table 5, the weight-pruning study).
+## (1 to 1.5 min on the slice; CONFIG=vgg9 ARGS=--no-ice40 about 4 min). It also re-renders
+## every stored result (docs/results/*.json: other networks, Table 5, the pruning study).
 report:
 	@SETUP_ICE40=1 bash scripts/setup.sh
 	$(PY) -m efficiency.report --config $(CONFIG) $(ARGS)

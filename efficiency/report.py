@@ -35,7 +35,6 @@ import argparse
 import json
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -43,7 +42,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from project_config import UserError, cli_main, load_config
-from project_config.files import atomic_write
+from project_config.files import atomic_write, write_json_report
 
 DOCS = Path("docs")
 NJ = 1e3                       # pJ per nJ
@@ -83,25 +82,19 @@ def _model_rows(cfg, x_test, lanes: int):
 
 
 def _cosimulate(config: str, cfg, export_dir: Path, inputs, work: Path) -> dict:
-    """Build (preloading the export if the config says so) and run Verilator, no stalls."""
-    from hw.build import build
-    from sim.runner import build_simulator, output_to, preloaded_sha256, run_case
-    preload = cfg.sim["preload"]
-    hw_dir = build(config, work / "hw", export=export_dir if preload else None, do_lint=False)
-    sim_dir = work / "sim_verilator"
-    sim_dir.mkdir(parents=True, exist_ok=True)
-    log = sim_dir / "simulator.log"
+    """Build (preloading the export if the config says so) and run Verilator, no stalls;
+    the simulator's output goes to ``<work>/sim_verilator/simulator.log``."""
+    from sim.runner import cosimulate, output_to
+    log = work / "sim_verilator" / "simulator.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     log.unlink(missing_ok=True)
     t0 = time.time()
     with output_to(log):
-        runner = build_simulator("verilator", hw_dir, sim_dir)
-        r = run_case(runner, "verilator", sim_dir, config=config,
-                     jobs=[{"export": export_dir, "inputs": inputs}], seed=cfg.sim["seed"],
-                     records=cfg.sim["records"], preloaded=preloaded_sha256(hw_dir),
-                     stall_probability=0.0, tag="report", max_cycles=50_000_000)
+        r = cosimulate(config, export_dir, inputs, "verilator", work, stall_probability=0.0,
+                       seed=cfg.sim["seed"], tag="report", preload=cfg.sim["preload"],
+                       records=cfg.sim["records"], max_cycles=50_000_000)
     r["wall_s"] = time.time() - t0
     r["log"] = str(log)
-    r["verilog_bytes"] = (hw_dir / "snn_core.v").stat().st_size
     return r
 
 
@@ -522,7 +515,7 @@ def _ice40_line(ice: dict) -> str:
 
 def paper_comparison(result: dict) -> str:
     """VGG-9: our measured reductions next to the paper's claims."""
-    b, rtl, n = result["counts"]["golden"], result["counts"]["rtl"], result["samples"]
+    b, rtl = result["counts"]["golden"], result["counts"]["rtl"]
     dense = sum(g["dense_ops"] for g in b)
     paper_ops = sum(g["paper_ops"] for g in b)
     done = sum((r or g)["synaptic_ops"] for r, g in zip(rtl, b))
@@ -658,14 +651,13 @@ def main(argv=None):
             except (OSError, ValueError, KeyError) as e:
                 raise UserError(f"--{name.replace('_', '-')}: {src}: not a benchmarks.{name} "
                                 f"result ({type(e).__name__})") from None
-            atomic_write(results_dir / f"{name}.json", json.dumps(payload, indent=1) + "\n")
+            write_json_report(results_dir / f"{name}.json", payload)
     t0 = time.time()
     failed = False
     if not args.render_only:
         result = measure(args.config, args.samples, args.seed, args.retrain,
                          synth=not args.no_synth, ice40=not args.no_ice40)
-        atomic_write(results_dir / f"{result['name']}.json",
-                     json.dumps(result, indent=1, default=_json_default) + "\n")
+        write_json_report(results_dir / f"{result['name']}.json", result)
         failed = bool(result["counts"]["differences"])
     blocks = {}
     for path in sorted(results_dir.glob("*.json")):
@@ -683,18 +675,6 @@ def main(argv=None):
     if failed:
         print("[report] the counts DISAGREE: see the section's differences", file=sys.stderr)
     return 1 if failed else 0
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON-serializable: {type(o).__name__}")
 
 
 if __name__ == "__main__":

@@ -155,9 +155,10 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: str, jobs: list
 def cosimulate(config: str, export: Path, inputs: np.ndarray, simulator: str, work_dir: Path,
                stall_probability: float = 0.25, seed: int = 1, hw_dir: Path | None = None,
                tag: str = "main", fault: str | None = None, preload: bool = False,
-               records: str = "full", skipping: bool | None = None) -> dict:
+               records: str = "full", skipping: bool | None = None,
+               max_cycles: int = 2_000_000) -> dict:
     """Generate (unless ``hw_dir`` given; preloading ``export`` if ``preload``), build and
-    run one co-simulation."""
+    run one co-simulation (``max_cycles``: per inference, before the testbench calls it a hang)."""
     work_dir = Path(work_dir)
     if hw_dir is None:
         hw_dir = build(config, work_dir / "hw", do_lint=False,
@@ -167,4 +168,5 @@ def cosimulate(config: str, export: Path, inputs: np.ndarray, simulator: str, wo
     return run_case(runner, simulator, sim_dir, config=config,
                     jobs=[{"export": export, "inputs": inputs, "tag": tag}],
                     stall_probability=stall_probability, seed=seed, tag=tag, fault=fault,
-                    records=records, preloaded=preloaded_sha256(hw_dir), skipping=skipping)
+                    records=records, preloaded=preloaded_sha256(hw_dir), skipping=skipping,
+                    max_cycles=max_cycles)
