@@ -34,10 +34,11 @@ from amaranth.lib.wiring import In, Out
 
 from .channel_gate import ChannelGateLanes
 from .neuron_unit import NeuronUnit
-from .params import (CoreParams, KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE, KIND_SPIKES,
-                     TARGET_CHANNEL_MASK, TARGET_GATE_THRESHOLDS, TARGET_GATE_WEIGHTS,
-                     TARGET_LAYER_PRUNING, TARGET_POSITION_MASK, TARGET_THRESHOLDS,
-                     TARGET_WEIGHTS, bits_for, param_fields, record_fields)
+from .params import CoreParams, bits_for
+from .protocol import (KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE, KIND_SPIKES, TARGET_CHANNEL_MASK,
+                       TARGET_GATE_THRESHOLDS, TARGET_GATE_WEIGHTS, TARGET_LAYER_PRUNING,
+                       TARGET_POSITION_MASK, TARGET_THRESHOLDS, TARGET_WEIGHTS, param_fields,
+                       record_fields)
 from .pot_shift_add import PotShiftAdd
 from .signature import CRC_INIT, CRC_WIDTH, CRC_XOROUT, update_masks
 from .sram import Sram

@@ -2,8 +2,8 @@
 
 One file per preloadable SRAM (weights, thresholds, channel masks, position masks): one
 word per line, address 0 first, hexadecimal, most significant digit first, every word
-written (padding lanes as 0). The words are those the parameter stream would write
-(``sim.host.param_transfers``, hw.params' memory map), so a core whose ``spquant_sram``
+written (padding lanes as 0). The words come from hw.protocol's word packer, the same one
+the parameter stream uses (``hw.protocol.param_transfers``, hw.params' memory map), so a core whose ``spquant_sram``
 instances name these files as ``INIT_FILE`` starts with the export loaded.
 
     images = write_images(params, net, out_dir)     # {sram name: path}
@@ -16,52 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from project_config.files import atomic_write
-from .params import (CoreParams, TARGET_CHANNEL_MASK, TARGET_POSITION_MASK, TARGET_THRESHOLDS,
-                     TARGET_WEIGHTS)
+from .params import CoreParams
+from .protocol import memory_fields
 
-PRELOADED = ("weight_sram", "threshold_sram", "channel_mask_sram", "position_mask_sram")
-# The param-stream targets those memories hold; runtime-pruning settings always stream.
-PRELOADED_TARGETS = (TARGET_WEIGHTS, TARGET_THRESHOLDS, TARGET_CHANNEL_MASK, TARGET_POSITION_MASK)
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _CHUNK = 8192          # words per conversion step (bounds the temporary bit matrix)
-
-
-def _twos(v: np.ndarray, width: int) -> np.ndarray:
-    return (np.asarray(v, dtype=np.int64) & ((1 << width) - 1)).astype(np.uint64)
-
-
-def _pad_channels(a: np.ndarray, channels: int) -> np.ndarray:
-    """Pad axis 0 with zeros to ``channels`` (a group's padding lanes)."""
-    return np.pad(a, [(0, channels - a.shape[0])] + [(0, 0)] * (a.ndim - 1))
-
-
-def memory_fields(p: CoreParams, net) -> dict:
-    """Per preloadable SRAM: (fields [depth, F] uint64, field width). Word ``a`` of the
-    memory is ``sum_i fields[a, i] << (i * field width)``."""
-    p.check_export(net)
-    L, W = p.lanes, p.acc_width
-    weights, thresholds, cmasks, pmasks = [], [], [], []
-    for lp, le in zip(p.layers, net.layers):
-        n = lp.groups * L
-        codes = _pad_channels(le.w_code.reshape(le.out_channels, le.in_channels, lp.taps), n)
-        # Address order (group, tap, input channel); lane j = channel group * L + j.
-        codes = codes.reshape(lp.groups, L, lp.in_channels, lp.taps).transpose(0, 3, 2, 1)
-        weights.append(codes.reshape(-1, L).astype(np.uint64))
-        if lp.kind == "conv":
-            lane = _twos(le.thresholds.reshape(le.out_channels, -1), W)   # F, P, N per level
-        else:
-            lane = np.zeros((le.out_channels, p.levels * 3), np.uint64)
-            lane[:, 0] = _twos(le.bias, W)
-        thresholds.append(_pad_channels(lane, n).reshape(lp.groups, -1))
-        cmasks.append(_pad_channels(le.channel_mask.astype(np.uint64), n).reshape(lp.groups, L))
-        if lp.kind == "conv":
-            pmasks.append(le.position_mask.reshape(-1, 1).astype(np.uint64))
-    return {
-        "weight_sram": (np.concatenate(weights), p.weight_bits),
-        "threshold_sram": (np.concatenate(thresholds), W),
-        "channel_mask_sram": (np.concatenate(cmasks), 1),
-        "position_mask_sram": (np.concatenate(pmasks), 1),
-    }
 
 
 def _hex_lines(fields: np.ndarray, field_width: int) -> bytes:

@@ -8,16 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from project_config import Config, ConfigError
-from project_config.schema import accumulator_width, logit_width, max_shift
+from project_config.geometry import MAX_ACC_WIDTH, GeometryView, LayerGeometry, first_difference
 
-# Parameter-load targets (param_in.payload.target).
-(TARGET_WEIGHTS, TARGET_THRESHOLDS, TARGET_CHANNEL_MASK, TARGET_POSITION_MASK,
- TARGET_LAYER_PRUNING, TARGET_GATE_WEIGHTS, TARGET_GATE_THRESHOLDS) = range(7)
-# Output-record kinds (out.payload.kind).
-KIND_SPIKES, KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE = range(4)
-SIGNATURE_CRC_WIDTH = 32   # signature record data: CRC-32 at [0, 32), spike count above
-
-MAX_LANE_WIDTH = 62   # accumulators must fit golden's int64 and the testbench's decoding
+# Signature record data: CRC-32 at [0, 32), spike count and work counters above.
+SIGNATURE_CRC_WIDTH = 32
 
 
 def bits_for(n: int) -> int:
@@ -26,22 +20,11 @@ def bits_for(n: int) -> int:
 
 
 @dataclass(frozen=True)
-class LayerPlan:
-    """One layer as the core runs it: geometry plus its regions in each memory."""
-    index: int
-    kind: str
-    in_channels: int
-    in_height: int
-    in_width: int
-    out_channels: int
-    kernel: tuple
-    padding: int
-    out_height: int
-    out_width: int
-    pool: int
-    x_bits: int            # bits per input value
+class LayerPlan(GeometryView):
+    """One layer as the core runs it: the layer's geometry (read as attributes) plus its
+    group count and its regions in each memory."""
+    geometry: LayerGeometry
     groups: int            # ceil(out_channels / lanes)
-    acc_width: int         # W(l)
     weight_base: int       # word address in weight_sram
     group_base: int        # word address in threshold_sram / channel_mask_sram
     membrane_base: int     # word address in membrane_sram (spiking layers)
@@ -51,14 +34,6 @@ class LayerPlan:
     gate_weight_base: int = 0   # word address in gate_weight_sram (gated layers)
     gate_group_base: int = 0    # word address in gate_threshold_sram (gated layers)
     gated: bool = False    # this layer has a channel gate (layers >= 1 of a gating core)
-
-    @property
-    def taps(self) -> int:
-        return self.kernel[0] * self.kernel[1]
-
-    @property
-    def positions(self) -> int:
-        return self.out_height * self.out_width
 
     @property
     def act_width(self) -> int:
@@ -73,36 +48,66 @@ class LayerPlan:
         return self.weight_base + (group * self.taps + tap) * self.in_channels + ci
 
 
+def hardware_form(cfg: Config) -> tuple[int, str]:
+    """(weight bits, membrane) of a config the core can run; ConfigError naming the key if not."""
+    arch = cfg.model.get("arch", "convnet")
+    if arch != "convnet":
+        raise ConfigError(f"{cfg.path}: model.arch: {arch!r} has no hardware form "
+                          "(the core runs 'convnet' chains)")
+    bits = cfg.quant["weight_bits"]
+    if bits is None:
+        raise ConfigError(f"{cfg.path}: quant.weight_bits: null (full precision) has no hardware form")
+    membrane = cfg.quant["membrane"]
+    if membrane not in ("ternary", "binary"):
+        raise ConfigError(f"{cfg.path}: quant.membrane: {membrane!r} has no hardware form "
+                          "(use 'ternary' or 'binary')")
+    return bits, membrane
+
+
+def plan_layers(layers: list, lanes: int, channel_gating: bool) -> tuple[list, dict]:
+    """Lay the layers out in the core's memories: (plans, {memory: depth in words})."""
+    plans = []
+    depth = dict.fromkeys(("weight", "group", "membrane", "position", "prior", "gate_weight",
+                           "gate_group"), 0)
+    for geom in layers:
+        groups = -(-geom.out_channels // lanes)
+        gated = channel_gating and geom.kind == "conv" and geom.index > 0
+        plan = LayerPlan(geom, groups, weight_base=depth["weight"], group_base=depth["group"],
+                         membrane_base=depth["membrane"], position_base=depth["position"],
+                         prior_base=depth["prior"], gate_weight_base=depth["gate_weight"],
+                         gate_group_base=depth["gate_group"], gated=gated)
+        plans.append(plan)
+        depth["weight"] += groups * plan.taps * geom.in_channels
+        depth["group"] += groups
+        if geom.kind == "conv":
+            depth["membrane"] += plan.positions * groups
+            depth["position"] += plan.positions
+            depth["prior"] += groups
+        if gated:
+            depth["gate_weight"] += groups * geom.in_channels
+            depth["gate_group"] += groups
+    if not channel_gating:
+        depth["prior"] = 0
+    return plans, depth
+
+
 class CoreParams:
     """Everything the generated core is sized by, computed from a validated Config."""
 
     def __init__(self, cfg: Config, skipping: bool | None = None):
-        arch = cfg.model.get("arch", "convnet")
-        if arch != "convnet":
-            raise ConfigError(f"{cfg.path}: model.arch: {arch!r} has no hardware form "
-                              "(the core runs 'convnet' chains)")
-        bits = cfg.quant["weight_bits"]
-        if bits is None:
-            raise ConfigError(f"{cfg.path}: quant.weight_bits: null (full precision) has no hardware form")
-        membrane = cfg.quant["membrane"]
-        if membrane not in ("ternary", "binary"):
-            raise ConfigError(f"{cfg.path}: quant.membrane: {membrane!r} has no hardware form "
-                              "(use 'ternary' or 'binary')")
+        bits, membrane = hardware_form(cfg)
         self.config_path = cfg.path
-        # Runtime pruning hardware: built when the config's pruning section turns it on.
-        self.spatial_pruning = cfg.pruning["spatial_ratio"] > 0.0
-        self.channel_gating = (cfg.pruning["channel_gate_threshold"] > 0.0
-                               and len(cfg.spiking_layers) > 1)
         self.name = cfg.name
         self.lanes = cfg.hardware["lanes"]
         # False: a reference core that issues every input, position and group (docs/HARDWARE.md).
         self.skipping = cfg.hardware["skipping"] if skipping is None else bool(skipping)
-        if not self.skipping:
-            # The reference core measures what skipping saves; it has no runtime pruning
-            # (its cycle count, skip_disabled_cycles(), depends on the shape only).
-            self.spatial_pruning = self.channel_gating = False
+        # Runtime pruning hardware: built when the config's pruning section turns it on. The
+        # reference core has none (its cycles, skip_disabled_cycles(), depend on the shape only).
+        self.spatial_pruning = self.skipping and cfg.pruning["spatial_ratio"] > 0.0
+        self.channel_gating = (self.skipping and cfg.pruning["channel_gate_threshold"] > 0.0
+                               and len(cfg.spiking_layers) > 1)
         self.weight_bits = bits
-        self.max_shift = max_shift(bits)
+        self.max_shift = cfg.layers[0].max_shift
         self.membrane = membrane
         self.membrane_bits = 2 if membrane == "ternary" else 1
         self.levels = 3 if membrane == "ternary" else 2
@@ -111,67 +116,44 @@ class CoreParams:
         self.input_channels, self.input_height, self.input_width = (
             inp["channels"], inp["height"], inp["width"])
         self.input_bits = inp["bits"]
+        self.layers, depth = plan_layers(cfg.layers, self.lanes, self.channel_gating)
+        self.weight_depth, self.group_depth = depth["weight"], depth["group"]
+        self.membrane_depth, self.position_depth = depth["membrane"], depth["position"]
+        self.prior_depth = depth["prior"]
+        self.gate_weight_depth, self.gate_group_depth = depth["gate_weight"], depth["gate_group"]
+        self.acc_width = max(p.acc_width for p in self.layers)
+        if self.acc_width > MAX_ACC_WIDTH:
+            raise ConfigError(f"{cfg.path}: quant.weight_bits: {bits}-bit PoT needs a "
+                              f"{self.acc_width}-bit accumulator (max {MAX_ACC_WIDTH})")
+        self._size_words()
 
-        plans = []
-        wb = gb = mb = pb = rb = gwb = ggb = 0
-        for spec in cfg.layers:
-            groups = -(-spec.out_channels // self.lanes)
-            gated = self.channel_gating and spec.kind == "conv" and spec.index > 0
-            plan = LayerPlan(
-                index=spec.index, kind=spec.kind, in_channels=spec.in_channels,
-                in_height=spec.in_height, in_width=spec.in_width,
-                out_channels=spec.out_channels, kernel=tuple(spec.kernel),
-                padding=spec.padding, out_height=spec.out_height, out_width=spec.out_width,
-                pool=spec.pool, x_bits=spec.x_bits, groups=groups,
-                acc_width=accumulator_width(spec, bits),
-                weight_base=wb, group_base=gb, membrane_base=mb, position_base=pb,
-                prior_base=rb, gate_weight_base=gwb, gate_group_base=ggb, gated=gated)
-            plans.append(plan)
-            wb += groups * plan.taps * spec.in_channels
-            gb += groups
-            if spec.kind == "conv":
-                mb += plan.positions * groups
-                pb += plan.positions
-                rb += groups
-            if gated:
-                gwb += groups * spec.in_channels
-                ggb += groups
-        self.layers: list[LayerPlan] = plans
-        self.weight_depth, self.group_depth = wb, gb
-        self.membrane_depth, self.position_depth = mb, pb
-        self.prior_depth = rb if self.channel_gating else 0
-        self.gate_weight_depth, self.gate_group_depth = gwb, ggb
-        spiking = [p for p in plans if p.kind == "conv"]
+    def _size_words(self):
+        """Widths of the pruning datapath, the counters and the stream words."""
+        plans, spiking = self.layers, self.layers[:-1]
         # Signed widths: a prior sum |P| <= positions; a gate score |z| <= C_in * positions of
         # the previous layer, and its thresholds reach bound + 1; e: |e| <= C_out.
         self.prior_width = max(p.positions for p in spiking).bit_length() + 1
         self.gate_width = max([p.in_channels * q.positions for p, q in zip(spiking[1:], spiking)]
                               + [1]).bit_length() + 2
         self.importance_width = max(p.out_channels for p in spiking).bit_length() + 1
-
-        self.acc_width = max(p.acc_width for p in plans)
-        if self.acc_width > MAX_LANE_WIDTH:
-            raise ConfigError(f"{cfg.path}: quant.weight_bits: {bits}-bit PoT needs a "
-                              f"{self.acc_width}-bit accumulator (max {MAX_LANE_WIDTH})")
-        self.logit_width = logit_width(cfg.layers[-1], bits, self.timesteps)
+        self.logit_width = self.classifier.logit_width(self.timesteps)
         self.max_in_channels = max(p.in_channels for p in plans)
         self.max_x_bits = max(p.x_bits for p in plans)
         self.max_taps = max(p.taps for p in plans)
         self.max_positions = max(p.positions for p in plans)
         self.max_groups = max(p.groups for p in plans)
-        self.max_out_channels = max(p.out_channels for p in plans[:-1])
-        # The pooled output written to the next layer's input buffer: one word per position.
+        self.max_out_channels = max(p.out_channels for p in spiking)
         self.threshold_lane_width = self.levels * 3 * self.acc_width
         # Spikes counted per (layer, step): at most every lane of every visited record.
         self.spike_count_width = bits_for(max(p.positions * p.groups * self.lanes
-                                              for p in plans[:-1]) + 2)
+                                              for p in spiking) + 2)
         # Work counters per (layer, step), sent with the signature: inputs issued to the
         # lanes (events), lane additions of computed channels (synaptic ops), and computed
         # (position, group) neuron-unit updates. Bounds: every input of every tap, every lane.
-        events_max = max(p.positions * p.groups * p.taps * p.in_channels for p in plans[:-1])
+        events_max = max(p.positions * p.groups * p.taps * p.in_channels for p in spiking)
         self.event_count_width = bits_for(events_max + 2)
         self.synaptic_count_width = bits_for(events_max * self.lanes + 2)
-        self.update_count_width = bits_for(max(p.positions * p.groups for p in plans[:-1]) + 2)
+        self.update_count_width = bits_for(max(p.positions * p.groups for p in spiking) + 2)
         self.signature_width = (SIGNATURE_CRC_WIDTH + self.spike_count_width
                                 + self.event_count_width + self.synaptic_count_width
                                 + self.update_count_width)
@@ -250,13 +232,10 @@ class CoreParams:
         if len(net.layers) != len(self.layers):
             raise ConfigError(f"{where}: {len(net.layers)} layers but the core has {len(self.layers)}")
         for le, lp in zip(net.layers, self.layers):
-            for key in ("kind", "in_channels", "in_height", "in_width", "out_channels",
-                        "padding", "out_height", "out_width", "pool"):
-                if getattr(le, key) != getattr(lp, key):
-                    raise ConfigError(f"{where}: layer {lp.index} {key} is {getattr(le, key)} "
-                                      f"but the core has {getattr(lp, key)}")
-            if tuple(le.kernel) != lp.kernel or le.weight_bits != self.weight_bits:
-                raise ConfigError(f"{where}: layer {lp.index} kernel/weight bits do not match the core")
+            key = first_difference(le.geometry, lp.geometry)
+            if key is not None:
+                raise ConfigError(f"{where}: layer {lp.index} {key} is {getattr(le, key)} "
+                                  f"but the core has {getattr(lp, key)}")
             if le.spatial_pruning and not self.spatial_pruning:
                 raise ConfigError(f"{where}: layer {lp.index} has a spatial-pruning threshold "
                                   "but the core was built without spatial pruning "
@@ -265,33 +244,3 @@ class CoreParams:
                 raise ConfigError(f"{where}: layer {lp.index} has a channel gate but the core "
                                   "was built without channel gating "
                                   "(pruning.channel_gate_threshold: 0, or hardware.skipping: false)")
-
-
-def record_fields(p: CoreParams) -> list:
-    """Output record fields, LSB first: (name, width)."""
-    return [("kind", 2), ("layer", bits_for(len(p.layers))), ("step", bits_for(p.timesteps)),
-            ("pos", bits_for(p.max_positions)), ("group", bits_for(p.max_groups)),
-            ("data", p.record_data_width)]
-
-
-def param_fields(p: CoreParams) -> list:
-    """Parameter-load fields, LSB first: (name, width)."""
-    return [("target", 3), ("addr", p.param_addr_width), ("lane", bits_for(p.lanes)),
-            ("data", p.param_data_width)]
-
-
-def pack_fields(fields, **values) -> int:
-    word, off = 0, 0
-    for name, width in fields:
-        v = values.get(name, 0)
-        word |= (v & ((1 << width) - 1)) << off
-        off += width
-    return word
-
-
-def unpack_fields(fields, word: int) -> dict:
-    out, off = {}, 0
-    for name, width in fields:
-        out[name] = (word >> off) & ((1 << width) - 1)
-        off += width
-    return out

@@ -16,6 +16,8 @@ import numpy as np
 
 from project_config import UserError
 from project_config.files import atomic_write
+from project_config.geometry import (MAX_ACC_WIDTH, MAX_SHIFT_SUPPORTED, WEIGHT_BITS, GeometryView,
+                                     LayerGeometry, max_shift)
 
 SCHEMA = "spquant-export"
 VERSION = 2
@@ -28,24 +30,11 @@ class ExportError(UserError):
     """An export that cannot be used (missing, corrupted, truncated, mismatched)."""
 
 
-@dataclass
-class LayerExport:
-    """One layer of the integer network; geometry as in project_config.LayerSpec."""
-    index: int
-    kind: str                 # "conv" (spiking) or "fc" (classifier)
-    in_channels: int
-    in_height: int
-    in_width: int
-    out_channels: int
-    kernel: tuple
-    padding: int
-    out_height: int
-    out_width: int
-    pool: int
-    x_max: int
-    weight_bits: int
-    max_shift: int            # K
-    acc_width: int            # W
+@dataclass(eq=False)
+class LayerExport(GeometryView):
+    """One layer of the integer network: its geometry (as derived from the config) and its
+    arrays. Geometry fields read as attributes (``layer.out_channels``)."""
+    geometry: LayerGeometry
     w_code: np.ndarray = field(repr=False)
     channel_mask: np.ndarray = field(repr=False)
     position_mask: np.ndarray = field(repr=False)
@@ -55,19 +44,6 @@ class LayerExport:
     spatial_threshold: np.ndarray | None = field(default=None, repr=False)  # int64 [1]
     gate_weights: np.ndarray | None = field(default=None, repr=False)       # int8 [C_out, C_in]
     gate_thresholds: np.ndarray | None = field(default=None, repr=False)    # int64 [C_out]
-
-    GEOMETRY = ("index", "kind", "in_channels", "in_height", "in_width", "out_channels",
-                "kernel", "padding", "out_height", "out_width", "pool", "x_max",
-                "weight_bits", "max_shift", "acc_width")
-
-    @property
-    def fan_in(self) -> int:
-        return self.in_channels * self.kernel[0] * self.kernel[1]
-
-    def geometry(self) -> dict:
-        d = {k: getattr(self, k) for k in self.GEOMETRY}
-        d["kernel"] = list(d["kernel"])
-        return d
 
     @property
     def spatial_pruning(self) -> bool:
@@ -83,7 +59,7 @@ class LayerExport:
 
     def signed_weights(self) -> np.ndarray:
         """The integer weight of each code: s * 2^(K - k), 0 for a zero code (int64)."""
-        return decode_weights(self.w_code, self.weight_bits, self.max_shift)
+        return decode_weights(self.w_code, self.weight_bits)
 
     def arrays(self) -> dict:
         out = {"w_code": self.w_code, "channel_mask": self.channel_mask,
@@ -124,17 +100,16 @@ class NetworkExport:
         return self.layers[:-1]
 
 
-MAX_SHIFT_SUPPORTED = 48   # the integer datapath (golden int64, RTL lanes) is at most 62 bits
-
-
-def decode_weights(w_code, bits, max_shift):
-    if max_shift > MAX_SHIFT_SUPPORTED:
-        raise ExportError(f"{bits}-bit PoT weights shift by up to {max_shift}: beyond the "
+def decode_weights(w_code, bits):
+    """b-bit PoT codes -> their integer weights ``s * 2^(K - (e - 1))``, 0 for e = 0 (int64)."""
+    K = max_shift(bits)
+    if K > MAX_SHIFT_SUPPORTED:
+        raise ExportError(f"{bits}-bit PoT weights shift by up to {K}: beyond the "
                           f"integer datapath (K <= {MAX_SHIFT_SUPPORTED})")
     code = w_code.astype(np.int64)
     e = code & ((1 << (bits - 1)) - 1)
     neg = (code >> (bits - 1)) & 1
-    mag = np.where(e == 0, 0, np.left_shift(1, np.clip(max_shift - (e - 1), 0, None)))
+    mag = np.where(e == 0, 0, np.left_shift(1, np.clip(K - (e - 1), 0, None)))
     return np.where(neg == 1, -mag, mag)
 
 
@@ -193,11 +168,12 @@ def validate(net: NetworkExport, where: str = "export"):
         if layer.kind == "fc" and not layer.channel_mask.all():
             raise ExportError(f"{where}: L{layer.index}.channel_mask: the classifier is never masked")
         bits = layer.weight_bits
-        if bits not in (2, 4, 8) or layer.max_shift != (1 << (bits - 1)) - 2:
-            raise ExportError(f"{where}: L{layer.index}: weight_bits {bits} / K {layer.max_shift} invalid")
-        if layer.max_shift > MAX_SHIFT_SUPPORTED or layer.acc_width > 62:
+        if bits not in WEIGHT_BITS:
+            raise ExportError(f"{where}: L{layer.index}.weight_bits: {bits!r} is not one of "
+                              f"{list(WEIGHT_BITS)}")
+        if layer.max_shift > MAX_SHIFT_SUPPORTED or layer.acc_width > MAX_ACC_WIDTH:
             raise ExportError(f"{where}: L{layer.index}: {bits}-bit PoT needs a {layer.acc_width}-bit "
-                              "accumulator; the integer datapath supports at most 62")
+                              f"accumulator; the integer datapath supports at most {MAX_ACC_WIDTH}")
         if int(layer.w_code.max(initial=0)) >= (1 << bits):
             raise ExportError(f"{where}: L{layer.index}.w_code: code out of {bits}-bit range")
         for name in ("channel_mask", "position_mask"):
@@ -242,7 +218,7 @@ def save_export(net: NetworkExport, out_dir: str | os.PathLike) -> Path:
         "membrane": net.membrane,
         "input": {"channels": net.input_channels, "height": net.input_height,
                   "width": net.input_width, "bits": net.input_bits},
-        "layers": [layer.geometry() for layer in net.layers],
+        "layers": [layer.geometry.to_manifest() for layer in net.layers],
         "arrays": {k: {"shape": list(v.shape), "dtype": v.dtype.str} for k, v in arrays.items()},
         "sha256": arrays_sha256(arrays),
     }
@@ -283,10 +259,14 @@ def load_export(path: str | os.PathLike) -> NetworkExport:
             raise ExportError(f"{npath}: sha256 does not match {mpath} (corrupted or mismatched)")
         inp = manifest["input"]
         layers = []
-        for g in manifest["layers"]:
-            i = g["index"]
+        for n, entry in enumerate(manifest["layers"]):
+            try:
+                geom = LayerGeometry.from_manifest(entry, f"{mpath}: layers[{n}]")
+            except ValueError as e:
+                raise ExportError(str(e)) from None
+            i = geom.index
             layers.append(LayerExport(
-                **{k: (tuple(g[k]) if k == "kernel" else g[k]) for k in LayerExport.GEOMETRY},
+                geom,
                 w_code=arrays[f"L{i}.w_code"],
                 channel_mask=arrays[f"L{i}.channel_mask"],
                 position_mask=arrays[f"L{i}.position_mask"],

@@ -5,20 +5,8 @@ import numpy as np
 import torch
 
 from project_config import Config, UserError
-from project_config.schema import accumulator_width, max_shift
 from .fold import fold_channel
 from .format import LayerExport, NetworkExport, encode_weights
-
-
-def _layer_export(spec, bits, w_code, channel_mask, position_mask, thresholds=None, bias=None):
-    return LayerExport(
-        index=spec.index, kind=spec.kind, in_channels=spec.in_channels,
-        in_height=spec.in_height, in_width=spec.in_width, out_channels=spec.out_channels,
-        kernel=tuple(spec.kernel), padding=spec.padding, out_height=spec.out_height,
-        out_width=spec.out_width, pool=spec.pool, x_max=spec.x_max, weight_bits=bits,
-        max_shift=max_shift(bits), acc_width=accumulator_width(spec, bits),
-        w_code=w_code, channel_mask=channel_mask, position_mask=position_mask,
-        thresholds=thresholds, bias=bias)
 
 
 @torch.no_grad()
@@ -34,7 +22,7 @@ def export_model(model, cfg: Config) -> NetworkExport:
                         "(export needs 'ternary' or 'binary')")
     if bits is None:
         raise UserError(f"{cfg.path}: quant.weight_bits: null (full precision) cannot be exported")
-    K = max_shift(bits)
+    K = cfg.layers[0].max_shift
     layers = []
     scale_in = cfg.model["input"]["scale"]
     for block, spec in zip(model.blocks, cfg.spiking_layers):
@@ -51,11 +39,10 @@ def export_model(model, cfg: Config) -> NetworkExport:
         sign[neg] = -sign[neg]           # the hardware then computes -I_int for these channels
         A = np.abs(A)
         vth = float(block.neuron.vth)
-        width = accumulator_width(spec, bits)
-        thr = np.array([fold_channel(float(A[c]), float(B[c]), vth, membrane, width)
+        thr = np.array([fold_channel(float(A[c]), float(B[c]), vth, membrane, spec.acc_width)
                         for c in range(spec.out_channels)], dtype=np.int64)
-        layer = _layer_export(
-            spec, bits, encode_weights(sign, k, bits),
+        layer = LayerExport(
+            spec, encode_weights(sign, k, bits),
             (block.channel_mask.cpu().numpy() > 0.5).astype(np.uint8),
             (block.position_mask.cpu().numpy() > 0.5).astype(np.uint8),
             thresholds=thr)
@@ -72,11 +59,10 @@ def export_model(model, cfg: Config) -> NetworkExport:
     sign, k, _ = model.classifier.pot_codes()
     shape = (spec.out_channels, spec.in_channels) + tuple(spec.kernel)
     w_code = encode_weights(sign.cpu().numpy().reshape(shape), k.cpu().numpy().reshape(shape), bits)
-    width = accumulator_width(spec, bits)
-    lim = (1 << (width - 1)) - 1
+    lim = (1 << (spec.acc_width - 1)) - 1
     bias = np.clip(model.classifier.bias_int().cpu().numpy().astype(np.int64), -lim - 1, lim)
-    layers.append(_layer_export(spec, bits, w_code, np.ones(spec.out_channels, np.uint8),
-                                np.ones((1, 1), np.uint8), bias=bias))
+    layers.append(LayerExport(spec, w_code, np.ones(spec.out_channels, np.uint8),
+                              np.ones((1, 1), np.uint8), bias=bias))
     inp = cfg.model["input"]
     return NetworkExport(cfg.name, cfg.timesteps, membrane, inp["channels"], inp["height"],
                          inp["width"], inp["bits"], layers)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from project_config import Config
-from project_config.schema import accumulator_width, max_shift
+from project_config.geometry import max_shift
 from .fold import fold_channel
 from .format import LayerExport, NetworkExport, encode_weights, decode_weights
 
@@ -31,22 +31,16 @@ def random_export(cfg: Config, seed: int, zero_fraction=0.3, mask_fraction=0.15,
     if membrane not in ("ternary", "binary"):
         membrane = "ternary"
     layers = []
-    for spec in cfg.layers:
+    for spec in (geom.with_weight_bits(bits) for geom in cfg.layers):
         shape = (spec.out_channels, spec.in_channels) + tuple(spec.kernel)
         sign, k = _random_codes(rng, shape, bits, zero_fraction)
         w_code = encode_weights(sign, k, bits)
-        w = decode_weights(w_code, bits, max_shift(bits)).reshape(spec.out_channels, -1)
-        width = accumulator_width(spec, bits)
+        w = decode_weights(w_code, bits).reshape(spec.out_channels, -1)
+        width = spec.acc_width
         # Spread of I_int when a fraction `input_density` of inputs are active at x_max/2.
         x_typ = max(1.0, spec.x_max / 2)
         sigma = np.sqrt(input_density * (w.astype(float) ** 2).sum(axis=1)) * x_typ + 1.0
-        common = dict(index=spec.index, kind=spec.kind, in_channels=spec.in_channels,
-                      in_height=spec.in_height, in_width=spec.in_width,
-                      out_channels=spec.out_channels, kernel=tuple(spec.kernel),
-                      padding=spec.padding, out_height=spec.out_height,
-                      out_width=spec.out_width, pool=spec.pool, x_max=spec.x_max,
-                      weight_bits=bits, max_shift=max_shift(bits), acc_width=width,
-                      w_code=w_code)
+        common = dict(geometry=spec, w_code=w_code)
         if spec.kind == "conv":
             thr = []
             for c in range(spec.out_channels):

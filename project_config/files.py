@@ -1,9 +1,12 @@
 """Atomic file output shared by every stage: a temp file in the same folder, then rename."""
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
+
+from .cli import UserError
 
 
 def atomic_write(path, data):
@@ -30,8 +33,6 @@ def atomic_write(path, data):
 def write_json_report(path, report: dict):
     """``report`` as indented JSON at ``path``, atomically; a path that cannot be written is
     a UserError naming it (one line from a CLI)."""
-    import json
-    from .cli import UserError
     try:
         atomic_write(path, json.dumps(report, indent=1) + "\n")
     except OSError as e:

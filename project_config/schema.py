@@ -7,7 +7,6 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import copy
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import yaml
 
 from .cli import UserError
+from .geometry import WEIGHT_BITS, LayerGeometry
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
@@ -165,31 +165,6 @@ TOP_KEYS = ("model", "quant", "pruning", "hardware", "data", "train", "sim")
 SIMULATORS = ("icarus", "verilator")
 
 
-@dataclass(frozen=True)
-class LayerSpec:
-    """One spiking layer (or the classifier) with all derived geometry."""
-    index: int
-    kind: str            # "conv" (spiking) or "fc" (output classifier, non-spiking)
-    in_channels: int
-    in_height: int
-    in_width: int
-    out_channels: int
-    kernel: tuple        # (kh, kw)
-    padding: int
-    out_height: int
-    out_width: int
-    pool: int            # sum-pool factor applied to this layer's spikes (1 = none)
-    x_max: int           # largest integer input value this layer sees
-
-    @property
-    def fan_in(self) -> int:
-        return self.in_channels * self.kernel[0] * self.kernel[1]
-
-    @property
-    def x_bits(self) -> int:
-        return max(1, self.x_max.bit_length())
-
-
 @dataclass
 class Config:
     path: str
@@ -200,7 +175,7 @@ class Config:
     data: dict
     train: dict
     sim: dict
-    layers: list = field(default_factory=list)   # list[LayerSpec], the classifier last
+    layers: list = field(default_factory=list)   # list[LayerGeometry], the classifier last
 
     @property
     def name(self) -> str:
@@ -215,7 +190,7 @@ class Config:
         return [l for l in self.layers if l.kind == "conv"]
 
 
-def _derive_layers(where, model) -> list[LayerSpec]:
+def _derive_layers(where, model, weight_bits) -> list[LayerGeometry]:
     inp = model["input"]
     c, h, w = inp["channels"], inp["height"], inp["width"]
     x_max = (1 << inp["bits"]) - 1
@@ -233,10 +208,12 @@ def _derive_layers(where, model) -> list[LayerSpec]:
         pool = spec["pool"]
         if oh % pool or ow % pool:
             raise ConfigError(f"{lw}.pool: {pool} does not divide the {oh}x{ow} output")
-        layers.append(LayerSpec(i, "conv", c, h, w, spec["channels"], (k, k), p, oh, ow, pool, x_max))
+        layers.append(LayerGeometry(i, "conv", c, h, w, spec["channels"], (k, k), p, oh, ow, pool,
+                                    x_max, weight_bits))
         c, h, w = spec["channels"], oh // pool, ow // pool
         x_max = pool * pool   # sum-pooled binary spikes
-    layers.append(LayerSpec(len(layers), "fc", c, h, w, model["classes"], (h, w), 0, 1, 1, 1, x_max))
+    layers.append(LayerGeometry(len(layers), "fc", c, h, w, model["classes"], (h, w), 0, 1, 1, 1,
+                                x_max, weight_bits))
     return layers
 
 
@@ -271,8 +248,9 @@ def config_from_dict(raw, where="<config>") -> Config:
                           "(stem, stage 1, stage 2, stage 3)")
     quant = _section(f"{where}.quant", raw.get("quant"), QUANT_KEYS)
     wb = quant["weight_bits"]
-    if wb is not None and wb not in (2, 4, 8):
-        raise ConfigError(f"{where}.quant.weight_bits: {wb!r} is not one of [2, 4, 8, null]")
+    if wb is not None and wb not in WEIGHT_BITS:
+        raise ConfigError(f"{where}.quant.weight_bits: {wb!r} is not one of "
+                          f"[{', '.join(map(str, WEIGHT_BITS))}, null]")
     cfg = Config(
         path=where,
         model=model,
@@ -287,7 +265,7 @@ def config_from_dict(raw, where="<config>") -> Config:
         if s not in SIMULATORS:
             raise ConfigError(f"{where}.sim.simulators: {s!r} is not one of {list(SIMULATORS)}")
     # A resnet19 has no chain geometry: it exists only in training (no export, no hardware).
-    cfg.layers = [] if resnet else _derive_layers(where, model)
+    cfg.layers = [] if resnet else _derive_layers(where, model, wb)
     return cfg
 
 
@@ -337,24 +315,3 @@ def load_raw_config(name: str | os.PathLike) -> tuple[Path, dict]:
 def load_config(name: str | os.PathLike) -> Config:
     path, raw = load_raw_config(name)
     return config_from_dict(raw, where=str(path))
-
-
-def accumulator_bound(layer: LayerSpec, weight_bits: int) -> int:
-    """Largest |I_int| a layer can produce: fan-in x largest input x largest PoT term."""
-    return layer.fan_in * layer.x_max * (1 << max_shift(weight_bits))
-
-
-def max_shift(weight_bits: int) -> int:
-    """K: the largest PoT exponent k of a b-bit code (2**(b-1) - 2)."""
-    return (1 << (weight_bits - 1)) - 2
-
-
-def accumulator_width(layer: LayerSpec, weight_bits: int) -> int:
-    """Signed width W with 2**(W-1) >= bound + 2, so saturated thresholds never collide."""
-    return (accumulator_bound(layer, weight_bits) + 1).bit_length() + 1
-
-
-def logit_width(layer: LayerSpec, weight_bits: int, timesteps: int) -> int:
-    """Signed width of the classifier's logits: T x (current + bias), each in W bits."""
-    w = accumulator_width(layer, weight_bits)
-    return w + max(1, math.ceil(math.log2(timesteps))) + 1

@@ -1,11 +1,9 @@
 """Host side of the core's streams, in plain Python (no simulator needed).
 
-- :func:`param_transfers`: an export -> the parameter-load transfers (weights, thresholds,
-  masks) at the addresses of :class:`hw.params.CoreParams`.
-- :func:`frame_words`: one step's integer input -> the frame stream's words.
-- :class:`RecordDecoder`: the record stream -> spike maps, membranes, currents, logits and
-  signatures in the golden model's shapes, checking that every record is expected and none
-  repeats.
+The words themselves (parameter transfers, frames, the record decoder) are hw.protocol's;
+this module is the scoreboard's side:
+
+- :func:`expected_keys`: every record the core must send for a sample, no more.
 - :func:`expected_signatures`: golden spikes -> each (layer, step)'s CRC-32 and spike count,
   replaying the core's visiting order (:func:`visit_order`).
 - :func:`compare`: golden vs RTL, every layer and step; returns mismatch descriptions.
@@ -14,109 +12,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from hw.params import (CoreParams, KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE, KIND_SPIKES,
-                       SIGNATURE_CRC_WIDTH, TARGET_CHANNEL_MASK, TARGET_GATE_THRESHOLDS,
-                       TARGET_GATE_WEIGHTS, TARGET_LAYER_PRUNING, TARGET_POSITION_MASK,
-                       TARGET_THRESHOLDS, TARGET_WEIGHTS, pack_fields, param_fields,
-                       record_fields, unpack_fields)
+from golden.model import step_work
+from hw.params import CoreParams
+from hw.protocol import (COUNTERS, KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE, KIND_SPIKES,
+                         RecordDecoder)
 from hw.signature import crc32_packed
 from model_export.format import NetworkExport
-
-
-def _twos(v: int, width: int) -> int:
-    return v & ((1 << width) - 1)
-
-
-def _signed(v: int, width: int) -> int:
-    return v - (1 << width) if v >> (width - 1) else v
-
-
-def param_transfers(p: CoreParams, net: NetworkExport) -> list[int]:
-    """Packed param-stream payloads that load every parameter memory word (padding lanes too)."""
-    p.check_export(net)
-    fields = param_fields(p)
-    L, b, W = p.lanes, p.weight_bits, p.acc_width
-    out = []
-    for lp, le in zip(p.layers, net.layers):
-        codes = le.w_code.reshape(le.out_channels, le.in_channels, lp.taps)
-        for g in range(lp.groups):
-            chans = range(g * L, min((g + 1) * L, lp.out_channels))
-            for tap in range(lp.taps):
-                for ci in range(lp.in_channels):
-                    word = 0
-                    for j, c in enumerate(chans):
-                        word |= int(codes[c, ci, tap]) << (j * b)
-                    out.append(pack_fields(fields, target=TARGET_WEIGHTS,
-                                           addr=lp.weight_addr(g, tap, ci), data=word))
-            cmask = 0
-            for j in range(L):
-                c = g * L + j
-                lane_word = 0
-                if c < lp.out_channels:
-                    cmask |= int(le.channel_mask[c]) << j
-                    if lp.kind == "conv":
-                        flat = le.thresholds[c].reshape(-1)     # [levels * 3], F P N per level
-                        for f, v in enumerate(flat):
-                            lane_word |= _twos(int(v), W) << (f * W)
-                    else:
-                        lane_word = _twos(int(le.bias[c]), W)
-                out.append(pack_fields(fields, target=TARGET_THRESHOLDS,
-                                       addr=lp.group_base + g, lane=j, data=lane_word))
-            out.append(pack_fields(fields, target=TARGET_CHANNEL_MASK,
-                                   addr=lp.group_base + g, data=cmask))
-        if lp.kind == "conv":
-            for i, bit in enumerate(le.position_mask.reshape(-1)):
-                out.append(pack_fields(fields, target=TARGET_POSITION_MASK,
-                                       addr=lp.position_base + i, data=int(bit)))
-            out += _pruning_transfers(p, lp, le, fields)
-    return out
-
-
-def _pruning_transfers(p: CoreParams, lp, le, fields) -> list[int]:
-    """Runtime-pruning parameters of one spiking layer (none when the core has no pruning).
-
-    An export without them loads the "off" values: theta_s = -C_out (keeps every position)
-    and the gate unused.
-    """
-    if not (p.spatial_pruning or p.channel_gating):
-        return []
-    L, EW, GW = p.lanes, p.importance_width, p.gate_width
-    theta = int(le.spatial_threshold[0]) if le.spatial_pruning else -lp.out_channels
-    out = [pack_fields(fields, target=TARGET_LAYER_PRUNING, addr=lp.index,
-                       data=_twos(theta, EW) | (int(le.gated) << EW))]
-    if lp.gated and le.gated:
-        for g in range(lp.groups):
-            for ci in range(lp.in_channels):
-                word = 0
-                for j in range(L):
-                    c = g * L + j
-                    if c < lp.out_channels:
-                        word |= {0: 0b00, 1: 0b01, -1: 0b11}[int(le.gate_weights[c, ci])] << (2 * j)
-                out.append(pack_fields(fields, target=TARGET_GATE_WEIGHTS,
-                                       addr=lp.gate_weight_base + g * lp.in_channels + ci,
-                                       data=word))
-            for j in range(L):
-                c = g * L + j
-                theta_g = int(le.gate_thresholds[c]) if c < lp.out_channels else 0
-                out.append(pack_fields(fields, target=TARGET_GATE_THRESHOLDS,
-                                       addr=lp.gate_group_base + g, lane=j,
-                                       data=_twos(theta_g, GW)))
-    return out
-
-
-def frame_words(p: CoreParams, x_step: np.ndarray) -> list[int]:
-    """Input [C, H, W] of one step -> one word per position, raster order."""
-    C, H, Wd = x_step.shape
-    bits = p.input_bits
-    words = []
-    for y in range(H):
-        for x in range(Wd):
-            w = 0
-            for c in range(C):
-                w |= int(x_step[c, y, x]) << (c * bits)
-            words.append(w)
-    return words
-
 
 def computed_work(golden, index: int, le, t: int) -> tuple[np.ndarray, np.ndarray]:
     """(positions [H, W], channels [C]) that layer ``le`` computes at step ``t`` of sample
@@ -169,21 +70,9 @@ def expected_signatures(p: CoreParams, net: NetworkExport, golden, index: int) -
     return out
 
 
-# The core's work counters per (layer, step), in golden.step_work's names.
-COUNTERS = ("events", "synaptic_ops", "neuron_updates")
-
-
-def signature_fields(p: CoreParams) -> list:
-    """Fields of a signature record's data, LSB first: (name, width)."""
-    return [("crc", SIGNATURE_CRC_WIDTH), ("spikes", p.spike_count_width),
-            ("events", p.event_count_width), ("synaptic_ops", p.synaptic_count_width),
-            ("neuron_updates", p.update_count_width)]
-
-
 def counter_mismatches(golden, index: int, dec) -> list:
     """[((layer, step), golden counters, rtl counters)] where the core's work counters differ
     from golden.step_work (the skipping core only: the reference core issues everything)."""
-    from golden.model import step_work
     if not dec.p.skipping:
         return []
     work = step_work(dec.net, golden, dec.p.lanes)
@@ -215,132 +104,29 @@ def counter_totals(per_sample: list, layers: int) -> list:
     return out
 
 
-class RecordDecoder:
-    """Accumulates one inference's records into golden-shaped arrays.
+def expected_keys(dec: RecordDecoder, golden=None, index: int = 0) -> set:
+    """(kind, layer, step, pos, group) of every record the core must emit for the decoder's
+    export and requested spike layers, no more.
 
-    ``spike_layers``: the spiking layers whose per-(position, group) records the core was
-    asked for (``spike_records``; default all); every spiking layer also sends a signature
-    per step.
+    With ``golden`` (a GoldenResult) the computed positions and channels of sample ``index``
+    at each step decide (runtime pruning); without, the static masks.
     """
-
-    def __init__(self, p: CoreParams, net: NetworkExport | None, spike_layers=None):
-        self.p, self.net = p, net
-        self.spike_layers = (set(range(len(p.spiking_layers))) if spike_layers is None
-                             else set(spike_layers))
-        self.signatures = {}          # (layer, step) -> (crc, spike count)
-        self.counters = {}            # (layer, step) -> the core's work counters (COUNTERS)
-        self.fields = record_fields(p)
-        T = p.timesteps
-        self.spikes = [np.zeros((T, l.out_channels, l.out_height, l.out_width), np.uint8)
-                       for l in p.spiking_layers]
-        self.membranes = [np.zeros_like(s, dtype=np.int8) for s in self.spikes]
-        self.recorded = [np.zeros_like(s, dtype=bool) for s in self.spikes]
-        fc = p.classifier
-        self.currents = np.zeros((T, fc.out_channels), np.int64)
-        self.logits = np.zeros(fc.out_channels, np.int64)
-        self.seen = set()
-        self.errors = []
-        self.logit_groups = 0
-        self.records = 0
-        self.last_cycle = {}          # (layer, step) -> cycle of that layer's last record
-
-    @property
-    def done(self) -> bool:
-        return self.logit_groups == self.p.classifier.groups
-
-    def add(self, word: int, cycle: int = 0):
-        r = unpack_fields(self.fields, word)
-        p, L = self.p, self.p.lanes
-        self.records += 1
-        if r["kind"] != KIND_LOGITS:
-            key = (r["layer"], r["step"])
-            self.last_cycle[key] = max(cycle, self.last_cycle.get(key, 0))
-        key = (r["kind"], r["layer"], r["step"], r["pos"], r["group"])
-        if key in self.seen:
-            self.errors.append(f"duplicate record {key}")
-        self.seen.add(key)
-        if r["layer"] >= len(p.layers) or r["step"] >= p.timesteps:
-            self.errors.append(f"record out of range {key}")
-            return
-        lp = p.layers[r["layer"]]
-        data, g = r["data"], r["group"]
-        if r["kind"] == KIND_SIGNATURE:
-            if lp.kind != "conv":
-                self.errors.append(f"signature record for the classifier {key}")
-                return
-            fields = unpack_fields(signature_fields(p), data)
-            self.signatures[(r["layer"], r["step"])] = (fields["crc"], fields["spikes"])
-            self.counters[(r["layer"], r["step"])] = tuple(fields[k] for k in COUNTERS)
-        elif r["kind"] == KIND_SPIKES:
-            if lp.kind != "conv" or r["pos"] >= lp.positions or g >= lp.groups:
-                self.errors.append(f"unexpected spike record {key}")
-                return
-            y, x = divmod(r["pos"], lp.out_width)
-            if self.net is not None and not self.net.layers[lp.index].position_mask[y, x]:
-                self.errors.append(f"record for masked position {key}")
-            mb = p.membrane_bits
-            for j in range(L):
-                c = g * L + j
-                if c >= lp.out_channels:
-                    continue
-                self.spikes[lp.index][r["step"], c, y, x] = (data >> j) & 1
-                self.recorded[lp.index][r["step"], c, y, x] = True
-                q = (data >> (L + j * mb)) & ((1 << mb) - 1)
-                self.membranes[lp.index][r["step"], c, y, x] = _signed(q, mb) if mb == 2 else q
-        elif r["kind"] in (KIND_CURRENT, KIND_LOGITS):
-            if lp.kind != "fc" or g >= lp.groups:
-                self.errors.append(f"unexpected classifier record {key}")
-                return
-            LW = p.logit_width
-            for j in range(L):
-                c = g * L + j
-                if c < lp.out_channels:
-                    v = _signed((data >> (j * LW)) & ((1 << LW) - 1), LW)
-                    if r["kind"] == KIND_CURRENT:
-                        self.currents[r["step"], c] = v
-                    else:
-                        self.logits[c] = v
-            if r["kind"] == KIND_LOGITS:
-                self.logit_groups += 1
-        else:
-            self.errors.append(f"unknown record kind {key}")
-
-    def layer_cycles(self) -> list:
-        """Cycles per layer over the inference: from the previous layer's last record (or the
-        previous step's end, so layer 0 includes loading the frame) to its own last record."""
-        p = self.p
-        out = [0] * len(p.layers)
-        end = 0
+    p, net, L = dec.p, dec.net, dec.p.lanes
+    keys = set()
+    for lp, le in zip(p.spiking_layers, net.spiking_layers):
+        keys.update((KIND_SIGNATURE, lp.index, t, 0, 0) for t in range(p.timesteps))
+        if lp.index not in dec.spike_layers:
+            continue
         for t in range(p.timesteps):
-            for l in range(len(p.layers)):
-                last = self.last_cycle.get((l, t))
-                if last is not None:
-                    out[l] += last - end
-                    end = last
-        return out
-
-    def expected_keys(self, golden=None, index: int = 0) -> set:
-        """(kind, layer, step, pos, group) of every record the core must emit, no more.
-
-        With ``golden`` (a GoldenResult) the computed positions and channels of sample
-        ``index`` at each step decide (runtime pruning); without, the static masks.
-        """
-        p, net, L = self.p, self.net, self.p.lanes
-        keys = set()
-        for lp, le in zip(p.spiking_layers, net.spiking_layers):
-            keys.update((KIND_SIGNATURE, lp.index, t, 0, 0) for t in range(p.timesteps))
-            if lp.index not in self.spike_layers:
-                continue
-            for t in range(p.timesteps):
-                pos_ok, chans = computed_work(golden, index, le, t)
-                live = [g for g in range(lp.groups) if chans[g * L:(g + 1) * L].any()]
-                for pos in np.flatnonzero(pos_ok):
-                    keys.update((KIND_SPIKES, lp.index, t, int(pos), g) for g in live)
-        fc = p.classifier
-        for g in range(fc.groups):
-            keys.update((KIND_CURRENT, fc.index, t, 0, g) for t in range(p.timesteps))
-            keys.add((KIND_LOGITS, fc.index, p.timesteps - 1, 0, g))
-        return keys
+            pos_ok, chans = computed_work(golden, index, le, t)
+            live = [g for g in range(lp.groups) if chans[g * L:(g + 1) * L].any()]
+            for pos in np.flatnonzero(pos_ok):
+                keys.update((KIND_SPIKES, lp.index, t, int(pos), g) for g in live)
+    fc = p.classifier
+    for g in range(fc.groups):
+        keys.update((KIND_CURRENT, fc.index, t, 0, g) for t in range(p.timesteps))
+        keys.add((KIND_LOGITS, fc.index, p.timesteps - 1, 0, g))
+    return keys
 
 
 def compare(golden, index: int, dec: RecordDecoder, limit=8) -> tuple[int, list[str]]:
@@ -349,7 +135,7 @@ def compare(golden, index: int, dec: RecordDecoder, limit=8) -> tuple[int, list[
     Returns (number of mismatching values + protocol errors, descriptions of the first few).
     """
     out = list(dec.errors)
-    expected = dec.expected_keys(golden, index)
+    expected = expected_keys(dec, golden, index)
     missing, extra = sorted(expected - dec.seen), sorted(dec.seen - expected)
     if missing:
         out.append(f"{len(missing)} records missing (kind, layer, step, pos, group), first {missing[:4]}")

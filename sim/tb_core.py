@@ -26,12 +26,13 @@ from cocotb.triggers import First, ReadOnly, RisingEdge, Timer
 from cocotb.utils import get_sim_time
 
 import golden
-from hw.memory_image import PRELOADED_TARGETS, export_sha256
-from hw.params import CoreParams, TARGET_WEIGHTS, pack_fields, param_fields, unpack_fields
+from hw.memory_image import export_sha256
+from hw.params import CoreParams
+from hw.protocol import (PRELOADED_TARGETS, TARGET_WEIGHTS, RecordDecoder, frame_words,
+                         pack_fields, param_fields, param_transfers, unpack_fields)
 from model_export import load_export
 from project_config import load_config
-from sim.host import (RecordDecoder, compare, first_difference, frame_words, param_transfers,
-                      signature_mismatches)
+from sim.host import compare, first_difference, signature_mismatches
 
 
 def _load_case():

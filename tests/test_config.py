@@ -3,7 +3,6 @@ import pytest
 import yaml
 
 from project_config import ConfigError, config_from_dict, load_config
-from project_config.schema import accumulator_bound, accumulator_width
 from conftest import ROOT, run_cli
 
 
@@ -89,7 +88,9 @@ def test_missing_and_unparsable_config(tmp_path):
 def test_accumulator_width_bound():
     cfg = load_config("slice_digits.yaml")
     l0 = cfg.layers[0]
-    assert accumulator_bound(l0, 4) == 1 * 9 * 31 * 64
-    w = accumulator_width(l0, 4)
-    assert (1 << (w - 1)) >= accumulator_bound(l0, 4) + 2
-    assert (1 << (w - 2)) < accumulator_bound(l0, 4) + 2   # not wider than needed
+    assert l0.weight_bits == 4 and l0.max_shift == 6
+    assert l0.accumulator_bound == 1 * 9 * 31 * 64
+    w = l0.acc_width
+    assert (1 << (w - 1)) >= l0.accumulator_bound + 2
+    assert (1 << (w - 2)) < l0.accumulator_bound + 2   # not wider than needed
+    assert l0.with_weight_bits(2).accumulator_bound == 1 * 9 * 31 * 1

@@ -127,14 +127,13 @@ def test_worst_case_currents_do_not_overflow(tmp_path, sim):
     """Every input at its maximum, every weight at +-alpha in every lane: the current reaches
     +-bound (docs/INTEGER_SPEC.md section 3) and thresholds sit exactly on it."""
     from hw.build import build
-    from project_config.schema import accumulator_bound
     from sim.runner import build_simulator, run_case
     config = str(ROOT / "configs" / "slice_digits.yaml")
     cfg = load_config(config)
     jobs = []
     for sign in (+1, -1):
         net = random_export(cfg, 61)
-        for layer, spec in zip(net.layers, cfg.layers):
+        for layer in net.layers:
             lo = -(1 << (layer.acc_width - 1))
             layer.w_code[...] = 1 if (sign > 0 or layer.index == 0) else (1 | (1 << 3))
             if layer.kind == "conv":
@@ -143,7 +142,7 @@ def test_worst_case_currents_do_not_overflow(tmp_path, sim):
                 if layer.index == 0:
                     layer.thresholds[...] = [lo, lo, lo]       # always fires: L1 sees 4s
                 else:
-                    b = accumulator_bound(spec, 4)
+                    b = layer.accumulator_bound
                     # Fire exactly at +bound; -1 exactly at -bound.
                     layer.thresholds[...] = [b, b, -b] if sign > 0 else [b + 1, b + 1, -b]
         save_export(net, tmp_path / f"e{sign}")

@@ -14,13 +14,12 @@ import yaml
 
 import golden
 from hw.build import build
-from hw.memory_image import PRELOADED_TARGETS
-from hw.params import CoreParams, param_fields, unpack_fields
+from hw.params import CoreParams
+from hw.protocol import PRELOADED_TARGETS, param_fields, param_transfers, unpack_fields
 from model_export import save_export
 from model_export.random_net import random_export, random_inputs
 from project_config import load_config
 from sim.calibrate import add_runtime_pruning, calibrated_export
-from sim.host import param_transfers
 from sim.runner import build_simulator, cosimulate, preloaded_sha256, run_case
 
 pytestmark = pytest.mark.sim

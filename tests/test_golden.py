@@ -6,7 +6,6 @@ import golden
 from model_export.format import decode_weights
 from model_export.random_net import random_export, random_inputs
 from project_config import config_from_dict
-from project_config.schema import accumulator_bound
 
 
 def _naive(net, x):
@@ -151,12 +150,11 @@ def test_worst_case_current_reaches_the_bound_and_fits(slice_cfg, sign):
         layer.w_code[...] = 1 if sign > 0 else (1 | (1 << (layer.weight_bits - 1)))
         x = np.full((1, layer.in_channels, layer.in_height, layer.in_width), layer.x_max)
         cur = golden.synaptic_current(layer, x)
-        spec = [l for l in slice_cfg.layers if l.index == layer.index][0]
-        bound = accumulator_bound(spec, layer.weight_bits)
+        bound = layer.accumulator_bound
         centre = cur[0, :, layer.out_height // 2, layer.out_width // 2]
         assert np.all(centre == sign * bound)           # a full window reaches the bound
         assert np.abs(cur).max() < (1 << (layer.acc_width - 1)) - 1
-        assert np.abs(decode_weights(layer.w_code, layer.weight_bits, layer.max_shift)).max() \
+        assert np.abs(decode_weights(layer.w_code, layer.weight_bits)).max() \
             == 1 << layer.max_shift
 
 

@@ -9,14 +9,18 @@ import numpy as np
 import pytest
 import yaml
 
-from hw.memory_image import PRELOADED, image_bytes, read_image, write_images
-from hw.params import (CoreParams, TARGET_CHANNEL_MASK, TARGET_POSITION_MASK, TARGET_THRESHOLDS,
-                       TARGET_WEIGHTS, param_fields, unpack_fields)
+import golden
+from hw.memory_image import image_bytes, read_image, write_images
+from hw.params import CoreParams
+from hw.protocol import (COUNTERS, KIND_SIGNATURE, PRELOADED, TARGET_CHANNEL_MASK,
+                         TARGET_POSITION_MASK, TARGET_THRESHOLDS, TARGET_WEIGHTS, RecordDecoder,
+                         pack_fields, param_fields, param_transfers, record_fields,
+                         signature_fields, unpack_fields)
 from hw.signature import CRC_INIT, crc32_bits, crc32_packed, crc32_stream, update_masks
 from model_export import save_export
-from model_export.random_net import random_export
+from model_export.random_net import random_export, random_inputs
 from project_config import config_from_dict, load_config
-from sim.host import expected_signatures, param_transfers
+from sim.host import counter_mismatches, expected_signatures
 from conftest import ROOT, run_cli
 
 TINY = {"model": {"name": "tiny", "input": {"channels": 2, "height": 6, "width": 6, "bits": 3},
@@ -184,10 +188,6 @@ def test_signatures_replay_the_cores_visiting_order():
 def test_work_counters_are_checked_against_golden():
     """The signature record's work counters: decoded from their fields and compared with
     golden.step_work per (layer, step); a wrong counter is a mismatch, in the skipping core."""
-    import golden
-    from hw.params import KIND_SIGNATURE, pack_fields, record_fields
-    from model_export.random_net import random_inputs
-    from sim.host import COUNTERS, RecordDecoder, counter_mismatches, signature_fields
     cfg = config_from_dict(TINY, "tiny")
     p = CoreParams(cfg)
     net = random_export(cfg, 6, pruning=False)

@@ -11,14 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-WEIGHT_BITS = (2, 4, 8)
-
-
-def max_shift(bits: int) -> int:
-    """K, the largest shift of a b-bit code."""
-    if bits not in WEIGHT_BITS:
-        raise ValueError(f"weight bits {bits!r} is not one of {list(WEIGHT_BITS)}")
-    return (1 << (bits - 1)) - 2
+from project_config.geometry import WEIGHT_BITS, max_shift
 
 
 def alpha_log2_of(w: torch.Tensor) -> int:
