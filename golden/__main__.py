@@ -4,25 +4,26 @@ Runs the bit-exact integer model on an export and prints per-layer spike rates, 
 membrane level histogram and the predictions. Inputs: an .npy of integers shaped
 [B, C, H, W] or [B, T, C, H, W], or N random inputs.
 """
-import argparse
 from pathlib import Path
 
 import numpy as np
 
+from model_export import load_export
+from model_export.random_net import random_inputs
 from project_config import UserError, cli_main
+from project_config.cli import add_export, nonnegative_int, parser, positive_int
+
+from .model import run
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m golden", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--export", required=True, help="export directory (manifest.json + export.npz)")
+    ap = parser("python -m golden", __doc__)
+    add_export(ap, required=True, help="export directory (manifest.json + export.npz)")
     ap.add_argument("--inputs", help=".npy of integer inputs")
-    ap.add_argument("--random", type=int, default=8, help="random inputs when --inputs is absent")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--random", type=positive_int, default=8,
+                    help="random inputs when --inputs is absent")
+    ap.add_argument("--seed", type=nonnegative_int, default=0)
     args = ap.parse_args(argv)
-    from model_export import load_export
-    from model_export.random_net import random_inputs
-    from .model import run
     net = load_export(args.export)
     if args.inputs:
         path = Path(args.inputs)

@@ -1,18 +1,19 @@
 """``python -m model_export --checkpoint runs/x/model.pt [--out runs/x/export]``"""
-import argparse
 from pathlib import Path
 
 from project_config import cli_main
+from project_config.cli import add_out, parser
+from train.trainer import load_checkpoint
+
+from .format import save_export
+from .from_torch import export_model
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m model_export", description=__doc__)
+    ap = parser("python -m model_export", __doc__)
     ap.add_argument("--checkpoint", required=True, help="model.pt written by python -m train")
-    ap.add_argument("--out", help="export directory (default: <checkpoint dir>/export)")
+    add_out(ap, "export directory (default: <checkpoint dir>/export)")
     args = ap.parse_args(argv)
-    from train.trainer import load_checkpoint   # torch is needed only here
-    from .from_torch import export_model
-    from .format import save_export
     model, cfg = load_checkpoint(args.checkpoint)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "export"
     net = export_model(model, cfg)

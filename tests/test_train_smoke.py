@@ -74,8 +74,13 @@ def test_cli_in_process(tmp_path, capsys):
     assert "final test accuracy" in capsys.readouterr().out
     ck = torch.load(tmp_path / "model.pt", weights_only=True)
     assert set(ck) >= {"config", "state_dict", "metrics"}
-    with pytest.raises(UserError, match="--epochs"):
+    with pytest.raises(SystemExit) as e:      # argparse rejects it (positive_int): exit 2
         main(["--config", "slice_digits.yaml", "--epochs", "0", "--out", str(tmp_path)])
+    assert e.value.code == 2
+    assert "--epochs: 0 is not a positive integer" in capsys.readouterr().err
+    cfg = load_config("slice_digits.yaml")
+    with pytest.raises(UserError, match="--epochs"):      # the API checks it too
+        train(cfg, "", epochs=0, out_dir=tmp_path)
 
 
 def test_cli_user_error_exit_code(tmp_path):

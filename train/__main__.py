@@ -3,23 +3,22 @@
 with DistributedDataParallel (gloo on CPU, nccl on CUDA); only rank 0 writes files."""
 from __future__ import annotations
 
-import argparse
 import os
 from pathlib import Path
 
 from project_config import UserError, cli_main, load_config
+from project_config.cli import add_config, add_out, nonnegative_int, parser, positive_int
 
 from .trainer import train
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m train",
-                                 description="Train a SpQuant spiking network from a config.")
-    ap.add_argument("--config", required=True, help="config file (path or name in configs/)")
-    ap.add_argument("--epochs", type=int, default=None, help="override train.epochs")
-    ap.add_argument("--out", default=None, help="output folder (default: train.out_dir)")
-    ap.add_argument("--seed", type=int, default=None, help="override train.seed")
-    ap.add_argument("--threads", type=int, default=1,
+    ap = parser("python -m train", "Train a SpQuant spiking network from a config.")
+    add_config(ap, help="config file (path or name in configs/)")
+    ap.add_argument("--epochs", type=positive_int, default=None, help="override train.epochs")
+    add_out(ap, "output folder (default: train.out_dir)")
+    ap.add_argument("--seed", type=nonnegative_int, default=None, help="override train.seed")
+    ap.add_argument("--threads", type=positive_int, default=1,
                     help="torch CPU threads (default 1: fastest for small nets, robust to a busy machine)")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     ap.add_argument("--resume", action="store_true",

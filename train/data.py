@@ -10,6 +10,9 @@ import torch
 
 from project_config import UserError
 
+from .datasets import load_cifar, load_event_folder
+from .events import event_digits, resize_images, sklearn_digits
+
 STATIC_DATASETS = ("digits", "cifar10", "cifar100")
 EVENT_DATASETS = ("event_digits", "dvs_cifar10", "ncaltech101")
 
@@ -25,8 +28,6 @@ def load_dataset(cfg):
     if name == "digits":
         return _digits(cfg, inp, max_value)
     if name in ("cifar10", "cifar100"):
-        from .datasets import load_cifar
-        from .events import resize_images
         _expect_channels(cfg, 3)
         if inp["bits"] < 8:
             raise UserError(f"{cfg.path}: model.input.bits: {inp['bits']} bits cannot hold "
@@ -39,7 +40,6 @@ def load_dataset(cfg):
     if name in EVENT_DATASETS:
         _expect_channels(cfg, 2)
         if name == "event_digits":
-            from .events import event_digits
             size = cfg.data["event_size"]
             if (inp["height"], inp["width"]) != (size, size):
                 raise UserError(f"{cfg.path}: model.input: event_digits frames are "
@@ -48,7 +48,6 @@ def load_dataset(cfg):
             x, y = event_digits(size, cfg.timesteps, cfg.data["event_threshold"],
                                 cfg.data["event_motion"], cfg.data["seed"], max_value)
         else:
-            from .datasets import load_event_folder
             x, y, _ = load_event_folder(cfg.data["root"], name, cfg.timesteps, inp["height"],
                                         inp["width"], max_value, where=cfg.path)
         return _split(cfg, x, y)
@@ -56,10 +55,8 @@ def load_dataset(cfg):
 
 
 def _digits(cfg, inp, max_value):
-    from sklearn.datasets import load_digits
-    d = load_digits()
-    x = d.images.astype(np.uint8).reshape(-1, 1, 8, 8)   # values 0..16, exact integers
-    y = d.target.astype(np.int64)
+    images, y = sklearn_digits()
+    x = images.astype(np.uint8).reshape(-1, 1, 8, 8)   # values 0..16, exact integers
     if (inp["channels"], inp["height"], inp["width"]) != (1, 8, 8):
         raise UserError(f"{cfg.path}: model.input: digits are 1x8x8, config says "
                         f"{inp['channels']}x{inp['height']}x{inp['width']}")
@@ -71,6 +68,7 @@ def _digits(cfg, inp, max_value):
 
 def _split(cfg, x, y):
     """Stratified, seeded train/test split (the same samples for digits and event_digits)."""
+    # Lazy: scikit-learn is the optional `train` extra (see events.sklearn_digits).
     from sklearn.model_selection import train_test_split
     _check_labels(cfg, y)
     counts = np.bincount(y)

@@ -96,6 +96,15 @@ def emulate_events(images: np.ndarray, size: int, timesteps: int, threshold: flo
     return np.minimum(counts, max_count).astype(np.uint8)
 
 
+def sklearn_digits():
+    """scikit-learn's digits: (images float64 [1797, 8, 8] of integers 0..16, labels int64)."""
+    # Lazy: scikit-learn is the optional `train` extra, needed for the digits datasets
+    # only; `import train` (checkpoint loading, CIFAR) works without it.
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    return d.images, d.target.astype(np.int64)
+
+
 _CACHE: dict = {}
 
 
@@ -104,12 +113,11 @@ def event_digits(size: int, timesteps: int, threshold: float, motion: float, see
     """(x uint8 [1797, T, 2, size, size], y int64 [1797]): scikit-learn's digits as events."""
     key = (size, timesteps, threshold, motion, seed, max_count)
     if key not in _CACHE:
-        from sklearn.datasets import load_digits
-        d = load_digits()
-        images = d.images.astype(np.float64) / 16.0          # 0..16 -> 0..1 intensity
+        images, labels = sklearn_digits()
+        images = images.astype(np.float64) / 16.0          # 0..16 -> 0..1 intensity
         x = emulate_events(images, size, timesteps, threshold, motion, seed, max_count)
         _CACHE.clear()       # one entry: a run uses one setting; frames can be large
-        _CACHE[key] = (x, d.target.astype(np.int64))
+        _CACHE[key] = (x, labels)
     x, y = _CACHE[key]
     return x.copy(), y.copy()
 

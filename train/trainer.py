@@ -15,7 +15,10 @@ import time
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
 import yaml
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
 
 from project_config.files import atomic_write
@@ -95,7 +98,6 @@ class _Dist:
         world = distributed_world_size()
         if world == 1:
             return
-        import torch.distributed as dist
         if not dist.is_available():
             raise UserError("WORLD_SIZE: distributed training requested but this torch "
                             "build has no torch.distributed")
@@ -110,7 +112,6 @@ class _Dist:
 
     def close(self):
         if self.owned:
-            import torch.distributed as dist
             dist.destroy_process_group()
 
 
@@ -142,19 +143,88 @@ def train(cfg, config_text: str, epochs=None, out_dir=None, seed=None, max_train
         if threads < 1:
             raise UserError(f"--threads: {threads} must be at least 1")
         torch.set_num_threads(threads)
-    dist = None
+    proc = None
     try:
-        dist = _Dist(_resolve_device(device))
+        proc = _Dist(_resolve_device(device))
         return _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progress,
-                      log, resume, dist)
+                      log, resume, proc)
     finally:
-        if dist is not None:
-            dist.close()
+        if proc is not None:
+            proc.close()
         torch.set_num_threads(saved_threads)
 
 
+class _Run:
+    """One run's settings and training state: what a checkpoint records."""
+
+    def __init__(self, cfg, config_text, epochs, out, seed, prior, proc, n_train):
+        self.cfg, self.config_text, self.proc = cfg, config_text, proc
+        self.epochs, self.out, self.seed, self.resumed = epochs, out, seed, prior is not None
+        # The RNG is seeded before the model is built: the initial weights depend on it.
+        torch.manual_seed(seed)
+        self.gen = torch.Generator().manual_seed(seed)     # the epochs' sample order
+        self.model = build_model(cfg).to(proc.device)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.train["lr"])
+        self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=epochs)
+        self.history, self.done, self.wall_before = [], 0, 0.0
+        if prior is not None:
+            self.done, self.history, self.wall_before = _restore(
+                prior, self.model, self.opt, self.sched, self.gen, epochs)
+        self.net, self.sampler = _distribute(self.model, n_train, proc, seed)
+        self.t0 = time.time()       # wall time counts the epochs and the final evaluation
+
+    def wall_time(self) -> float:
+        return self.wall_before + time.time() - self.t0
+
+    def checkpoint(self, epoch, metrics, complete):
+        """Write ``out/model.pt`` atomically: weights, config, metrics and training state."""
+        state = {"epoch": epoch, "optimizer": self.opt.state_dict(),
+                 "scheduler": self.sched.state_dict(), "generator": self.gen.get_state(),
+                 "torch_rng": torch.get_rng_state(), "wall_time_s": self.wall_time()}
+        ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
+                "config": {"path": str(self.cfg.path), "text": self.config_text},
+                "overrides": {"epochs": self.epochs, "seed": self.seed, "out_dir": str(self.out)},
+                "state_dict": {k: v.detach().cpu().clone()
+                               for k, v in self.model.state_dict().items()},
+                "metrics": metrics, "complete": complete, "train_state": state}
+        atomic_write(self.out / "model.pt", lambda p: torch.save(ckpt, p))
+
+
 def _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progress, log,
-           resume, dist):
+           resume, proc):
+    """The body of :func:`train`, in ``proc``'s process (rank, world, device)."""
+    epochs, out, seed, prior = _settings(cfg, epochs, out_dir, seed, resume)
+    lead = proc.rank == 0
+    log = log if lead else None
+    x_tr, y_tr, x_te, y_te = _load_data(cfg, max_train, max_test)
+    run = _Run(cfg, config_text, epochs, out, seed, prior, proc, len(x_tr))
+    x_tr_t, y_tr_t = torch.as_tensor(x_tr), torch.as_tensor(y_tr)
+    for epoch in range(run.done + 1, epochs + 1):
+        perm = _epoch_order(run.sampler, run.gen, len(x_tr_t), epoch)
+        loss, train_acc = _train_epoch(run, x_tr_t, y_tr_t, perm, epoch, progress and lead)
+        lr = run.opt.param_groups[0]["lr"]
+        run.sched.step()
+        test_acc = evaluate(run.model, x_te, y_te, cfg.timesteps)
+        rec = {"epoch": epoch, "loss": loss, "train_accuracy": train_acc,
+               "test_accuracy": test_acc, "lr": lr,
+               "vth": [float(m.vth.detach()) for m in run.model.modules() if isinstance(m, QLIF)]}
+        run.history.append(rec)
+        if lead and epoch < epochs:
+            # Written before logging, so a run stopped after this line can resume here.
+            run.checkpoint(epoch, {"epochs": run.history}, complete=False)
+        if log:
+            log(f"epoch {epoch:3d}/{epochs}  loss {loss:.4f}  train {train_acc:.4f}"
+                f"  test {test_acc:.4f}")
+    metrics = _finish(run, x_tr, y_tr, x_te, y_te, log)
+    if lead:
+        run.checkpoint(epochs, metrics, complete=True)
+        atomic_write(out / "metrics.json",
+                     lambda p: Path(p).write_text(json.dumps(metrics, indent=2) + "\n"))
+    return run.model, metrics
+
+
+def _settings(cfg, epochs, out_dir, seed, resume):
+    """(epochs, out folder, seed, checkpoint to resume or None): the overrides, checked."""
     tc = cfg.train
     epochs = tc["epochs"] if epochs is None else int(epochs)
     out = Path(tc["out_dir"] if out_dir is None else out_dir)
@@ -168,110 +238,86 @@ def _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progres
     if prior is not None:
         seed = prior["overrides"].get("seed", seed)
     seed = tc["seed"] if seed is None else int(seed)
-    lead = dist.rank == 0
-    log = log if lead else None
+    return epochs, out, seed, prior
 
+
+def _load_data(cfg, max_train, max_test):
+    """(x_train, y_train, x_test, y_test), cut to the first max_train / max_test samples."""
     x_tr, y_tr, x_te, y_te = load_dataset(cfg)
     if max_train is not None:
         x_tr, y_tr = x_tr[:max_train], y_tr[:max_train]
     if max_test is not None:
         x_te, y_te = x_te[:max_test], y_te[:max_test]
+    return x_tr, y_tr, x_te, y_te
 
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    model = build_model(cfg).to(dist.device)
-    T, bs = cfg.timesteps, tc["batch_size"]
-    opt = torch.optim.Adam(model.parameters(), lr=tc["lr"])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
-    history, done, wall_before = [], 0, 0.0
-    if prior is not None:
-        done, history, wall_before = _restore(prior, model, opt, sched, gen, epochs)
-    x_tr_t, y_tr_t = torch.as_tensor(x_tr), torch.as_tensor(y_tr)
 
-    net, sampler = model, None
-    if dist.world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-        from torch.utils.data.distributed import DistributedSampler
-        net = DistributedDataParallel(
-            model, device_ids=[dist.device.index] if dist.device.type == "cuda" else None)
-        # Each process trains on its shard; batch_size is per process.
-        sampler = DistributedSampler(range(len(x_tr_t)), num_replicas=dist.world,
-                                     rank=dist.rank, shuffle=True, seed=seed)
+def _distribute(model, n_train, proc, seed):
+    """(network to train, DistributedSampler or None): DDP when torchrun started several."""
+    if proc.world == 1:
+        return model, None
+    net = DistributedDataParallel(
+        model, device_ids=[proc.device.index] if proc.device.type == "cuda" else None)
+    # Each process trains on its shard; batch_size is per process.
+    sampler = DistributedSampler(range(n_train), num_replicas=proc.world,
+                                 rank=proc.rank, shuffle=True, seed=seed)
+    return net, sampler
 
-    def checkpoint(epoch, metrics, complete):
-        state = {"epoch": epoch, "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                 "generator": gen.get_state(), "torch_rng": torch.get_rng_state(),
-                 "wall_time_s": wall_before + time.time() - t0}
-        ckpt = {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-                "config": {"path": str(cfg.path), "text": config_text},
-                "overrides": {"epochs": epochs, "seed": seed, "out_dir": str(out)},
-                "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
-                "metrics": metrics, "complete": complete, "train_state": state}
-        atomic_write(out / "model.pt", lambda p: torch.save(ckpt, p))
 
-    t0 = time.time()
-    for epoch in range(done + 1, epochs + 1):
-        model.train()
-        if sampler is not None:
-            sampler.set_epoch(epoch)
-            perm = torch.as_tensor(list(sampler))
-        else:
-            perm = torch.randperm(len(x_tr_t), generator=gen)
-        loss_sum, correct, seen = 0.0, 0, 0
-        batches = range(0, len(perm), bs)
-        bar = tqdm(batches, desc=f"epoch {epoch}/{epochs}", leave=False,
-                   disable=not (progress and lead))
-        for i in bar:
-            idx = perm[i:i + bs]
-            xb = to_time_major(x_tr_t[idx], T).to(dist.device)
-            yb = y_tr_t[idx].to(dist.device)
-            logits = net(xb)
-            loss = tet_loss(logits, yb, tc["tet_lambda"], tc["tet_target"])
-            if cfg.pruning["gate_penalty"] and hasattr(model, "pruning_loss"):
-                loss = loss + cfg.pruning["gate_penalty"] * model.pruning_loss().to(loss.device)
-            if not torch.isfinite(loss):
-                raise RuntimeError(f"training diverged at epoch {epoch} (loss {float(loss)})")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += float(loss.detach()) * len(idx)
-            correct += int((model.predict(logits.detach()) == yb).sum())
-            seen += len(idx)
-            bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
-        bar.close()
-        lr = opt.param_groups[0]["lr"]
-        sched.step()
-        test_acc = evaluate(model, x_te, y_te, T)
-        rec = {"epoch": epoch, "loss": loss_sum / seen, "train_accuracy": correct / seen,
-               "test_accuracy": test_acc, "lr": lr,
-               "vth": [float(m.vth.detach()) for m in model.modules() if isinstance(m, QLIF)]}
-        history.append(rec)
-        if lead and epoch < epochs:
-            # Written before logging, so a run stopped after this line can resume here.
-            checkpoint(epoch, {"epochs": history}, complete=False)
-        if log:
-            log(f"epoch {epoch:3d}/{epochs}  loss {rec['loss']:.4f}  train {rec['train_accuracy']:.4f}"
-                f"  test {test_acc:.4f}")
+def _epoch_order(sampler, gen, n_train, epoch):
+    """The training sample indices of ``epoch``: this process's shard, or all shuffled."""
+    if sampler is not None:
+        sampler.set_epoch(epoch)
+        return torch.as_tensor(list(sampler))
+    return torch.randperm(n_train, generator=gen)
+
+
+def _train_epoch(run, x_tr_t, y_tr_t, perm, epoch, progress):
+    """One pass over ``perm`` in batches; return (mean loss, train accuracy)."""
+    cfg, model, net, opt = run.cfg, run.model, run.net, run.opt
+    tc, dev, T, bs = cfg.train, run.proc.device, cfg.timesteps, cfg.train["batch_size"]
+    gate_penalty = cfg.pruning["gate_penalty"]
+    model.train()
+    loss_sum, correct, seen = 0.0, 0, 0
+    bar = tqdm(range(0, len(perm), bs), desc=f"epoch {epoch}/{run.epochs}", leave=False,
+               disable=not progress)
+    for i in bar:
+        idx = perm[i:i + bs]
+        xb = to_time_major(x_tr_t[idx], T).to(dev)
+        yb = y_tr_t[idx].to(dev)
+        logits = net(xb)
+        loss = tet_loss(logits, yb, tc["tet_lambda"], tc["tet_target"])
+        if gate_penalty and hasattr(model, "pruning_loss"):
+            loss = loss + gate_penalty * model.pruning_loss().to(loss.device)
+        if not torch.isfinite(loss):
+            raise RuntimeError(f"training diverged at epoch {epoch} (loss {float(loss)})")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        loss_sum += float(loss.detach()) * len(idx)
+        correct += int((model.predict(logits.detach()) == yb).sum())
+        seen += len(idx)
+        bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
+    bar.close()
+    return loss_sum / seen, correct / seen
+
+
+def _finish(run, x_tr, y_tr, x_te, y_te, log):
+    """Recalibrate BN, evaluate the final model; return the run's metrics."""
+    cfg, model, T = run.cfg, run.model, run.cfg.timesteps
     recalibrate_bn(model, x_tr, T)
     final_test = evaluate(model, x_te, y_te, T)
-    wall = wall_before + time.time() - t0
+    wall = run.wall_time()
     if log:
         log(f"after BN recalibration: test {final_test:.4f}")
-
     model.eval()
     # Per-epoch test accuracies use the momentum BN stats; the final one the recalibrated.
-    metrics = {"epochs": history, "final_test_accuracy": final_test, "bn_recalibrated": True,
-               "final_train_accuracy": evaluate(model, x_tr, y_tr, T),
-               "train_samples": len(x_tr), "test_samples": len(x_te),
-               "seed": seed, "epochs_run": epochs, "wall_time_s": wall,
-               "arch": cfg.model.get("arch", "convnet"), "dataset": cfg.data["dataset"],
-               "resumed_from_epoch": done if prior is not None else None,
-               "world_size": dist.world}
-    if lead:
-        checkpoint(epochs, metrics, complete=True)
-        atomic_write(out / "metrics.json",
-                     lambda p: Path(p).write_text(json.dumps(metrics, indent=2) + "\n"))
-    return model, metrics
+    return {"epochs": run.history, "final_test_accuracy": final_test, "bn_recalibrated": True,
+            "final_train_accuracy": evaluate(model, x_tr, y_tr, T),
+            "train_samples": len(x_tr), "test_samples": len(x_te),
+            "seed": run.seed, "epochs_run": run.epochs, "wall_time_s": wall,
+            "arch": cfg.model.get("arch", "convnet"), "dataset": cfg.data["dataset"],
+            "resumed_from_epoch": run.done if run.resumed else None,
+            "world_size": run.proc.world}
 
 
 _SAME_FOR_RESUME = ("model", "quant", "pruning", "data")
