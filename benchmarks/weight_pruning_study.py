@@ -44,7 +44,7 @@ import yaml
 from project_config import UserError, cli_main, config_from_dict
 from project_config.files import atomic_write
 from project_config.schema import deep_merge, load_raw_config
-from train.work_counts import model_counts
+from efficiency.model_counts import model_counts
 
 BASE_CONFIG = "event_digits.yaml"
 BITS = (2, 4, 8)
