@@ -1,5 +1,10 @@
-"""Efficiency accounting without torch: operation counts -> energy (``efficiency.energy``)
-and weight-aware work counts of an integer export (``efficiency.counts``)."""
+"""Efficiency accounting without torch: operation counts -> energy (``efficiency.energy``),
+weight-aware work counts of an integer export (``efficiency.counts``) and where a network's
+work goes in the core (``efficiency.breakdown``).
+
+``efficiency.model_counts`` (the same counts from a PyTorch model) needs torch and is not
+imported here: ``import efficiency`` loads NumPy only.
+"""
 from .energy import (ENERGY_PJ, OpEnergy, dense_mac_energy, eq31_energy, layer_ops,
                      op_energy, snn_energy)
 

@@ -20,6 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
+import golden
+from golden.model import time_major_inputs
+
 CHUNK = 128    # samples x steps per block (bounds the im2col buffer)
 
 
@@ -80,19 +83,10 @@ def layer_counts(x_nonzero: np.ndarray, w_nonzero: np.ndarray, padding: int, lan
     return totals
 
 
-def _sum_pool(x: np.ndarray, pool: int) -> np.ndarray:
-    if pool == 1:
-        return x
-    n, c, h, w = x.shape
-    return x.reshape(n, c, h // pool, pool, w // pool, pool).sum(axis=(3, 5))
-
-
 def recount(net, inputs: np.ndarray, lanes: int, result=None) -> list:
     """:func:`layer_counts` of every layer of an integer export, from golden's activity
     (``result``: a :func:`golden.run` result for these inputs, to reuse), plus the layer's
     ``acc_width`` and ``weight_bits``."""
-    import golden
-    from golden.model import time_major_inputs
     res = golden.run(net, inputs) if result is None else result
     x = time_major_inputs(net, inputs)
     x = x.reshape((-1,) + x.shape[2:]) != 0                                  # [B*T, C, H, W]
@@ -100,8 +94,7 @@ def recount(net, inputs: np.ndarray, lanes: int, result=None) -> list:
     for i, layer in enumerate(net.layers):
         if i > 0:
             s = res.spikes[i - 1]
-            x = _sum_pool(s.reshape((-1,) + s.shape[2:]).astype(np.int64),
-                          net.layers[i - 1].pool) != 0
+            x = golden.sum_pool(s.reshape((-1,) + s.shape[2:]), net.layers[i - 1].pool) != 0
         if layer.kind == "conv":
             pos = res.positions[i].reshape(-1, layer.out_height, layer.out_width)
             chan = res.channels[i].reshape(-1, layer.out_channels)
@@ -117,7 +110,6 @@ def recount(net, inputs: np.ndarray, lanes: int, result=None) -> list:
 def export_counts(net, inputs: np.ndarray, lanes: int) -> list:
     """Per layer of an integer export: :func:`golden.work_counts`'s row (golden's numbers
     for the keys it has) completed with the weight-aware keys of :func:`recount`."""
-    import golden
     rows = golden.work_counts(net, inputs, lanes)
     out = []
     for mine, row in zip(recount(net, inputs, lanes), rows):

@@ -4,9 +4,15 @@ import numpy as np
 import pytest
 import torch
 
-from train.work_counts import model_counts
+import golden
 from benchmarks.weight_pruning_study import findings, pareto, parse_args, weight_memory
 from conftest import run_cli
+from efficiency.counts import recount
+from efficiency.model_counts import model_counts
+from model_export.from_torch import export_model
+from train.data import to_time_major
+from train.model import SpikingConvNet
+from train.weight_pruning import prune_by_magnitude
 
 
 def test_pareto_front():
@@ -33,12 +39,6 @@ def test_findings_name_the_iso_accuracy_level():
 
 
 def test_float_side_counts_equal_golden_counts(slice_cfg):
-    import golden
-    from efficiency.counts import recount
-    from model_export.from_torch import export_model
-    from train.data import to_time_major
-    from train.model import SpikingConvNet
-    from train.weight_pruning import prune_by_magnitude
     torch.manual_seed(4)
     model = SpikingConvNet(slice_cfg)
     prune_by_magnitude(model, 0.6)

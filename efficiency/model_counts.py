@@ -1,10 +1,18 @@
 """Work counts of a PyTorch SpQuant-SNN model: the model side of the three-way count check
-(model, golden, RTL counters) of ``efficiency.report`` and the counts of models that have
-no integer export (``benchmarks.weight_pruning_study``, 8-bit)."""
+(model, golden, RTL counters) of the efficiency report and the counts of models that have
+no integer export (``benchmarks.weight_pruning_study``, 8-bit).
+
+Needs torch, unlike the rest of :mod:`efficiency`: ``efficiency/__init__`` does not import
+this module, so ``import efficiency`` stays NumPy-only.
+"""
 from __future__ import annotations
 
 import numpy as np
 import torch
+
+from efficiency.counts import layer_counts
+from project_config.schema import accumulator_width
+from train.data import to_time_major
 
 
 def model_counts(model, cfg, x, lanes: int, batch: int = 64) -> list:
@@ -17,9 +25,6 @@ def model_counts(model, cfg, x, lanes: int, batch: int = 64) -> list:
     counters) exactly when the model's spikes and masks equal the export's, and they
     also serve a model that cannot be exported (8-bit PoT).
     """
-    from efficiency.counts import layer_counts
-    from project_config.schema import accumulator_width
-    from train.data import to_time_major
     T, bits = cfg.timesteps, cfg.quant["weight_bits"]
     specs = list(cfg.layers)
     w_nz = []
