@@ -11,7 +11,6 @@ import numpy as np
 import torch
 
 from efficiency.counts import layer_counts
-from project_config.schema import accumulator_width
 from train.data import to_time_major
 
 
@@ -65,6 +64,6 @@ def model_counts(model, cfg, x, lanes: int, batch: int = 64) -> list:
                 rows[l] = c if rows[l] is None else {
                     k: (v + c[k] if isinstance(v, int) else v) for k, v in rows[l].items()}
     for l, spec in enumerate(specs):
-        rows[l].update(layer=l, acc_width=accumulator_width(spec, bits), weight_bits=bits,
+        rows[l].update(layer=l, acc_width=spec.with_weight_bits(bits).acc_width, weight_bits=bits,
                        weights=int(w_nz[l].size), nonzero_weights=int(w_nz[l].sum()))
     return rows
