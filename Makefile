@@ -41,7 +41,7 @@ table5: setup
 ## every stored result (docs/results/*.json: other networks, Table 5, the pruning study).
 report:
 	@SETUP_ICE40=1 bash scripts/setup.sh
-	$(PY) -m efficiency.report --config $(CONFIG) $(ARGS)
+	$(PY) -m reports.efficiency --config $(CONFIG) $(ARGS)
 
 clean:
 	rm -rf build runs/*/export sim_build .pytest_cache

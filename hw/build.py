@@ -13,16 +13,22 @@ the reference core that issues every input, position and group (``hardware.skipp
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 from pathlib import Path
 
-from project_config import UserError, cli_main, load_config
+from amaranth.back import verilog
+
+from model_export import load_export
+from project_config import Config, UserError, cli_main, load_config
+from project_config.cli import add_config, add_export, add_out, parser
 from project_config.files import atomic_write
+from .core import SnnCore
+from .memory_image import export_sha256, write_images
 from .memory_report import build_report_fields
 from .params import CoreParams
 from .sram import SRAM_MODULE, SRAM_VERILOG
+from .toolchain import lint
 
 TOP = "snn_core"
 
@@ -39,8 +45,6 @@ def _initialise_constant_processes(text: str) -> str:
 
 
 def generate_verilog(params: CoreParams, init_files: dict | None = None) -> str:
-    from amaranth.back import verilog
-    from .core import SnnCore
     text = verilog.convert(SnnCore(params, init_files), name=TOP, emit_src=False)
     return _initialise_constant_processes(text)
 
@@ -70,18 +74,19 @@ def report(params: CoreParams) -> dict:
     }
 
 
-def build(config: str, out: str | None = None, do_lint: bool = True, export=None,
+def build(cfg: Config, out: str | Path | None = None, do_lint: bool = True, export=None,
           skipping: bool | None = None) -> Path:
-    """Generate (and lint) the core for ``config``; ``export``: an export directory to
-    preload from image files; ``skipping``: override ``hardware.skipping``."""
-    cfg = load_config(config)
+    """Generate (and lint) the core for the validated config ``cfg`` into ``out`` (default
+    ``build/<model name>``); ``export``: an export directory to preload from image files;
+    ``skipping``: override ``hardware.skipping``. Returns the output directory."""
+    if not isinstance(cfg, Config):
+        raise TypeError(f"hw.build.build takes a project_config.Config (load_config(path)), "
+                        f"not {type(cfg).__name__}")
     params = CoreParams(cfg, skipping=skipping)
     out_dir = Path(out) if out else Path("build") / cfg.name
     out_dir.mkdir(parents=True, exist_ok=True)
     init_files, preloaded = None, None
     if export is not None:
-        from model_export import load_export
-        from .memory_image import export_sha256, write_images
         net = load_export(export)
         params.check_export(net, where=str(export))
         init_files = write_images(params, net, out_dir / "images", export)
@@ -97,7 +102,6 @@ def build(config: str, out: str | None = None, do_lint: bool = True, export=None
     atomic_write(spath, SRAM_VERILOG)
     rep["sources"] = [vpath.name, spath.name]
     if do_lint:
-        from .toolchain import lint
         ok, log = lint([vpath, spath], TOP)
         rep["lint"] = "clean" if ok else "failed"
         if not ok:
@@ -108,16 +112,15 @@ def build(config: str, out: str | None = None, do_lint: bool = True, export=None
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m hw.build", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True, help="config YAML (cwd, then configs/)")
-    ap.add_argument("--out", help="output directory (default build/<model name>)")
+    ap = parser("python -m hw.build", __doc__)
+    add_config(ap)
+    add_out(ap, "output directory (default build/<model name>)")
     ap.add_argument("--no-lint", action="store_true", help="skip verilator --lint-only")
-    ap.add_argument("--export", help="export directory: write its memory images and preload them")
+    add_export(ap, help="export directory: write its memory images and preload them")
     ap.add_argument("--no-skipping", action="store_true",
                     help="issue every input, position and group (cycle reference)")
     args = ap.parse_args(argv)
-    out_dir = build(args.config, args.out, not args.no_lint, export=args.export,
+    out_dir = build(load_config(args.config), args.out, not args.no_lint, export=args.export,
                     skipping=False if args.no_skipping else None)
     rep = json.loads((out_dir / "report.json").read_text())
     mem = rep["memory_bits"]

@@ -23,13 +23,14 @@ configured network meets it.
 """
 from __future__ import annotations
 
-import argparse
-
 import math
 from dataclasses import asdict, dataclass
 
-from project_config import ConfigError, cli_main, load_config
+from model_export import load_export
+from project_config import Config, ConfigError, cli_main, load_config
+from project_config.cli import add_config, add_export, add_json, parser
 from project_config.files import write_json_report
+from .params import CoreParams
 
 FULL_PRECISION_BITS = 32            # FP32 weights and membrane of the baseline
 SPIKE_BITS = 1                      # s_p: a spike is one bit
@@ -189,13 +190,12 @@ def export_section(net, counts: NetworkCounts) -> dict:
             "membrane_neurons_unmasked_fraction": kept / counts.membrane_neurons}
 
 
-def memory_report(config: str, export: str | None = None) -> dict:
-    """The full report for a config (and optionally an export): core bits and formula."""
-    cfg = load_config(config)
+def memory_report(cfg: Config, export: str | None = None) -> dict:
+    """The full report for a validated config (and optionally an export directory): core
+    bits and formula."""
     counts = network_counts(cfg.layers, cfg.timesteps, where=cfg.path)
     rep = {"config": cfg.path, "name": cfg.name, "timesteps": cfg.timesteps}
     try:
-        from .params import CoreParams
         params = CoreParams(cfg)
     except ConfigError as e:
         params = None
@@ -205,7 +205,6 @@ def memory_report(config: str, export: str | None = None) -> dict:
     rep["total_memory_formula"] = formula_section(counts, cfg.quant["weight_bits"],
                                                   cfg.quant["membrane"])
     if export is not None:
-        from model_export import load_export
         net = load_export(export)
         if params is not None:
             params.check_export(net, where=str(export))
@@ -290,13 +289,12 @@ def format_report(rep: dict) -> str:
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m hw.memory_report", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True, help="config YAML (cwd, then configs/)")
-    ap.add_argument("--export", help="integer export directory (optional)")
-    ap.add_argument("--json", help="also write the report as JSON here (atomically)")
+    ap = parser("python -m hw.memory_report", __doc__)
+    add_config(ap)
+    add_export(ap, help="integer export directory (optional)")
+    add_json(ap)
     args = ap.parse_args(argv)
-    rep = memory_report(args.config, args.export)
+    rep = memory_report(load_config(args.config), args.export)
     print(format_report(rep))
     if args.json:
         write_json_report(args.json, rep)

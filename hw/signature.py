@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import zlib
 
+import numpy as np
+
 CRC_POLY = 0xEDB88320      # reflected 0x04C11DB7
 CRC_INIT = 0xFFFFFFFF
 CRC_XOROUT = 0xFFFFFFFF
@@ -46,7 +48,6 @@ def crc32_packed(bits_per_record: int, bits) -> int:
     """Finalized CRC-32 of a bit matrix ``bits`` [records, bits_per_record] (NumPy, 0/1).
 
     Fast path for whole bytes (one zlib call), bitwise otherwise."""
-    import numpy as np
     bits = np.asarray(bits, dtype=np.uint8).reshape(-1, bits_per_record)
     if bits_per_record % 8 == 0:
         data = np.packbits(bits, axis=1, bitorder="little").tobytes()

@@ -18,7 +18,6 @@ The Verilog is built into ``DIR`` (``hw.build`` without lint) or a temporary fol
 """
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import shutil
@@ -27,9 +26,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from project_config import UserError, cli_main, load_config
+from project_config import Config, UserError, cli_main, load_config
+from project_config.cli import add_config, add_json, add_out, parser
 from project_config.files import write_json_report
+from .build import TOP, build
+from .params import CoreParams
 from .sram import SRAM_MODULE
+from .synth_ice40 import find_nextpnr, format_ice40, implement
 
 YOSYS_HINT = "install it with 'apt-get install yosys' (scripts/setup.sh does)"
 
@@ -241,23 +244,20 @@ def summarize(stat: dict, top: str) -> dict:
     }
 
 
-def synthesize(config: str, out: str | None = None, ice40: bool = False) -> dict:
-    """Build the core's Verilog for ``config`` and synthesize it; returns the report dict.
+def synthesize(cfg: Config, out: str | Path | None = None, ice40: bool = False) -> dict:
+    """Build the core's Verilog for the validated config ``cfg`` and synthesize it in ``out``
+    (default: a temporary folder); returns the report dict.
 
     ``ice40`` also implements it on an iCE40 (see ``hw.synth_ice40``).
     """
     yosys = find_yosys()
     if ice40:
-        from .synth_ice40 import find_nextpnr
         find_nextpnr()
-    cfg = load_config(config)
-    from .build import TOP, build
-    from .params import CoreParams
     params = CoreParams(cfg)
     with tempfile.TemporaryDirectory(prefix="hw_synth_") as tmp:
         out_dir = Path(out).resolve() if out else Path(tmp)
         start = time.perf_counter()
-        build(config, str(out_dir), do_lint=False)
+        build(cfg, out_dir, do_lint=False)
         verilog_s = time.perf_counter() - start
         stat_json, dump = out_dir / "yosys_stat.json", out_dir / "yosys_blackboxes.il"
         script = generic_synth_script(f"{TOP}.v", f"{SRAM_MODULE}.v", TOP, stat_json.name,
@@ -266,7 +266,6 @@ def synthesize(config: str, out: str | None = None, ice40: bool = False) -> dict
         summary = summarize(json.loads(stat_json.read_text()), TOP)
         srams = parse_blackbox_dump(dump.read_text())
         if ice40:
-            from .synth_ice40 import implement
             ice40_report = implement(params, out_dir, f"{TOP}.v", f"{SRAM_MODULE}.v", srams,
                                      TOP, run_yosys, yosys)
     core_bits = params.memory_bits()
@@ -318,21 +317,19 @@ def format_report(rep: dict) -> str:
     sec = rep["seconds"]
     lines.append(f"  wall time: Verilog {sec['verilog']:.1f} s, yosys {sec['yosys']:.1f} s")
     if "ice40" in rep:
-        from .synth_ice40 import format_ice40
         lines.append(format_ice40(rep["ice40"]))
     return "\n".join(lines)
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m hw.synth", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True, help="config YAML (cwd, then configs/)")
-    ap.add_argument("--out", help="build and synthesize in this folder (default: a temporary one)")
-    ap.add_argument("--json", help="also write the report as JSON here (atomically)")
+    ap = parser("python -m hw.synth", __doc__)
+    add_config(ap)
+    add_out(ap, "build and synthesize in this folder (default: a temporary one)")
+    add_json(ap)
     ap.add_argument("--ice40", action="store_true",
                     help="also place and route on an iCE40 HX8K (needs nextpnr-ice40; small configs)")
     args = ap.parse_args(argv)
-    rep = synthesize(args.config, args.out, args.ice40)
+    rep = synthesize(load_config(args.config), args.out, args.ice40)
     print(format_report(rep))
     if args.json:
         write_json_report(args.json, rep)

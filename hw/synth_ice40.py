@@ -22,10 +22,12 @@ import time
 from pathlib import Path
 
 from amaranth import *
+from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from project_config import UserError
+from .core import SnnCore
 
 NEXTPNR_HINT = "install it with 'apt-get install nextpnr-ice40'"
 HARNESS = "ice40_harness"
@@ -46,7 +48,6 @@ def find_nextpnr() -> str:
 
 def core_ports(params) -> list[tuple[str, str, int]]:
     """The generated core's ports as (Verilog name, "i" or "o", width), clock and reset excluded."""
-    from .core import SnnCore
     core = SnnCore(params)
     ports = []
     for path, member, value in core.signature.flatten(core):
@@ -123,7 +124,6 @@ def implement(params, out_dir: Path, core_v: str, sram_v: str, srams: list[dict]
     ``core_v`` and ``sram_v`` are file names in ``out_dir``, where everything is written.
     """
     nextpnr = find_nextpnr()
-    from amaranth.back import verilog
     harness_v = out_dir / f"{HARNESS}.v"
     harness_v.write_text(verilog.convert(PinHarness(top, core_ports(params)), name=HARNESS,
                                          emit_src=False))

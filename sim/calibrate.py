@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import numpy as np
 
+import golden
+from golden.model import neuron_step, sum_pool, synaptic_current, time_major_inputs
 from model_export.fold import fold_channel
 from model_export.random_net import random_export
 
 
 def _run_layer(layer, membrane, currents):
     """Spikes [B, T, C, H, W] of one layer over all steps (golden's neuron, masks applied)."""
-    from golden.model import neuron_step
     B, T = currents.shape[:2]
     q = np.zeros((B,) + currents.shape[2:], np.int8)
     spikes = np.zeros(currents.shape, np.uint8)
@@ -48,7 +49,6 @@ def calibrated_export(cfg, inputs: np.ndarray, seed: int, rate: float = 0.15,
                       iterations: int = 14):
     """A random export for ``cfg`` whose spiking layers fire at about ``rate`` on ``inputs``
     ([B, T, C, H, W] integers)."""
-    from golden.model import sum_pool, synaptic_current, time_major_inputs
     net = random_export(cfg, seed)
     rng = np.random.default_rng(seed + 1000)
     x = time_major_inputs(net, inputs).astype(np.int64)
@@ -105,7 +105,6 @@ def add_runtime_pruning(cfg, net, inputs: np.ndarray, seed: int,
     The pruned network's activity differs from the unpruned one's; the flow reports the
     fractions golden measures. Returns ``net`` (changed in place).
     """
-    import golden
     spatial = cfg.pruning["spatial_ratio"] > 0
     gating = cfg.pruning["channel_gate_threshold"] > 0
     if not (spatial or gating):

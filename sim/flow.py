@@ -14,233 +14,298 @@ layer and step instead of a record per position and group) and ``stall_probabili
 (one stall-free pass). The per-layer table compares the cycles with the ideal
 (golden.work_counts) and with the core built without skipping (closed form,
 CoreParams.skip_disabled_cycles).
+
+The steps are functions over a :class:`Case` (the network and its inputs): ``make_case``
+(``trained_case`` or ``random_case``), ``build_core``, ``run_golden``, ``simulate`` (per
+simulator), ``layer_table`` and ``run`` (all of them, printing as it goes).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from project_config import UserError, cli_main, load_config
+import golden
+from hw.build import build
+from hw.params import CoreParams
+from model_export import NetworkExport, load_export, save_export
+from model_export.random_net import random_export, random_inputs
+from project_config import Config, UserError, cli_main, load_config
+from project_config.cli import add_config, nonnegative_int, parser, positive_int
+from project_config.files import write_json_report
 from project_config.schema import SIMULATORS
-
-
-def trained_case(cfg, args, run_dir: Path):
-    """Checkpoint (training if needed), export, agreement report, test inputs."""
-    from model_export.agreement import format_report, measure
-    from model_export.format import save_export, load_export
-    from model_export.from_torch import export_model
-    from train.data import load_dataset
-    from train.trainer import (checkpoint_complete, checkpoint_config_matches, load_checkpoint,
-                               train)
-
-    ckpt = run_dir / "model.pt"
-    config_text = Path(cfg.path).read_text()
-    if args.retrain or not ckpt.exists():
-        print(f"[1/5] training {cfg.name} -> {ckpt}")
-        train(cfg, config_text, out_dir=str(run_dir), progress=True, threads=1)
-    elif not checkpoint_config_matches(ckpt, config_text):
-        print(f"[1/5] {cfg.path} has changed since {ckpt} was trained: training again")
-        train(cfg, config_text, out_dir=str(run_dir), progress=True, threads=1)
-    elif not checkpoint_complete(ckpt):
-        print(f"[1/5] resuming the interrupted training in {ckpt}")
-        train(cfg, config_text, out_dir=str(run_dir), progress=True, resume=True,
-              threads=1)
-    else:
-        print(f"[1/5] using checkpoint {ckpt} (--retrain to train again)")
-    model, cfg_ckpt = load_checkpoint(ckpt)
-    export_dir = run_dir / "export"
-    save_export(export_model(model, cfg_ckpt), export_dir)
-    net = load_export(export_dir)
-    print(f"[2/5] exported {export_dir}")
-    _, _, x_test, y_test = load_dataset(cfg_ckpt)
-    agreement = measure(model, cfg_ckpt, net, x_test, y_test)
-    print("[3/5] " + format_report(agreement))
-    n = min(args.samples, len(x_test))
-    if x_test.ndim == 5:                       # event data: one frame per step already
-        inputs = x_test[:n].astype(np.int64)
-    else:                                      # static images, repeated over T
-        inputs = np.broadcast_to(x_test[:n, None].astype(np.int64),
-                                 (n, cfg.timesteps) + x_test.shape[1:]).copy()
-    return export_dir, net, inputs, y_test[:n], agreement
-
+from sim.calibrate import add_runtime_pruning, calibrated_export, spike_rates
+from sim.runner import build_simulator, output_to, preloaded_sha256, run_case
 
 SPIKE_RATE = 0.15        # random networks: every layer's target rate (sim.calibrate)
 
 
-def random_case(cfg, args, run_dir: Path):
-    from model_export.format import save_export, load_export
-    from model_export.random_net import random_export, random_inputs
-    from sim.calibrate import add_runtime_pruning, calibrated_export
-    export_dir = run_dir / "export_random"
-    inputs = random_inputs(random_export(cfg, seed=args.seed), args.samples, seed=args.seed + 1)
-    net = calibrated_export(cfg, inputs, args.seed, rate=SPIKE_RATE)
-    save_export(add_runtime_pruning(cfg, net, inputs, args.seed), export_dir)
+@dataclass
+class Case:
+    """A network and the inputs to co-simulate: what every later step of the flow reads."""
+    cfg: Config
+    export_dir: Path
+    net: NetworkExport
+    inputs: np.ndarray                      # [B, T, C, H, W] integers
+    labels: np.ndarray | None = None        # their test labels (a trained network)
+    agreement: dict | None = None           # golden vs PyTorch on the test split
+    model: object | None = None             # the trained PyTorch model, eval mode
+    model_cfg: Config | None = None         # the config it was trained with
+    model_inputs: np.ndarray | None = None  # the co-simulated samples as the model takes them
+
+
+def trained_case(cfg: Config, samples: int, retrain: bool = False, log=print) -> Case:
+    """The trained network (checkpoint, training it if needed; export; agreement report,
+    sim.agreement.trained_network) and its first ``samples`` test inputs."""
+    # torch (train, model_export.from_torch) only for a trained network: a random one
+    # (--random-weights, sim.network: random) runs where torch is not installed.
+    from sim.agreement import trained_network
+    t = trained_network(cfg, Path(cfg.train["out_dir"]), retrain=retrain, log=log)
+    n = min(samples, len(t.x_test))
+    x = t.x_test[:n]
+    if x.ndim == 5:                            # event data: one frame per step already
+        inputs = x.astype(np.int64)
+    else:                                      # static images, repeated over T
+        inputs = np.broadcast_to(x[:, None].astype(np.int64),
+                                 (n, cfg.timesteps) + x.shape[1:]).copy()
+    return Case(cfg, t.export_dir, t.net, inputs, t.y_test[:n], t.agreement,
+                model=t.model, model_cfg=t.cfg, model_inputs=x)
+
+
+def random_case(cfg: Config, samples: int, seed: int = 7, log=print) -> Case:
+    """A random network calibrated to :data:`SPIKE_RATE` (runtime pruning set from its own
+    membranes where the config prunes) and ``samples`` random inputs."""
+    export_dir = Path(cfg.train["out_dir"]) / "export_random"
+    inputs = random_inputs(random_export(cfg, seed=seed), samples, seed=seed + 1)
+    net = calibrated_export(cfg, inputs, seed, rate=SPIKE_RATE)
+    save_export(add_runtime_pruning(cfg, net, inputs, seed), export_dir)
     net = load_export(export_dir)
     pruning = (" and runtime pruning set from its membranes"
                if any(l.spatial_pruning or l.gated for l in net.layers) else "")
-    print(f"[1-3/5] random network (seed {args.seed}, thresholds calibrated to "
-          f"{SPIKE_RATE:.0%} spikes per layer{pruning}) exported to {export_dir}")
-    return export_dir, net, inputs, None, None
+    log(f"[1-3/5] random network (seed {seed}, thresholds calibrated to "
+        f"{SPIKE_RATE:.0%} spikes per layer{pruning}) exported to {export_dir}")
+    return Case(cfg, export_dir, net, inputs)
+
+
+def make_case(cfg: Config, samples: int, seed: int = 7, retrain: bool = False,
+              random_weights: bool = False, log=print) -> Case:
+    """:func:`random_case` if asked or if the config says ``sim.network: random``, else
+    :func:`trained_case`."""
+    if random_weights or cfg.sim["network"] == "random":
+        return random_case(cfg, samples, seed, log=log)
+    return trained_case(cfg, samples, retrain=retrain, log=log)
+
+
+@dataclass
+class Core:
+    """The generated core of a case."""
+    hw_dir: Path
+    preload: bool
+    verilog_bytes: int
+    build_s: float
+
+
+def build_core(case: Case, params: CoreParams, out: Path, preload: bool, log=print) -> Core:
+    """hw.build of the case's config (lint included), preloading its export if ``preload``."""
+    params.check_export(case.net, where=str(case.export_dir))
+    t0 = time.time()
+    hw_dir = build(case.cfg, out, export=case.export_dir if preload else None)
+    t_hw = time.time() - t0
+    vsize = (hw_dir / "snn_core.v").stat().st_size
+    log(f"[4/5] generated {hw_dir / 'snn_core.v'} ({vsize / 1e6:.2f} MB, lint clean"
+        + (", parameters preloaded from memory images" if preload else "") + f"), {t_hw:.1f} s")
+    return Core(hw_dir, preload, vsize, t_hw)
+
+
+def run_golden(case: Case, log=print) -> tuple[golden.GoldenResult, list, dict]:
+    """Golden's run of the case: (result, spike rates per layer, runtime pruning fractions)."""
+    ref = golden.run(case.net, case.inputs)
+    rates = spike_rates(case.net, ref)
+    log("      golden spike rates per layer (unmasked neurons): "
+        + " ".join(f"{r:.3f}" for r in rates))
+    pruned = {}
+    if any(l.spatial_pruning or l.gated for l in case.net.layers):
+        pruned = {"positions_computed": [float(p.mean()) for p in ref.positions],
+                  "channels_open": [float(c.mean()) for c in ref.channels]}
+        log("      runtime pruning (golden), computed fraction per layer: positions "
+            + " ".join(f"{v:.2f}" for v in pruned["positions_computed"]) + "; channels "
+            + " ".join(f"{v:.2f}" for v in pruned["channels_open"]))
+    return ref, rates, pruned
+
+
+def simulate(simulator: str, case: Case, core: Core, work: Path, records: str,
+             golden_predictions: np.ndarray, verbose: bool = False) -> dict:
+    """Compile the core for ``simulator`` and run the case with the config's random stalls
+    (Verilator: also stall-free, for the core's own cycles per layer). Returns the summary
+    entry; the simulator's output goes to ``work/sim_<simulator>/simulator.log`` unless
+    ``verbose``."""
+    cfg = case.cfg
+    t0 = time.time()
+    sim_dir = work / f"sim_{simulator}"
+    sim_dir.mkdir(parents=True, exist_ok=True)
+    log = sim_dir / "simulator.log"
+    log.unlink(missing_ok=True)
+    stall = cfg.sim["stall_probability"]
+    common = dict(config=cfg, jobs=[{"export": case.export_dir, "inputs": case.inputs}],
+                  seed=cfg.sim["seed"], records=records, preloaded=preloaded_sha256(core.hw_dir))
+    with output_to(None if verbose else log):
+        runner = build_simulator(simulator, core.hw_dir, sim_dir)
+        t_compile = time.time() - t0
+        r = run_case(runner, simulator, sim_dir, stall_probability=stall,
+                     tag="stalls" if stall else "no_stalls", **common)
+    entry = {"samples": r["samples"], "mismatches": r["mismatches"],
+             "cycles_with_stalls": float(np.mean(r["cycles"])),
+             "stall_probability": stall,
+             "rtl_predictions_equal_golden": bool(np.array_equal(r["predictions"],
+                                                                 golden_predictions)),
+             "testbench_failed": r["testbench_failed"], "details": r["details"][:3],
+             "compile_s": round(t_compile, 1)}
+    if simulator == "verilator":
+        r0 = r
+        if stall:
+            # Stall-free pass: the core's own cycle count, not the testbench's idle cycles.
+            with output_to(None if verbose else log):
+                r0 = run_case(runner, simulator, sim_dir, stall_probability=0.0,
+                              tag="no_stalls", **common)
+            entry["mismatches"] += r0["mismatches"]
+            entry["testbench_failed"] |= r0["testbench_failed"]
+        entry["cycles_per_inference"] = float(np.mean(r0["cycles"]))
+        entry["layer_cycles"] = [c / len(case.inputs) for c in r0["jobs"][0]["layer_cycles"]]
+    entry["wall_s"] = round(time.time() - t0, 1)
+    entry["run_s"] = round(entry["wall_s"] - t_compile, 1)
+    return entry
+
+
+def print_simulator(simulator: str, entry: dict, records: str, log_path: Path, log=print):
+    """The ``[5/5]`` line of one simulator (and the first mismatches, and where its log is)."""
+    stall = entry["stall_probability"]
+    cyc = (f"{entry['cycles_per_inference']:.0f} cycles/inference, "
+           if "cycles_per_inference" in entry else "")
+    stalls = (f"{entry['cycles_with_stalls']:.0f} cycles/inference with {stall:.0%} random "
+              "stalls, " if stall else "")
+    log(f"[5/5] {simulator}: {entry['samples']} samples, {entry['mismatches']} mismatches "
+        f"({records} records), {cyc}{stalls}{entry['wall_s']} s "
+        f"(compile {entry['compile_s']} s, run {entry['run_s']} s)")
+    for d in entry["details"]:
+        log(f"      sample {d['sample']}: {d['problems'][:3]}")
+    if entry["mismatches"] or entry["testbench_failed"]:
+        log(f"      simulator log: {log_path}")
+
+
+def layer_table(work_rows: list, measured: list, dense: list, samples: int) -> list[str]:
+    """Per layer and inference: measured cycles, synaptic ops, the ideal and the cycles of
+    the core with skipping off (lines to print)."""
+    lines = ["per layer, per inference (verilator, no stalls; ideal = nonzero inputs issued "
+             "+ neuron-unit cycles; no skipping = the core built with skipping off, closed form):",
+             f"  {'layer':>5} {'cycles':>10} {'synaptic ops':>13} {'ideal':>10} {'ratio':>6} "
+             f"{'no skipping':>12} {'ratio':>6}"]
+    rows = [(row["layer"], cyc, row["synaptic_ops"] / samples, row["ideal_cycles"] / samples, d)
+            for row, cyc, d in zip(work_rows, measured, dense)]
+    rows.append(("total",) + tuple(sum(r[i] for r in rows) for i in range(1, 5)))
+    for name, cyc, ops, ideal, d in rows:
+        lines.append(f"  {name:>5} {cyc:>10.0f} {ops:>13.0f} {ideal:>10.0f} "
+                     f"{cyc / max(ideal, 1):>6.2f} {d:>12.0f} {d / max(cyc, 1):>6.2f}")
+    return lines
+
+
+def print_totals(case: Case, summary: dict, sims: list, mismatches: int,
+                 golden_predictions: np.ndarray, log=print):
+    """The closing lines: samples, mismatches, cycles, accuracy."""
+    log("-" * 72)
+    log(f"samples run: {len(case.inputs)} per simulator ({', '.join(sims)})")
+    log(f"mismatches:  {mismatches}")
+    cycles = [e["cycles_per_inference"] for e in summary["simulators"].values()
+              if "cycles_per_inference" in e]
+    if cycles:
+        log(f"cycles per inference: {cycles[0]:.0f}")
+    agreement = case.agreement
+    if agreement:
+        log(f"accuracy: golden {agreement['golden_accuracy']:.4f}, PyTorch "
+            f"{agreement['torch_accuracy']:.4f} on {agreement['samples']} test samples; "
+            f"identical predictions {agreement['prediction_agreement'] * 100:.2f}%")
+    if case.labels is not None:
+        same = all(e["rtl_predictions_equal_golden"] for e in summary["simulators"].values())
+        accuracy = float((golden_predictions == case.labels).mean())
+        log(f"co-simulated samples: RTL predictions {'equal' if same else 'DIFFER FROM'} "
+            f"golden; accuracy {accuracy:.4f} on these {len(case.labels)}")
+
+
+def run(cfg: Config, sims: list, samples: int, seed: int = 7, retrain: bool = False,
+        random_weights: bool = False, records: str | None = None, preload: bool | None = None,
+        verbose: bool = False, log=print) -> int:
+    """The whole flow for ``cfg`` on ``sims``; writes ``build/<name>/sim_summary.json``.
+    ``records`` and ``preload`` default to the config's. Returns 1 on any mismatch, else 0."""
+    work = Path("build") / cfg.name
+    params = CoreParams(cfg)        # a config without a hardware form stops here, in one line
+    t_start = time.time()
+    case = make_case(cfg, samples, seed, retrain, random_weights, log=log)
+    records = records or cfg.sim["records"]
+    preload = cfg.sim["preload"] if preload is None else preload
+    core = build_core(case, params, work / "hw", preload, log=log)
+    ref, rates, pruned = run_golden(case, log=log)
+    summary = {"config": cfg.path, "samples": int(len(case.inputs)), "simulators": {},
+               "agreement": case.agreement, "records": records, "preload": preload,
+               "spike_rates": rates, "runtime_pruning": pruned,
+               "verilog_bytes": core.verilog_bytes, "hw_build_s": round(core.build_s, 1)}
+    mismatches = 0
+    for sim in sims:
+        entry = simulate(sim, case, core, work, records, ref.predictions, verbose=verbose)
+        summary["simulators"][sim] = entry
+        mismatches += entry["mismatches"] + int(entry["testbench_failed"])
+        print_simulator(sim, entry, records, work / f"sim_{sim}" / "simulator.log", log=log)
+    n = len(case.inputs)
+    work_rows = golden.work_counts(case.net, case.inputs, params.lanes)
+    dense = params.skip_disabled_cycles()["layers"]
+    measured = summary["simulators"].get("verilator", {}).get("layer_cycles")
+    if measured:
+        for line in layer_table(work_rows, measured, dense, n):
+            log(line)
+        summary["skip_disabled_layer_cycles"] = dense
+    summary["work_per_inference"] = [{k: (v / n if k != "layer" else v) for k, v in row.items()}
+                                     for row in work_rows]
+    print_totals(case, summary, sims, mismatches, ref.predictions, log=log)
+    wall = time.time() - t_start
+    summary["wall_s"] = round(wall, 1)
+    write_json_report(work / "sim_summary.json", summary)
+    log(f"wall time: {wall:.0f} s (hardware build {core.build_s:.0f} s; "
+        + ", ".join(f"{s} compile {e['compile_s']:.0f} s, run {e['run_s']:.0f} s"
+                    for s, e in summary["simulators"].items()) + ")")
+    log(f"summary: {work / 'sim_summary.json'}")
+    return 1 if mismatches else 0
+
+
+def simulators(names: str | None, cfg: Config) -> list:
+    """``--simulators`` (a comma list) or the config's ``sim.simulators``, checked."""
+    sims = names.split(",") if names else cfg.sim["simulators"]
+    for s in sims:
+        if s not in SIMULATORS:
+            raise UserError(f"--simulators: {s!r} is not one of {list(SIMULATORS)}")
+    return sims
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m sim.flow", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", required=True, help="config YAML (cwd, then configs/)")
-    ap.add_argument("--samples", type=int, help="test samples to co-simulate (default sim.samples)")
+    ap = parser("python -m sim.flow", __doc__)
+    add_config(ap)
+    ap.add_argument("--samples", type=positive_int,
+                    help="test samples to co-simulate (default sim.samples)")
     ap.add_argument("--simulators", help="comma list of icarus, verilator (default sim.simulators)")
     ap.add_argument("--retrain", action="store_true", help="train even if a checkpoint exists")
     ap.add_argument("--random-weights", action="store_true",
                     help="untrained random network and inputs instead of the trained model")
-    ap.add_argument("--seed", type=int, default=7, help="seed for --random-weights")
+    ap.add_argument("--seed", type=nonnegative_int, default=7, help="seed for --random-weights")
     ap.add_argument("--records", choices=("full", "signature"),
                     help="record mode (default sim.records)")
     ap.add_argument("--preload", action=argparse.BooleanOptionalAction, default=None,
                     help="parameters from memory images, not the param stream (default sim.preload)")
     ap.add_argument("--verbose", action="store_true", help="show simulator output (else in simulator.log)")
     args = ap.parse_args(argv)
-
     cfg = load_config(args.config)
-    args.samples = args.samples or cfg.sim["samples"]
-    if args.samples < 1:
-        raise UserError(f"--samples: {args.samples} must be >= 1")
-    sims = args.simulators.split(",") if args.simulators else cfg.sim["simulators"]
-    for s in sims:
-        if s not in SIMULATORS:
-            raise UserError(f"--simulators: {s!r} is not one of {list(SIMULATORS)}")
-    run_dir = Path(cfg.train["out_dir"])
-    work = Path("build") / cfg.name
-
-    from hw.params import CoreParams
-    params = CoreParams(cfg)        # a config without a hardware form stops here, in one line
-
-    t_start = time.time()
-    make_case = random_case if (args.random_weights or cfg.sim["network"] == "random") else trained_case
-    export_dir, net, inputs, labels, agreement = make_case(cfg, args, run_dir)
-
-    from hw.build import build
-    from sim.calibrate import spike_rates
-    from sim.runner import build_simulator, output_to, preloaded_sha256, run_case
-    import golden
-
-    records = args.records or cfg.sim["records"]
-    preload = cfg.sim["preload"] if args.preload is None else args.preload
-    params.check_export(net, where=str(export_dir))
-    t0 = time.time()
-    hw_dir = build(args.config, work / "hw", export=export_dir if preload else None)
-    t_hw = time.time() - t0
-    vsize = (hw_dir / "snn_core.v").stat().st_size
-    print(f"[4/5] generated {hw_dir / 'snn_core.v'} ({vsize / 1e6:.2f} MB, lint clean"
-          + (", parameters preloaded from memory images" if preload else "") + f"), {t_hw:.1f} s")
-    ref = golden.run(net, inputs)
-    rates = spike_rates(net, ref)
-    print("      golden spike rates per layer (unmasked neurons): "
-          + " ".join(f"{r:.3f}" for r in rates))
-    pruned = {}
-    if any(l.spatial_pruning or l.gated for l in net.layers):
-        pruned = {"positions_computed": [float(p.mean()) for p in ref.positions],
-                  "channels_open": [float(c.mean()) for c in ref.channels]}
-        print("      runtime pruning (golden), computed fraction per layer: positions "
-              + " ".join(f"{v:.2f}" for v in pruned["positions_computed"]) + "; channels "
-              + " ".join(f"{v:.2f}" for v in pruned["channels_open"]))
-
-    summary = {"config": cfg.path, "samples": int(len(inputs)), "simulators": {},
-               "agreement": agreement, "records": records, "preload": preload,
-               "spike_rates": rates, "runtime_pruning": pruned, "verilog_bytes": vsize, "hw_build_s": round(t_hw, 1)}
-    total_mismatches = 0
-    for sim in sims:
-        t0 = time.time()
-        sim_dir = work / f"sim_{sim}"
-        sim_dir.mkdir(parents=True, exist_ok=True)
-        log = sim_dir / "simulator.log"
-        log.unlink(missing_ok=True)
-        stall = cfg.sim["stall_probability"]
-        common = dict(config=args.config, jobs=[{"export": export_dir, "inputs": inputs}],
-                      seed=cfg.sim["seed"], records=records, preloaded=preloaded_sha256(hw_dir))
-        with output_to(None if args.verbose else log):
-            runner = build_simulator(sim, hw_dir, sim_dir)
-            t_compile = time.time() - t0
-            r = run_case(runner, sim, sim_dir, stall_probability=stall,
-                         tag="stalls" if stall else "no_stalls", **common)
-        entry = {"samples": r["samples"], "mismatches": r["mismatches"],
-                 "cycles_with_stalls": float(np.mean(r["cycles"])),
-                 "stall_probability": stall,
-                 "rtl_predictions_equal_golden": bool(np.array_equal(r["predictions"],
-                                                                     ref.predictions)),
-                 "testbench_failed": r["testbench_failed"], "details": r["details"][:3],
-                 "compile_s": round(t_compile, 1)}
-        if sim == "verilator":
-            r0 = r
-            if stall:
-                # Stall-free pass: the core's own cycle count, not the testbench's idle cycles.
-                with output_to(None if args.verbose else log):
-                    r0 = run_case(runner, sim, sim_dir, stall_probability=0.0, tag="no_stalls",
-                                  **common)
-                entry["mismatches"] += r0["mismatches"]
-                entry["testbench_failed"] |= r0["testbench_failed"]
-            entry["cycles_per_inference"] = float(np.mean(r0["cycles"]))
-            entry["layer_cycles"] = [c / len(inputs) for c in r0["jobs"][0]["layer_cycles"]]
-        entry["wall_s"] = round(time.time() - t0, 1)
-        entry["run_s"] = round(entry["wall_s"] - t_compile, 1)
-        summary["simulators"][sim] = entry
-        total_mismatches += entry["mismatches"] + int(entry["testbench_failed"])
-        cyc = (f"{entry['cycles_per_inference']:.0f} cycles/inference, "
-               if "cycles_per_inference" in entry else "")
-        stalls = (f"{entry['cycles_with_stalls']:.0f} cycles/inference with {stall:.0%} random "
-                  "stalls, " if stall else "")
-        print(f"[5/5] {sim}: {entry['samples']} samples, {entry['mismatches']} mismatches "
-              f"({records} records), {cyc}{stalls}{entry['wall_s']} s "
-              f"(compile {entry['compile_s']} s, run {entry['run_s']} s)")
-        for d in entry["details"]:
-            print(f"      sample {d['sample']}: {d['problems'][:3]}")
-        if entry["mismatches"] or entry["testbench_failed"]:
-            print(f"      simulator log: {log}")
-
-    work_rows = golden.work_counts(net, inputs, params.lanes)
-    dense = params.skip_disabled_cycles()["layers"]
-    measured = summary["simulators"].get("verilator", {}).get("layer_cycles")
-    if measured:
-        print("per layer, per inference (verilator, no stalls; ideal = nonzero inputs issued "
-              "+ neuron-unit cycles; no skipping = the core built with skipping off, closed form):")
-        print(f"  {'layer':>5} {'cycles':>10} {'synaptic ops':>13} {'ideal':>10} {'ratio':>6} "
-              f"{'no skipping':>12} {'ratio':>6}")
-        rows = [(row["layer"], cyc, row["synaptic_ops"] / len(inputs),
-                 row["ideal_cycles"] / len(inputs), d)
-                for row, cyc, d in zip(work_rows, measured, dense)]
-        rows.append(("total",) + tuple(sum(r[i] for r in rows) for i in range(1, 5)))
-        for name, cyc, ops, ideal, d in rows:
-            print(f"  {name:>5} {cyc:>10.0f} {ops:>13.0f} {ideal:>10.0f} {cyc / max(ideal, 1):>6.2f} "
-                  f"{d:>12.0f} {d / max(cyc, 1):>6.2f}")
-        summary["skip_disabled_layer_cycles"] = dense
-    summary["work_per_inference"] = [{k: (v / len(inputs) if k != "layer" else v)
-                                      for k, v in row.items()} for row in work_rows]
-    print("-" * 72)
-    print(f"samples run: {len(inputs)} per simulator ({', '.join(sims)})")
-    print(f"mismatches:  {total_mismatches}")
-    cycles = [e["cycles_per_inference"] for e in summary["simulators"].values()
-              if "cycles_per_inference" in e]
-    if cycles:
-        print(f"cycles per inference: {cycles[0]:.0f}")
-    if agreement:
-        print(f"accuracy: golden {agreement['golden_accuracy']:.4f}, PyTorch "
-              f"{agreement['torch_accuracy']:.4f} on {agreement['samples']} test samples; "
-              f"identical predictions {agreement['prediction_agreement'] * 100:.2f}%")
-    if labels is not None:
-        same = all(e["rtl_predictions_equal_golden"] for e in summary["simulators"].values())
-        print(f"co-simulated samples: RTL predictions {'equal' if same else 'DIFFER FROM'} "
-              f"golden; accuracy {float((ref.predictions == labels).mean()):.4f} on these {len(labels)}")
-    wall = time.time() - t_start
-    summary["wall_s"] = round(wall, 1)
-    (work / "sim_summary.json").write_text(json.dumps(summary, indent=1) + "\n")
-    print(f"wall time: {wall:.0f} s (hardware build {t_hw:.0f} s; "
-          + ", ".join(f"{s} compile {e['compile_s']:.0f} s, run {e['run_s']:.0f} s"
-                      for s, e in summary["simulators"].items()) + ")")
-    print(f"summary: {work / 'sim_summary.json'}")
-    return 1 if total_mismatches else 0
+    return run(cfg, simulators(args.simulators, cfg), args.samples or cfg.sim["samples"],
+               seed=args.seed, retrain=args.retrain, random_weights=args.random_weights,
+               records=args.records, preload=args.preload, verbose=args.verbose)
 
 
 if __name__ == "__main__":

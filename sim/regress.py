@@ -13,9 +13,7 @@ Exit code 1 if any case fails.
 """
 from __future__ import annotations
 
-import argparse
 import concurrent.futures as futures
-import json
 import shutil
 import time
 import traceback
@@ -23,23 +21,26 @@ from pathlib import Path
 
 import yaml
 
-from project_config import UserError, cli_main
+from hw.build import build
+from model_export import save_export
+from project_config import cli_main, load_config
+from project_config.cli import add_out, nonnegative_int, parser, positive_int, probability
+from project_config.files import atomic_write, write_json_report
 from project_config.schema import SIMULATORS
+from sim.random_cases import random_case, random_shape
+from sim.runner import build_simulator, output_to, run_case
 
 
 def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
               stall: float) -> list:
     """Build one random core and run its cases; returns one result dict per case."""
-    from hw.build import build
-    from model_export import save_export
-    from sim.random_cases import random_case, random_shape, shape_config
-    from sim.runner import build_simulator, output_to, run_case
-
     work = Path(out_dir) / f"shape{shape_seed}"
     work.mkdir(parents=True, exist_ok=True)
+    # The shape's config as a file: the testbench (another process) loads it, and a failing
+    # shape's folder keeps it for the repro.
     config = work / "config.yaml"
-    config.write_text(yaml.safe_dump(random_shape(shape_seed)))
-    cfg = shape_config(shape_seed)
+    atomic_write(config, yaml.safe_dump(random_shape(shape_seed)))
+    cfg = load_config(config)
     results = {s: {"shape": shape_seed, "case": s, "ok": False, "problems": [], "notes": ""}
                for s in case_seeds}
     try:
@@ -51,11 +52,11 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
             jobs.append({"export": work / f"export{s}", "inputs": x, "tag": str(s),
                          "reset_mid_inference": s % 7 == 0})
         with output_to(work / "simulator.log"):
-            hw = build(str(config), work / "hw")        # lint included
+            hw = build(cfg, work / "hw")                # lint included
             runs = {}
             for sim in simulators:
                 runner = build_simulator(sim, hw, work / f"sim_{sim}")
-                runs[sim] = run_case(runner, sim, work / f"sim_{sim}", config=str(config),
+                runs[sim] = run_case(runner, sim, work / f"sim_{sim}", config=cfg,
                                      jobs=jobs, stall_probability=stall, seed=shape_seed,
                                      tag="regress", max_cycles=3_000_000)
         for sim, r in runs.items():
@@ -85,20 +86,19 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(prog="python -m sim.regress", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = parser("python -m sim.regress", __doc__)
     ap.add_argument("--simulator", default="verilator", choices=[*SIMULATORS, "both"])
-    ap.add_argument("--cases", type=int, default=20)
-    ap.add_argument("--per-shape", type=int, default=10, help="cases sharing one generated core")
-    ap.add_argument("--seed", type=int, default=1, help="first seed of the range")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--stall", type=float, default=0.2, help="random idle/backpressure probability")
-    ap.add_argument("--out", default="build/regress")
-    ap.add_argument("--repro", nargs=2, type=int, metavar=("SHAPE_SEED", "CASE_SEED"),
+    ap.add_argument("--cases", type=positive_int, default=20)
+    ap.add_argument("--per-shape", type=positive_int, default=10,
+                    help="cases sharing one generated core")
+    ap.add_argument("--seed", type=nonnegative_int, default=1, help="first seed of the range")
+    ap.add_argument("--workers", type=positive_int, default=2)
+    ap.add_argument("--stall", type=probability, default=0.2,
+                    help="random idle/backpressure probability")
+    add_out(ap, "work and summary folder (default build/regress)", default="build/regress")
+    ap.add_argument("--repro", nargs=2, type=nonnegative_int, metavar=("SHAPE_SEED", "CASE_SEED"),
                     help="run one case")
     args = ap.parse_args(argv)
-    if args.cases < 1 or args.per_shape < 1 or args.workers < 1:
-        raise UserError("--cases, --per-shape and --workers must be >= 1")
     sims = list(SIMULATORS) if args.simulator == "both" else [args.simulator]
 
     if args.repro:
@@ -118,9 +118,10 @@ def main(argv=None):
             print(f"  {sum(r['ok'] for r in results)}/{len(results)} passed "
                   f"({time.time() - t0:.0f} s)", flush=True)
     failed = [r for r in results if not r["ok"]]
-    (Path(args.out) / "summary.json").write_text(json.dumps(
-        {"simulators": sims, "cases": len(results), "passed": len(results) - len(failed),
-         "seconds": round(time.time() - t0, 1), "failed": failed}, indent=1) + "\n")
+    write_json_report(Path(args.out) / "summary.json",
+                      {"simulators": sims, "cases": len(results),
+                       "passed": len(results) - len(failed),
+                       "seconds": round(time.time() - t0, 1), "failed": failed})
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed "
           f"({', '.join(sims)}; {len(plan)} shapes; {time.time() - t0:.0f} s)")
     for r in failed:

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from cocotb_tools.runner import Verilator, get_results, get_runner
 
 from hw.build import TOP, build
 from hw.toolchain import LINT_WAIVERS, apply_verilator_env
-from project_config import UserError
+from project_config import Config, UserError, load_config
 from project_config.schema import SIMULATORS
-
 
 
 @contextlib.contextmanager
@@ -50,29 +50,29 @@ def _top_ports(verilog: Path) -> list[str]:
     raise RuntimeError(f"{verilog}: no module {TOP}")
 
 
-def _verilator_runner(ports_vlt: Path):
+class PortsOnlyVerilator(Verilator):
     """cocotb's Verilator runner with only the top module's ports visible to cocotb.
 
     cocotb builds with ``--public-flat-rw``, which keeps every internal signal of the design
     in the model; the testbench reads and writes ports only, and without it the VGG-9 core
-    simulates about 3.5x faster. ``ports_vlt`` marks the ports public instead.
+    simulates about 3.5x faster. ``ports_vlt`` (a Verilator config file) marks the ports
+    public instead.
     """
-    from cocotb_tools.runner import Verilator
 
-    class PortsOnlyVerilator(Verilator):
-        def _build_command(self):
-            cmds = super()._build_command()
-            cmds[0] = [c for c in cmds[0] if c != "--public-flat-rw"] + [str(ports_vlt)]
-            return cmds
+    def __init__(self, ports_vlt: Path):
+        super().__init__()
+        self.ports_vlt = ports_vlt
 
-    return PortsOnlyVerilator()
+    def _build_command(self):
+        cmds = super()._build_command()
+        cmds[0] = [c for c in cmds[0] if c != "--public-flat-rw"] + [str(self.ports_vlt)]
+        return cmds
 
 
 def build_simulator(simulator: str, hw_dir: Path, build_dir: Path):
     """Compile the generated Verilog for ``simulator`` once; returns the runner."""
     if simulator not in SIMULATORS:
         raise UserError(f"simulator {simulator!r} is not one of {list(SIMULATORS)}")
-    from cocotb_tools.runner import get_runner
     build_dir, hw_dir = Path(build_dir).resolve(), Path(hw_dir).resolve()
     sources = [hw_dir / f"{TOP}.v", hw_dir / "spquant_sram.v"]
     if simulator == "verilator":
@@ -81,7 +81,7 @@ def build_simulator(simulator: str, hw_dir: Path, build_dir: Path):
         ports_vlt = build_dir / "ports.vlt"
         ports_vlt.write_text("`verilator_config\n" + "".join(
             f'public_flat_rw -module "{TOP}" -var "{port}"\n' for port in _top_ports(sources[0])))
-        runner = _verilator_runner(ports_vlt)
+        runner = PortsOnlyVerilator(ports_vlt)
     else:
         runner = get_runner(simulator)
     # Yosys' Verilog wakes every `always @*` block at time 0 through a variable declared
@@ -102,7 +102,17 @@ def preloaded_sha256(hw_dir: Path) -> str | None:
     return (rep.get("preloaded") or {}).get("export_sha256")
 
 
-def run_case(runner, simulator: str, build_dir: Path, *, config: str, jobs: list,
+def _config_file(config: Config | str | os.PathLike) -> str:
+    """The config file the testbench process loads (it runs in the simulator, in another
+    process): a path or name as given, or the file a loaded Config came from."""
+    path = config.path if isinstance(config, Config) else os.fspath(config)
+    if isinstance(config, Config) and not Path(path).is_file():
+        raise UserError(f"{path}: the testbench loads its config from a file, and this "
+                        "config has none")
+    return str(Path(path).resolve()) if Path(path).exists() else path
+
+
+def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, jobs: list,
              stall_probability: float, seed: int, tag: str, max_cycles: int = 2_000_000,
              fault: str | None = None, records: str = "full",
              preloaded: str | None = None, debug_rerun: bool = True,
@@ -111,8 +121,10 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: str, jobs: list
     (integers [B, T, C, H, W]) and optionally ``tag`` and ``reset_mid_inference``. Each job
     loads its export's parameters into the core (not if the core already holds them:
     ``preloaded`` is the hash of the export its images hold, :func:`preloaded_sha256`), then
-    runs its inputs. ``records``: "full" or "signature" (sim.tb_core). ``skipping``: how
-    the core was built, if not as its config says (hw.build ``skipping``). Returns results."""
+    runs its inputs. ``config``: the loaded config, or its file's path or name (the
+    testbench loads the file). ``records``: "full" or "signature" (sim.tb_core).
+    ``skipping``: how the core was built, if not as its config says (hw.build
+    ``skipping``). Returns results."""
     build_dir = Path(build_dir).resolve()
     case_dir = build_dir / f"case_{tag}"
     case_dir.mkdir(parents=True, exist_ok=True)
@@ -125,7 +137,7 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: str, jobs: list
                           "reset_mid_inference": bool(job.get("reset_mid_inference"))})
     results = case_dir / "results.json"
     results.unlink(missing_ok=True)
-    case = {"config": str(Path(config).resolve()) if Path(config).exists() else config,
+    case = {"config": _config_file(config),
             "jobs": job_specs, "stall_probability": stall_probability, "seed": seed,
             "results": str(results), "max_cycles": max_cycles, "fault": fault,
             "records": records, "preloaded_sha256": preloaded, "debug_rerun": debug_rerun,
@@ -146,22 +158,24 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: str, jobs: list
         raise RuntimeError(f"{simulator}: testbench wrote no results; see {case_dir}")
     out = json.loads(results.read_text())
     out["simulator"] = simulator
-    from cocotb_tools.runner import get_results
     _, failed = get_results(case_dir / "results.xml")
     out["testbench_failed"] = bool(failed)
     return out
 
 
-def cosimulate(config: str, export: Path, inputs: np.ndarray, simulator: str, work_dir: Path,
-               stall_probability: float = 0.25, seed: int = 1, hw_dir: Path | None = None,
-               tag: str = "main", fault: str | None = None, preload: bool = False,
-               records: str = "full", skipping: bool | None = None,
+def cosimulate(config: Config | str, export: Path, inputs: np.ndarray, simulator: str,
+               work_dir: Path, stall_probability: float = 0.25, seed: int = 1,
+               hw_dir: Path | None = None, tag: str = "main", fault: str | None = None,
+               preload: bool = False, records: str = "full", skipping: bool | None = None,
                max_cycles: int = 2_000_000) -> dict:
     """Generate (unless ``hw_dir`` given; preloading ``export`` if ``preload``), build and
-    run one co-simulation (``max_cycles``: per inference, before the testbench calls it a hang)."""
+    run one co-simulation (``max_cycles``: per inference, before the testbench calls it a hang).
+    ``config``: the loaded config, or its file's path or name (the testbench loads the file)."""
+    _config_file(config)                       # no file for the testbench: say so before building
     work_dir = Path(work_dir)
     if hw_dir is None:
-        hw_dir = build(config, work_dir / "hw", do_lint=False,
+        cfg = config if isinstance(config, Config) else load_config(config)
+        hw_dir = build(cfg, work_dir / "hw", do_lint=False,
                        export=export if preload else None, skipping=skipping)
     sim_dir = work_dir / f"sim_{simulator}"
     runner = build_simulator(simulator, hw_dir, sim_dir)

@@ -1,4 +1,4 @@
-"""efficiency.breakdown and efficiency.report: the skip breakdown adds up, the count checks
+"""efficiency.breakdown and reports.efficiency: the skip breakdown adds up, the count checks
 catch a difference, the generated blocks of RESULTS.md are replaced in place, and the
 report runs end to end (train, export, golden, Verilator) with model, golden and RTL counts
 agreeing."""
@@ -12,9 +12,9 @@ import golden
 from conftest import ROOT, run_cli
 from efficiency.breakdown import count_differences, lane_use, skip_breakdown
 from efficiency.counts import recount
-from efficiency.report import replace_block
 from model_export.random_net import random_export, random_inputs
 from project_config import UserError, load_config
+from reports.render import replace_block
 from sim.calibrate import add_runtime_pruning, calibrated_export
 from sim.host import COUNTERS, counter_totals
 
@@ -102,7 +102,7 @@ def test_report_end_to_end_on_a_short_trained_slice(tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "RESULTS.md").write_text("# Results\n\nhand-written prose\n")
-    r = run_cli("efficiency.report", "--config", "slice_report_test.yaml", "--samples", "4",
+    r = run_cli("reports.efficiency", "--config", "slice_report_test.yaml", "--samples", "4",
                 "--no-synth", "--docs", str(docs), cwd=tmp_path)
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     result = json.loads((docs / "results" / "slice_report_test.json").read_text())

@@ -21,7 +21,7 @@ def test_export_cli_and_golden_agreement(trained):
     r = run_cli("model_export", "--checkpoint", str(trained / "model.pt"))
     assert r.returncode == 0, r.stderr
     from model_export import load_export
-    from model_export.agreement import measure
+    from sim.agreement import measure
     from train.data import load_dataset
     from train.trainer import load_checkpoint
     model, cfg = load_checkpoint(trained / "model.pt")
@@ -75,7 +75,7 @@ def test_missing_checkpoint_one_line_exit_2(tmp_path):
 def test_negative_batchnorm_scales_flip_signs(trained, tmp_path):
     """Channels whose folded scale is negative: weight signs flip, comparisons keep direction."""
     import torch
-    from model_export.agreement import measure
+    from sim.agreement import measure
     from model_export.from_torch import export_model
     from train.data import load_dataset
     from train.trainer import load_checkpoint

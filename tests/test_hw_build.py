@@ -24,7 +24,7 @@ def test_slice_build_report_and_lint(tmp_path):
 
 
 def test_vgg9_build_is_sized_for_the_network(tmp_path):
-    out = build("vgg9.yaml", tmp_path)
+    out = build(load_config("vgg9.yaml"), tmp_path)
     rep = json.loads((out / "report.json").read_text())
     assert rep["lint"] == "clean"
     neurons = 48 * 48 * (64 + 128) + 24 * 24 * 256 * 2 + 12 * 12 * 512 * 2 + 6 * 6 * 512 * 2

@@ -103,7 +103,7 @@ def test_build_report_json_has_the_section(tmp_path):
     from hw.build import build
     cfg_path = tmp_path / "tiny.yaml"
     cfg_path.write_text(yaml.safe_dump(SMALL))
-    rep = json.loads((build(str(cfg_path), str(tmp_path / "out"), do_lint=False)
+    rep = json.loads((build(load_config(cfg_path), str(tmp_path / "out"), do_lint=False)
                       / "report.json").read_text())
     assert rep["memory_bits_total"] == 690
     assert rep["total_memory_formula"]["paper_target"]["met"] is True
@@ -129,7 +129,7 @@ def test_vgg9_meets_the_paper_target_cli(tmp_path):
 def test_export_is_counted_and_checked(tmp_path):
     cfg = load_config("slice_digits.yaml")
     save_export(random_export(cfg, 3), tmp_path / "e")
-    rep = memory_report("slice_digits.yaml", str(tmp_path / "e"))
+    rep = memory_report(cfg, str(tmp_path / "e"))
     assert rep["export"]["weights"] == rep["total_memory_formula"]["counts"]["weights"] == 1864
     assert 0 < rep["export"]["zero_weight_fraction"] < 1
     raw = yaml.safe_load((ROOT / "configs" / "slice_digits.yaml").read_text())
@@ -137,7 +137,7 @@ def test_export_is_counted_and_checked(tmp_path):
     other = tmp_path / "other.yaml"
     other.write_text(yaml.safe_dump(raw))
     with pytest.raises(ConfigError, match="out_channels"):
-        memory_report(str(other), str(tmp_path / "e"))
+        memory_report(load_config(other), str(tmp_path / "e"))
 
 
 def test_bad_input_is_one_line_exit_2():

@@ -139,7 +139,7 @@ def test_event_digits_config_errors():
 
 def test_event_model_trains_and_exports_bit_exact(tmp_path):
     """A briefly trained event-digits model: the integer export agrees with PyTorch."""
-    from model_export.agreement import measure
+    from sim.agreement import measure
     from model_export.from_torch import export_model
     from train.trainer import load_checkpoint, train
     cfg = _event_cfg()

@@ -1,0 +1,336 @@
+"""``python -m reports.efficiency --config slice_digits.yaml`` (``make report``)
+
+Measured efficiency of one network on the generated core, written into docs/RESULTS.md:
+
+1. the network (the trained model: training it if there is no checkpoint, as ``make sim``
+   does; or the calibrated random network of a config with ``sim.network: random``),
+   its integer export and golden's inference of ``--samples`` test inputs;
+2. the core with that export, co-simulated on Verilator (no stalls) over the same inputs:
+   every layer's spikes or signatures compared with golden (a mismatch stops the report),
+   the cycles per layer and the core's own work counters per layer and step;
+3. the same counts from the PyTorch model's spikes and masks (``efficiency.model_counts``):
+   model, golden and RTL must agree on every layer (the report says where they do not);
+4. where the dense work goes: skipped at pruned or masked positions, at closed channels,
+   at zero inputs, or done (``efficiency.breakdown``); the paper's operation count;
+   lane-cycles used and idle, by cause;
+5. energy by the paper's Eq. 31 (``efficiency.energy``) driven by the RTL counters,
+   against the same network run densely in FP32, and golden's count with runtime pruning
+   off;
+6. memory: the paper's formula from the export beside the core's SRAM bits;
+7. synthesis: Yosys cells and flip-flops per unit (``hw.synth``) and, with
+   ``nextpnr-ice40`` installed, iCE40 place and route of a 2-lane copy of the core.
+
+It writes ``docs/results/<name>.json`` (every number), PNG plots under ``docs/figures/``
+(reports.plots) and the section of docs/RESULTS.md (reports.render) between the markers
+``<!-- BEGIN GENERATED <name> -->`` and ``<!-- END GENERATED <name> -->`` (appended if
+absent). It also re-renders, from their stored results (``docs/results/table5.json``,
+``docs/results/weight_pruning_study.json``; ``--docs`` names the folder), the tables
+and plots of ``benchmarks.table5`` and ``benchmarks.weight_pruning_study``, and of any
+other network whose ``docs/results/<name>.json`` exists, so one command rewrites every
+generated table and plot. Exits 1 if the RTL differs from golden or the counts disagree.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+import golden
+from benchmarks import table5, weight_pruning_study
+from efficiency.breakdown import count_differences, lane_use, skip_breakdown
+from efficiency.energy import dense_mac_energy, snn_energy
+from efficiency.model_counts import model_counts
+from hw.memory_report import memory_report
+from hw.params import CoreParams
+from hw.synth import synthesize
+from project_config import Config, UserError, cli_main, load_config
+from project_config.cli import add_config, nonnegative_int, parser, positive_int
+from project_config.files import write_json_report
+from sim.flow import Case, make_case
+from sim.host import counter_totals
+from sim.runner import cosimulate, output_to
+from .plots import plot
+from .render import demote, paper_comparison, render, write_results
+
+DOCS = Path("docs")
+STUDIES = {"table5": "runs/table5/table5.json",              # stored benchmark results
+           "weight_pruning_study": "runs/weight_pruning_study/results.json"}
+ICE40_LANES = 2                # the iCE40 copy of a core: the HX8K holds 2 lanes of the slice
+
+
+# --- measuring ----------------------------------------------------------------------------
+
+def _model_rows(case: Case, lanes: int):
+    """Counts from the PyTorch model's own spikes and masks (None for a random network)."""
+    if case.model is None:
+        return None
+    return model_counts(case.model, case.model_cfg, case.model_inputs, lanes)
+
+
+def _cosimulate(case: Case, work: Path) -> dict:
+    """Build (preloading the export if the config says so) and run Verilator, no stalls;
+    the simulator's output goes to ``<work>/sim_verilator/simulator.log``."""
+    cfg = case.cfg
+    log = work / "sim_verilator" / "simulator.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.unlink(missing_ok=True)
+    t0 = time.time()
+    with output_to(log):
+        r = cosimulate(cfg, case.export_dir, case.inputs, "verilator", work,
+                       stall_probability=0.0, seed=cfg.sim["seed"], tag="report",
+                       preload=cfg.sim["preload"], records=cfg.sim["records"],
+                       max_cycles=50_000_000)
+    r["wall_s"] = time.time() - t0
+    r["log"] = str(log)
+    return r
+
+
+def _strip_pruning(net):
+    """The same export with runtime pruning off (static masks kept)."""
+    layers = [dataclasses.replace(l, spatial_threshold=None, gate_weights=None,
+                                  gate_thresholds=None) for l in net.layers]
+    return dataclasses.replace(net, layers=layers)
+
+
+def energy_section(breakdown: list, rtl: list, samples: int, lanes: int, acc_widths: list,
+                   unpruned: list | None) -> dict:
+    """Eq. 31 energies per inference (pJ): the core's, from its counters (spiking layers;
+    the classifier, which has no counters, from golden); variants; the FP32 dense MAC
+    reference; and golden's count of the export with runtime pruning off."""
+    rows, golden_rows = [], []
+    for b, r, acc in zip(breakdown, rtl, acc_widths):
+        src = r if r is not None else b
+        rows.append({"layer": b["layer"], "kind": b["kind"], "acc_width": acc,
+                     "synaptic_ops": src["synaptic_ops"], "neuron_updates": src["neuron_updates"]})
+        golden_rows.append({"layer": b["layer"], "kind": b["kind"], "acc_width": acc,
+                            "synaptic_ops": b["synaptic_ops"],
+                            "computed_neurons": b["neurons_computed"],
+                            "dense_ops": b["dense_ops"], "dense_neurons": b["neurons_dense"]})
+    core = snn_energy(rows, samples, lanes=lanes)
+    out = {
+        "core_rtl": core,
+        "core_rtl_width_scaled": snn_energy(rows, samples, lanes=lanes, width_scaled=True),
+        "computed_neurons_golden": snn_energy(golden_rows, samples),
+        "fp32_dense_mac": dense_mac_energy(golden_rows, samples),
+        "counters": ("spiking layers: the core's counters (synaptic_ops = lane additions, "
+                     "neuron_updates x lanes = neuron-unit compares); classifier: golden"),
+    }
+    if unpruned is not None:
+        rows_off = [{"layer": b["layer"], "kind": b["kind"], "acc_width": acc,
+                     "synaptic_ops": b["synaptic_ops"], "neuron_updates": b["neuron_updates"]}
+                    for b, acc in zip(unpruned, acc_widths)]
+        out["pruning_off_golden"] = snn_energy(rows_off, samples, lanes=lanes)
+    return out
+
+
+def with_lanes(cfg: Config, lanes: int) -> Config:
+    """``cfg`` with ``lanes`` lanes and a name saying so (nothing else of the network or
+    the core changes; ``lanes`` must be in hardware.lanes' range)."""
+    return dataclasses.replace(cfg, path=f"{cfg.path} (hardware.lanes: {lanes})",
+                               model={**cfg.model, "name": f"{cfg.name}_{lanes}lanes"},
+                               hardware={**cfg.hardware, "lanes": lanes})
+
+
+def _synthesis(cfg: Config, work: Path, ice40: bool) -> dict:
+    out = {"generic": synthesize(cfg, out=work / "synth")}
+    if not ice40:
+        out["ice40"] = {"skipped": "--no-ice40"}
+        return out
+    if shutil.which("nextpnr-ice40") is None:
+        out["ice40"] = {"skipped": "nextpnr-ice40 is not installed (apt-get install nextpnr-ice40)"}
+        return out
+    rep = synthesize(with_lanes(cfg, ICE40_LANES), out=work / "synth_ice40", ice40=True)
+    out["ice40"] = {"lanes": ICE40_LANES, **rep["ice40"],
+                    "generic_cells": rep["totals"]["cells"],
+                    "generic_flip_flops": rep["totals"]["flip_flops"]}
+    return out
+
+
+def _cycle_rows(params: CoreParams, breakdown: list, rtl: list, layer_cycles: list,
+                samples: int) -> list:
+    """Per layer: RTL cycles, the ideal, the core with skipping off and lane use."""
+    skip_off = params.skip_disabled_cycles()["layers"]
+    cycles = []
+    for l, b in enumerate(breakdown):
+        events = (rtl[l] or b)["events"]
+        syn = (rtl[l] or b)["synaptic_ops"]
+        cycles.append({"layer": l, "cycles": layer_cycles[l],
+                       "ideal": b["events"] + b["neuron_updates"],
+                       "skip_off": skip_off[l] * samples,
+                       "lanes": lane_use(params.lanes, layer_cycles[l], events, syn)})
+    return cycles
+
+
+def measure(cfg: Config, samples: int | None = None, seed: int = 7, retrain: bool = False,
+            synth: bool = True, ice40: bool = True, log=print) -> dict:
+    """Every measurement of the report for one config; returns the JSON-able result."""
+    t_start = time.time()
+    params = CoreParams(cfg)
+    lanes = params.lanes
+    work = Path("build") / f"report_{cfg.name}"
+    work.mkdir(parents=True, exist_ok=True)
+
+    case = make_case(cfg, samples or cfg.sim["samples"], seed=seed, retrain=retrain, log=log)
+    net, inputs = case.net, case.inputs
+    params.check_export(net, where=str(case.export_dir))
+    n = len(inputs)
+    res = golden.run(net, inputs)
+    breakdown = skip_breakdown(net, res, lanes)
+    log(f"[report] golden: {n} samples; co-simulating on Verilator")
+    sim = _cosimulate(case, work)
+    if sim["mismatches"] or sim["testbench_failed"]:
+        raise UserError(f"{cfg.path}: the RTL differs from golden ({sim['mismatches']} "
+                        f"mismatches); see {sim['log']}")
+    job = sim["jobs"][0]
+    rtl = counter_totals(job["counters"], len(net.layers))
+    log(f"[report] RTL: 0 mismatches, {np.mean(sim['cycles']):.0f} cycles per inference, "
+        f"{sim['wall_s']:.0f} s")
+    model_rows = _model_rows(case, lanes)
+    sources = {"golden": breakdown, "rtl": rtl}
+    if model_rows is not None:
+        sources = {"model": model_rows, **sources}
+    differences = count_differences(sources)
+    cycles = _cycle_rows(params, breakdown, rtl, job["layer_cycles"], n)
+    unpruned = None
+    if any(l.spatial_pruning or l.gated for l in net.layers):
+        unpruned = skip_breakdown(net, golden.run(_strip_pruning(net), inputs), lanes)
+    acc = [l.acc_width for l in net.layers]
+    result = {
+        "config": cfg.path, "name": cfg.name, "lanes": lanes, "samples": n,
+        "timesteps": cfg.timesteps,
+        "network": "random (calibrated)" if cfg.sim["network"] == "random" else "trained",
+        "accuracy": case.agreement, "spike_rates": [float(s.mean()) for s in res.spikes],
+        "positions_computed": [float(p.mean()) for p in res.positions],
+        "channels_open": [float(c.mean()) for c in res.channels],
+        "rtl": {"mismatches": sim["mismatches"], "records": cfg.sim["records"],
+                "cycles_per_inference": float(np.mean(sim["cycles"])),
+                "wall_s": round(sim["wall_s"], 1)},
+        "counts": {"model": model_rows, "golden": breakdown, "rtl": rtl,
+                   "differences": [list(d) for d in differences]},
+        "pruning_off_golden": unpruned, "cycles": cycles,
+        "energy": energy_section(breakdown, rtl, n, lanes, acc, unpruned),
+        "memory": memory_report(cfg, str(case.export_dir)),
+    }
+    if synth:
+        log("[report] synthesis (yosys" + (", nextpnr-ice40" if ice40 else "") + ")")
+        result["synthesis"] = _synthesis(cfg, work, ice40)
+    result["wall_s"] = round(time.time() - t_start, 1)
+    return result
+
+
+# --- writing ------------------------------------------------------------------------------
+
+def network_block(result: dict, figures: Path) -> str:
+    """One network's section (its plots drawn into ``figures``); VGG-9 also gets the
+    comparison with the paper."""
+    plot(result, figures)
+    md = render(result, figures.name)
+    if result["name"].startswith("vgg9") and not result["name"].startswith("vgg9_small"):
+        md = paper_comparison(result) + "\n" + md
+    return md
+
+
+def study_blocks(studies: Path, figures: Path) -> dict:
+    """{block name: markdown} of the stored benchmark results in ``studies``, re-rendered
+    (tables by the benchmarks' own formatters; plots redrawn into ``figures``)."""
+    out = {}
+    t5 = studies / "table5.json"
+    if t5.exists():
+        p = json.loads(t5.read_text())
+        meta = dict(p["meta"])
+        meta.setdefault("runs", len(p["runs"]))          # results written before these keys
+        meta.setdefault("train_wall_s", sum(r.get("train_wall_s") or 0 for r in p["runs"]))
+        md = table5.format_markdown(p["summary"], p["targets"], meta)
+        md = md.replace("](figure4_membrane_precision.png)",
+                        f"]({figures.name}/figure4_membrane_precision.png)")
+        table5.plot_sweep(p["summary"], figures / "figure4_membrane_precision.png")
+        out["table5"] = demote(md)
+    wp = studies / "weight_pruning_study.json"
+    if wp.exists():
+        p = json.loads(wp.read_text())
+        rows = weight_pruning_study.flat_points(p["details"])
+        md = weight_pruning_study.format_markdown(rows, p["details"], p["meta"])
+        pngs = weight_pruning_study.write_plots(rows, figures)
+        md += "\n\n" + "\n".join(f"![{png.stem.replace('_', ' ')}]({figures.name}/{png.name})"
+                                  for png in pngs)
+        out["weight_pruning_study"] = demote(md, 2)
+    return out
+
+
+def store_study(results_dir: Path, name: str, src: str):
+    """Copy a benchmark's result file into ``results_dir/<name>.json`` (checked first)."""
+    try:
+        payload = json.loads(Path(src).read_text())
+        payload["meta"]
+    except (OSError, ValueError, KeyError) as e:
+        raise UserError(f"--{name.replace('_', '-')}: {src}: not a benchmarks.{name} "
+                        f"result ({type(e).__name__})") from None
+    write_json_report(results_dir / f"{name}.json", payload)
+
+
+def render_docs(docs: Path) -> list:
+    """Re-render every stored result under ``docs/results`` into docs/RESULTS.md and
+    docs/figures; returns the names of the blocks written."""
+    results_dir, figures = docs / "results", docs / "figures"
+    blocks = {}
+    for path in sorted(results_dir.glob("*.json")):
+        if path.stem in STUDIES:
+            continue
+        try:
+            stored = json.loads(path.read_text())
+            blocks[f"network:{stored['name']}"] = network_block(stored, figures)
+        except (ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{path}: not a report result ({type(e).__name__}: {e})") from None
+    blocks.update(study_blocks(results_dir, figures))
+    write_results(docs / "RESULTS.md", blocks)
+    return list(blocks)
+
+
+def main(argv=None):
+    ap = parser("python -m reports.efficiency", __doc__)
+    add_config(ap, required=False, default="slice_digits.yaml",
+               help="config YAML to measure (cwd, then configs/)")
+    ap.add_argument("--samples", type=positive_int,
+                    help="samples to co-simulate (default sim.samples)")
+    ap.add_argument("--seed", type=nonnegative_int, default=7, help="seed of a random network")
+    ap.add_argument("--retrain", action="store_true", help="train even if a checkpoint exists")
+    ap.add_argument("--no-synth", action="store_true", help="skip Yosys and iCE40")
+    ap.add_argument("--no-ice40", action="store_true", help="skip iCE40 place and route")
+    ap.add_argument("--render-only", action="store_true",
+                    help="measure nothing: re-render every stored result into the docs")
+    ap.add_argument("--docs", default=str(DOCS), help="docs folder (RESULTS.md, figures/, results/)")
+    for name, default in STUDIES.items():
+        ap.add_argument(f"--{name.replace('_', '-')}", metavar="JSON",
+                        help=f"store this result of benchmarks.{name} (e.g. {default}) and "
+                             "render it")
+    args = ap.parse_args(argv)
+    docs = Path(args.docs)
+    if not docs.is_dir():
+        raise UserError(f"--docs: {docs} is not a folder")
+    (docs / "results").mkdir(exist_ok=True)
+    (docs / "figures").mkdir(exist_ok=True)
+    for name in STUDIES:
+        if getattr(args, name):
+            store_study(docs / "results", name, getattr(args, name))
+    t0 = time.time()
+    failed = False
+    if not args.render_only:
+        result = measure(load_config(args.config), args.samples, args.seed, args.retrain,
+                         synth=not args.no_synth, ice40=not args.no_ice40)
+        write_json_report(docs / "results" / f"{result['name']}.json", result)
+        failed = bool(result["counts"]["differences"])
+    blocks = render_docs(docs)
+    print(f"[report] wrote {docs / 'RESULTS.md'} ({', '.join(blocks)}), plots in "
+          f"{docs / 'figures'}, {time.time() - t0:.0f} s")
+    if failed:
+        print("[report] the counts DISAGREE: see the section's differences", file=sys.stderr)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    cli_main(main)
