@@ -45,5 +45,10 @@ def main(argv=None):
     return 0
 
 
-if __name__ == "__main__":
+def cli():
+    """Console-script entry point (pyproject [project.scripts])."""
     cli_main(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -14,16 +14,29 @@ own last record (a spiking layer's signature, the classifier's last current).
 
     cycles = core_cycles(params, net, golden_result, index)   # CoreCycles
     cycles.layer_step     # int64 [layers, T]
+
+``python -m hw.perf --config X.yaml [--export DIR] [--inputs X.npy] [--lanes 16,32,64,128]
+[--json OUT]`` prints, per lane count, every layer's predicted cycles, its lane bound
+(synaptic ops / lanes), the lane utilization and its SRAM bits. Without ``--export`` and
+``--inputs`` it uses the network and inputs the last ``make sim CONFIG=X`` co-simulated
+(``build/<name>/sim_summary.json``).
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 
 import numpy as np
 
-from golden.model import GoldenResult, sum_pool
-from model_export.format import NetworkExport
+import golden
+from golden.model import GoldenResult, step_work, sum_pool
+from model_export.format import ExportError, NetworkExport, load_export
+from project_config import Config, UserError, cli_main, load_config
+from project_config.cli import add_config, add_export, add_json, parser
+from project_config.files import write_json_report
 from .params import CoreParams, LayerPlan
 
 
@@ -190,3 +203,127 @@ def core_cycles(p: CoreParams, net: NetworkExport, res: GoldenResult, index: int
     flat = stamps.T.reshape(-1)   # (step, layer) order, as records arrive
     spans = np.diff(np.concatenate([[0], flat])).reshape(T, -1).T
     return CoreCycles(layer_step=spans.astype(np.int64), total=int(total))
+
+
+# --- reporting -------------------------------------------------------------------------
+
+def layer_sram_bits(p: CoreParams) -> list:
+    """SRAM bits each layer occupies in the core's memories (as hw.params lays them out)."""
+    L = p.lanes
+    out = []
+    for lp in p.layers:
+        bits = lp.groups * lp.taps * lp.in_channels * L * p.weight_bits      # weights
+        bits += lp.groups * L * (p.threshold_lane_width + 1)                 # thresholds, mask
+        bits += lp.act_depth * lp.act_width                                  # input map
+        if lp.kind == "conv":
+            bits += lp.positions * (lp.groups * L * p.membrane_bits + 1)     # membranes, mask
+        out.append(int(bits))
+    return out
+
+
+def lane_report(p: CoreParams, net: NetworkExport, res: GoldenResult) -> dict:
+    """Predicted cycles of every sample of ``res`` and, per layer, the lane bound (synaptic
+    ops / lanes: no lane-parallel core can take fewer cycles) and the lane utilization
+    (synaptic ops / (lanes x cycles))."""
+    B = res.inputs.shape[0]
+    runs = [core_cycles(p, net, res, i) for i in range(B)]
+    work = step_work(net, res, p.lanes)
+    layer_step = np.mean([r.layer_step for r in runs], axis=0)
+    ops = np.array([w["synaptic_ops"].sum() / B for w in work])
+    cycles = layer_step.sum(axis=1)
+    sram = layer_sram_bits(p)
+    layers = [{"layer": lp.index, "cycles": float(c), "synaptic_ops": float(o),
+               "lane_bound": float(o / p.lanes), "utilization": float(o / (p.lanes * c)),
+               "sram_bits": s, "cycles_per_step": [float(v) for v in row]}
+              for lp, c, o, s, row in zip(p.layers, cycles, ops, sram, layer_step)]
+    total_ops = float(ops.sum())
+    total = float(np.mean([r.total for r in runs]))
+    return {"lanes": p.lanes, "samples": B, "layers": layers,
+            "cycles_per_inference": total, "synaptic_ops": total_ops,
+            "lane_bound": total_ops / p.lanes,
+            "utilization": total_ops / (p.lanes * total), "sram_bits": int(sum(sram)),
+            "cycles_per_sample": [r.total for r in runs]}
+
+
+def format_report(rep: dict) -> list:
+    """Lines of the per-layer table of one :func:`lane_report`."""
+    lines = [f"{rep['lanes']} lanes, {rep['samples']} sample(s), per inference:",
+             f"  {'layer':>5} {'cycles':>11} {'lane bound':>11} {'utilization':>11} "
+             f"{'SRAM bits':>12}"]
+    for row in rep["layers"]:
+        lines.append(f"  {row['layer']:>5} {row['cycles']:>11.0f} {row['lane_bound']:>11.0f} "
+                     f"{row['utilization']:>10.1%} {row['sram_bits']:>12,}")
+    lines.append(f"  {'total':>5} {rep['cycles_per_inference']:>11.0f} {rep['lane_bound']:>11.0f} "
+                 f"{rep['utilization']:>10.1%} {rep['sram_bits']:>12,}")
+    return lines
+
+
+def _lane_counts(text: str) -> list:
+    try:
+        lanes = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise UserError(f"--lanes: {text!r} is not a comma list of integers") from None
+    bad = [v for v in lanes if not 1 <= v <= 1024]
+    if bad:
+        raise UserError(f"--lanes: {bad[0]} is outside hardware.lanes' range 1..1024")
+    return lanes
+
+
+def _case(cfg: Config, export: str | None, inputs: str | None):
+    """(export dir, integer inputs) from the options, else from the last make sim's summary."""
+    summary = Path("build") / cfg.name / "sim_summary.json"
+    if export is None or inputs is None:
+        if not summary.is_file():
+            raise UserError(f"{summary}: not found; run `make sim CONFIG={cfg.name}` first, or "
+                            "give --export and --inputs")
+        done = json.loads(summary.read_text())
+        if "export" not in done or "inputs" not in done:
+            raise UserError(f"{summary}: names no export and inputs (written by an older "
+                            f"make sim); run `make sim CONFIG={cfg.name}` again")
+        export = export or done["export"]
+        inputs = inputs or done["inputs"]
+    try:
+        x = np.load(inputs, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise UserError(f"{inputs}: cannot read integer inputs ({e})") from None
+    if x.dtype.kind not in "iu":
+        raise UserError(f"{inputs}: inputs must be integers, got {x.dtype}")
+    return export, x
+
+
+def main(argv=None):
+    ap = parser("python -m hw.perf", __doc__)
+    add_config(ap)
+    add_export(ap)
+    ap.add_argument("--inputs", help=".npy of integer inputs [B, T, C, H, W] (or [B, C, H, W])")
+    ap.add_argument("--lanes", help="comma list of lane counts to predict (default hardware.lanes)")
+    add_json(ap)
+    args = ap.parse_args(argv)
+    cfg = load_config(args.config)
+    lanes = _lane_counts(args.lanes) if args.lanes else [cfg.hardware["lanes"]]
+    export, x = _case(cfg, args.export, args.inputs)
+    net = load_export(export)
+    try:
+        res = golden.run(net, x)
+    except ValueError as e:
+        raise UserError(f"{args.inputs or export}: {e}") from None
+    reports = []
+    for n in lanes:
+        p = CoreParams(dataclasses.replace(cfg, hardware={**cfg.hardware, "lanes": n}))
+        p.check_export(net, where=str(export))
+        rep = lane_report(p, net, res)
+        reports.append(rep)
+        print("\n".join(format_report(rep)))
+    if args.json:
+        write_json_report(args.json, {"config": cfg.path, "export": str(export),
+                                      "reports": reports})
+    return 0
+
+
+def cli():
+    """Console-script entry point (pyproject [project.scripts])."""
+    cli_main(main)
+
+
+if __name__ == "__main__":
+    cli()

@@ -34,10 +34,18 @@ def cli_main(main, argv=None):
     sys.exit(rc or 0)
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's error convention: a bad option is one ``error:`` line on
+    stderr naming the option and the value, and exit code 2 (``--help`` for the usage)."""
+
+    def error(self, message):
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
 def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
     """An argument parser for ``prog`` whose help is the module docstring, kept as written."""
-    return argparse.ArgumentParser(prog=prog, description=doc,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    return ArgumentParser(prog=prog, description=doc,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
 def _int(text: str, lo: int, what: str) -> int:

@@ -6,6 +6,8 @@ import os
 import secrets
 from pathlib import Path
 
+import numpy as np
+
 from .cli import UserError
 
 
@@ -37,3 +39,10 @@ def write_json_report(path, report: dict):
         atomic_write(path, json.dumps(report, indent=1) + "\n")
     except OSError as e:
         raise UserError(f"{path}: cannot write ({e.strerror or e})") from None
+
+
+def save_npy(path, array):
+    """``array`` as a .npy file at exactly ``path`` (np.save would append ".npy" to a temp
+    name); for :func:`atomic_write`'s callable form."""
+    with open(path, "wb") as f:
+        np.save(f, array, allow_pickle=False)

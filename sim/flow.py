@@ -35,7 +35,7 @@ from model_export import NetworkExport, load_export, save_export
 from model_export.random_net import random_export, random_inputs
 from project_config import Config, UserError, cli_main, load_config
 from project_config.cli import add_config, nonnegative_int, parser, positive_int
-from project_config.files import write_json_report
+from project_config.files import atomic_write, save_npy, write_json_report
 from project_config.schema import SIMULATORS
 from sim.calibrate import add_runtime_pruning, calibrated_export, spike_rates
 from sim.runner import build_simulator, output_to, preloaded_sha256, run_case
@@ -246,7 +246,10 @@ def run(cfg: Config, sims: list, samples: int, seed: int = 7, retrain: bool = Fa
     preload = cfg.sim["preload"] if preload is None else preload
     core = build_core(case, params, work / "hw", preload, log=log)
     ref, rates, pruned = run_golden(case, log=log)
+    inputs_path = work / "sim_inputs.npy"
+    atomic_write(inputs_path, lambda tmp: save_npy(tmp, case.inputs))
     summary = {"config": cfg.path, "samples": int(len(case.inputs)), "simulators": {},
+               "export": str(case.export_dir), "inputs": str(inputs_path),
                "agreement": case.agreement, "records": records, "preload": preload,
                "spike_rates": rates, "runtime_pruning": pruned,
                "verilog_bytes": core.verilog_bytes, "hw_build_s": round(core.build_s, 1)}
@@ -308,5 +311,10 @@ def main(argv=None):
                records=args.records, preload=args.preload, verbose=args.verbose)
 
 
-if __name__ == "__main__":
+def cli():
+    """Console-script entry point (pyproject [project.scripts])."""
     cli_main(main)
+
+
+if __name__ == "__main__":
+    cli()

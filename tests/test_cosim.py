@@ -114,7 +114,7 @@ def test_reset_mid_inference_and_parameter_reload(tmp_path):
                      "inputs": random_inputs(net, 2, seed + 1, density=0.5),
                      "reset_mid_inference": True})
     for sim in ("icarus", "verilator"):
-        hw = build(config, tmp_path / "hw", do_lint=False)
+        hw = build(load_config(config), tmp_path / "hw", do_lint=False)
         runner = build_simulator(sim, hw, tmp_path / f"sim_{sim}")
         r = run_case(runner, sim, tmp_path / f"sim_{sim}", config=config, jobs=jobs,
                      stall_probability=0.3, seed=9, tag="reset")
@@ -154,7 +154,7 @@ def test_worst_case_currents_do_not_overflow(tmp_path, sim):
     assert ref.spikes[1][0, 0].sum() > 0                  # the +bound case really fires
     ref = golden.run(load_export(tmp_path / "e-1"), jobs[1]["inputs"])
     assert (ref.membranes[1][0, 0] == -1).sum() > 0       # and the -bound case reaches -1
-    hw = build(config, tmp_path / "hw", do_lint=False)
+    hw = build(load_config(config), tmp_path / "hw", do_lint=False)
     runner = build_simulator(sim, hw, tmp_path / f"sim_{sim}")
     r = run_case(runner, sim, tmp_path / f"sim_{sim}", config=config, jobs=jobs,
                  stall_probability=0.0, seed=1, tag="worst")

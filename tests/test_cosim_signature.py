@@ -49,7 +49,7 @@ def test_vgg9_small_preloaded_signature_mode_and_fault(tmp_path):
     runtime_only = [w for w in param_transfers(params, net)
                     if unpack_fields(fields, w)["target"] not in PRELOADED_TARGETS]
     assert runtime_only                                  # pruning settings still stream
-    hw = build(SMALL, tmp_path / "hw", do_lint=False, export=tmp_path / "export")
+    hw = build(load_config(SMALL), tmp_path / "hw", do_lint=False, export=tmp_path / "export")
     cycles = {}
     for sim in ("icarus", "verilator"):
         runner = build_simulator(sim, hw, tmp_path / f"sim_{sim}")
