@@ -277,6 +277,27 @@ class RecordDecoder:
         self.logit_groups = 0
         self.records = 0
         self.last_cycle = {}
+        self.held = {}                # (layer, step) -> cycles the environment held the core
+        self.held_tail = 0            # ... while the logits were shown
+
+    def hold(self, word: int):
+        """A record shown but not taken this cycle: the cycle counts for its layer and step
+        (for the logits, for the inference's tail)."""
+        r = unpack_fields(self.fields, word)
+        if r["kind"] == KIND_LOGITS:
+            self.held_tail += 1
+        else:
+            key = (r["layer"], r["step"])
+            self.held[key] = self.held.get(key, 0) + 1
+
+    def hold_frame(self, step: int):
+        """A cycle the core waited for a frame word of ``step`` (layer 0's time)."""
+        self.held[(0, step)] = self.held.get((0, step), 0) + 1
+
+    def held_cycles(self) -> list:
+        """:meth:`hold` and :meth:`hold_frame` cycles per [layer][step]."""
+        return [[self.held.get((l, t), 0) for t in range(self.p.timesteps)]
+                for l in range(len(self.p.layers))]
 
     @property
     def done(self) -> bool:
@@ -350,16 +371,21 @@ class RecordDecoder:
         if r["kind"] == KIND_LOGITS:
             self.logit_groups += 1
 
-    def layer_cycles(self) -> list:
-        """Cycles per layer over the inference: from the previous layer's last record (or the
-        previous step's end, so layer 0 includes loading the frame) to its own last record."""
+    def step_cycles(self) -> list:
+        """Cycles per layer and step, [layers][T]: from the previous layer's last record (the
+        previous step's classifier for layer 0, so layer 0 includes loading the frame;
+        cycle 0 for the first) to the layer's own last record at that step."""
         p = self.p
-        out = [0] * len(p.layers)
+        out = [[0] * p.timesteps for _ in p.layers]
         end = 0
         for t in range(p.timesteps):
             for l in range(len(p.layers)):
                 last = self.last_cycle.get((l, t))
                 if last is not None:
-                    out[l] += last - end
+                    out[l][t] = last - end
                     end = last
         return out
+
+    def layer_cycles(self) -> list:
+        """:meth:`step_cycles` summed over the steps, per layer."""
+        return [sum(row) for row in self.step_cycles()]

@@ -157,6 +157,7 @@ def simulate(simulator: str, case: Case, core: Core, work: Path, records: str,
         r = run_case(runner, simulator, sim_dir, stall_probability=stall,
                      tag="stalls" if stall else "no_stalls", **common)
     entry = {"samples": r["samples"], "mismatches": r["mismatches"],
+             "perf_mismatches": r["perf_mismatches"],
              "cycles_with_stalls": float(np.mean(r["cycles"])),
              "stall_probability": stall,
              "rtl_predictions_equal_golden": bool(np.array_equal(r["predictions"],
@@ -171,6 +172,7 @@ def simulate(simulator: str, case: Case, core: Core, work: Path, records: str,
                 r0 = run_case(runner, simulator, sim_dir, stall_probability=0.0,
                               tag="no_stalls", **common)
             entry["mismatches"] += r0["mismatches"]
+            entry["perf_mismatches"] += r0["perf_mismatches"]
             entry["testbench_failed"] |= r0["testbench_failed"]
         entry["cycles_per_inference"] = float(np.mean(r0["cycles"]))
         entry["layer_cycles"] = [c / len(case.inputs) for c in r0["jobs"][0]["layer_cycles"]]
@@ -186,29 +188,41 @@ def print_simulator(simulator: str, entry: dict, records: str, log_path: Path, l
            if "cycles_per_inference" in entry else "")
     stalls = (f"{entry['cycles_with_stalls']:.0f} cycles/inference with {stall:.0%} random "
               "stalls, " if stall else "")
+    perf = ("hw.perf exact" if not entry["perf_mismatches"]
+            else f"hw.perf DIFFERS in {entry['perf_mismatches']} values")
     log(f"[5/5] {simulator}: {entry['samples']} samples, {entry['mismatches']} mismatches "
-        f"({records} records), {cyc}{stalls}{entry['wall_s']} s "
+        f"({records} records), {cyc}{stalls}{perf}, {entry['wall_s']} s "
         f"(compile {entry['compile_s']} s, run {entry['run_s']} s)")
     for d in entry["details"]:
         log(f"      sample {d['sample']}: {d['problems'][:3]}")
-    if entry["mismatches"] or entry["testbench_failed"]:
+    if entry["mismatches"] or entry["perf_mismatches"] or entry["testbench_failed"]:
         log(f"      simulator log: {log_path}")
 
 
-def layer_table(work_rows: list, measured: list, dense: list, samples: int) -> list[str]:
-    """Per layer and inference: measured cycles, synaptic ops, the ideal and the cycles of
-    the core with skipping off (lines to print)."""
-    lines = ["per layer, per inference (verilator, no stalls; ideal = nonzero inputs issued "
-             "+ neuron-unit cycles; no skipping = the core built with skipping off, closed form):",
-             f"  {'layer':>5} {'cycles':>10} {'synaptic ops':>13} {'ideal':>10} {'ratio':>6} "
-             f"{'no skipping':>12} {'ratio':>6}"]
+def layer_table(work_rows: list, measured: list, dense: list, samples: int,
+                lanes: int) -> tuple[list[str], list]:
+    """Per layer and inference: measured cycles, synaptic ops, the lane bound (synaptic ops /
+    lanes: no lane-parallel core takes fewer cycles) and the lane utilization (ops / (lanes x
+    cycles)), the ideal (events + neuron updates) and the cycles of the core with skipping
+    off. Returns (lines to print, one summary row per layer and the total)."""
+    lines = [f"per layer, per inference (verilator, no stalls, {lanes} lanes; lane bound = "
+             "synaptic ops / lanes; utilization = synaptic ops / (lanes x cycles); ideal = "
+             "nonzero inputs issued + neuron-unit cycles; no skipping = the core built with "
+             "skipping off, closed form):",
+             f"  {'layer':>5} {'cycles':>10} {'synaptic ops':>13} {'lane bound':>11} "
+             f"{'util':>6} {'ideal':>10} {'ratio':>6} {'no skipping':>12} {'ratio':>6}"]
     rows = [(row["layer"], cyc, row["synaptic_ops"] / samples, row["ideal_cycles"] / samples, d)
             for row, cyc, d in zip(work_rows, measured, dense)]
     rows.append(("total",) + tuple(sum(r[i] for r in rows) for i in range(1, 5)))
+    table = []
     for name, cyc, ops, ideal, d in rows:
-        lines.append(f"  {name:>5} {cyc:>10.0f} {ops:>13.0f} {ideal:>10.0f} "
-                     f"{cyc / max(ideal, 1):>6.2f} {d:>12.0f} {d / max(cyc, 1):>6.2f}")
-    return lines
+        bound, util = ops / lanes, ops / (lanes * max(cyc, 1))
+        table.append({"layer": name, "cycles": cyc, "synaptic_ops": ops, "lane_bound": bound,
+                      "utilization": util, "ideal": ideal, "skip_disabled": d})
+        lines.append(f"  {name:>5} {cyc:>10.0f} {ops:>13.0f} {bound:>11.0f} {util:>6.1%} "
+                     f"{ideal:>10.0f} {cyc / max(ideal, 1):>6.2f} {d:>12.0f} "
+                     f"{d / max(cyc, 1):>6.2f}")
+    return lines, table
 
 
 def print_totals(case: Case, summary: dict, sims: list, mismatches: int,
@@ -257,16 +271,19 @@ def run(cfg: Config, sims: list, samples: int, seed: int = 7, retrain: bool = Fa
     for sim in sims:
         entry = simulate(sim, case, core, work, records, ref.predictions, verbose=verbose)
         summary["simulators"][sim] = entry
-        mismatches += entry["mismatches"] + int(entry["testbench_failed"])
+        mismatches += (entry["mismatches"] + entry["perf_mismatches"]
+                       + int(entry["testbench_failed"]))
         print_simulator(sim, entry, records, work / f"sim_{sim}" / "simulator.log", log=log)
     n = len(case.inputs)
     work_rows = golden.work_counts(case.net, case.inputs, params.lanes)
     dense = params.skip_disabled_cycles()["layers"]
     measured = summary["simulators"].get("verilator", {}).get("layer_cycles")
     if measured:
-        for line in layer_table(work_rows, measured, dense, n):
+        lines, table = layer_table(work_rows, measured, dense, n, params.lanes)
+        for line in lines:
             log(line)
         summary["skip_disabled_layer_cycles"] = dense
+        summary["layers"] = table
     summary["work_per_inference"] = [{k: (v / n if k != "layer" else v) for k, v in row.items()}
                                      for row in work_rows]
     print_totals(case, summary, sims, mismatches, ref.predictions, log=log)

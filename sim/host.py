@@ -7,6 +7,8 @@ this module is the scoreboard's side:
 - :func:`expected_signatures`: golden spikes -> each (layer, step)'s CRC-32 and spike count,
   replaying the core's visiting order (:func:`visit_order`).
 - :func:`compare`: golden vs RTL, every layer and step; returns mismatch descriptions.
+- :func:`perf_differences`: hw.perf's cycles (plus the cycles the environment held the
+  core) vs the measured ones, every layer and step.
 """
 from __future__ import annotations
 
@@ -206,3 +208,20 @@ def first_difference(golden, index: int, dec: RecordDecoder, layer: int) -> str 
     return (f"layer {layer} t={t} c={c} y={y} x={x} (group {c // p.lanes}, lane {c % p.lanes}): "
             f"golden spike {g_s[t, c, i]} membrane {g_q[t, c, i]}, rtl spike {r_s[t, c, i]} "
             f"membrane {r_q[t, c, i]}")
+
+
+def perf_differences(model, dec: RecordDecoder, cycles: int, limit: int = 4) -> tuple[int, list]:
+    """hw.perf's prediction ``model`` (a CoreCycles) plus the cycles the environment held the
+    core, against what the decoder measured: every layer and step, and the total ``cycles``.
+    Returns (number of differing values, descriptions of the first few)."""
+    held = np.array(dec.held_cycles(), dtype=np.int64)
+    want = model.layer_step + held
+    got = np.array(dec.step_cycles(), dtype=np.int64)
+    bad = np.argwhere(want != got)
+    out = [f"performance model: layer {l} step {t}: hw.perf {model.layer_step[l, t]} + held "
+           f"{held[l, t]} cycles, measured {got[l, t]}" for l, t in bad[:limit]]
+    total = model.total + int(held.sum()) + dec.held_tail
+    if total != cycles:
+        out.append(f"performance model: total: hw.perf {model.total} + held "
+                   f"{total - model.total} cycles, measured {cycles}")
+    return len(bad) + int(total != cycles), out

@@ -65,9 +65,14 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
                 j = by_tag.get(str(s))
                 if j is None:
                     results[s]["problems"].append(f"{sim}: case did not run")
-                elif j["mismatches"]:
+                elif j["mismatches"] or j["perf_mismatches"]:
                     details = [d["problems"][:2] for d in r["details"] if d["job"] == str(s)]
-                    results[s]["problems"].append(f"{sim}: {j['mismatches']} mismatches {details[:1]}")
+                    results[s]["problems"].append(
+                        f"{sim}: {j['mismatches']} mismatches, {j['perf_mismatches']} "
+                        f"performance-model differences {details[:1]}")
+            if r["testbench_failed"]:
+                for s in case_seeds:
+                    results[s]["problems"].append(f"{sim}: the testbench failed")
         if len(runs) == 2:
             a, b = ({j["tag"]: j for j in r["jobs"]} for r in runs.values())
             for s in case_seeds:

@@ -28,11 +28,12 @@ from cocotb.utils import get_sim_time
 import golden
 from hw.memory_image import export_sha256
 from hw.params import CoreParams
+from hw.perf import core_cycles
 from hw.protocol import (PRELOADED_TARGETS, TARGET_WEIGHTS, RecordDecoder, frame_words,
                          pack_fields, param_fields, param_transfers, unpack_fields)
 from model_export import load_export
 from project_config import load_config
-from sim.host import compare, first_difference, signature_mismatches
+from sim.host import compare, first_difference, perf_differences, signature_mismatches
 
 
 def _load_case():
@@ -75,13 +76,27 @@ async def _monitor(dut, decoder, rng, stall, cycles, max_cycles):
 
 
 async def _monitor_with_backpressure(dut, decoder, rng, stall, cycles, max_cycles):
-    """Random ``ready`` every cycle; one Python step per clock cycle."""
+    """Random ``ready`` every cycle; one Python step per clock cycle. Also counts the cycles
+    the environment holds the core (``decoder.held``, by layer and step): a record shown but
+    not taken, and a cycle the core waits for a frame word (layer 0 of the step loading)."""
+    frame_words_per_step = decoder.p.input_height * decoder.p.input_width
+    frames_taken = 0
     while not decoder.done:
         ready = 0 if rng.random() < stall else 1
         dut.record__ready.value = ready
         await ReadOnly()
-        if ready and dut.record__valid.value == 1:
-            decoder.add(int(dut.record__payload.value), cycles[0])
+        if dut.record__valid.value == 1:
+            word = int(dut.record__payload.value)
+            if ready:
+                decoder.add(word, cycles[0])
+            else:
+                decoder.hold(word)
+        if dut.frame__ready.value == 1:
+            if dut.frame__valid.value == 1:
+                frames_taken += 1
+            else:
+                decoder.hold_frame(min(frames_taken // frame_words_per_step,
+                                       decoder.p.timesteps - 1))
         await RisingEdge(dut.clk)
         cycles[0] += 1
         if cycles[0] > max_cycles:
@@ -180,6 +195,16 @@ async def _infer(dut, params, net, x, spike_layers, rng, stall, max_cycles):
     return decoder, cycles[0]
 
 
+def _perf_check(params, net, ref, index, decoder, cycles, job_result, results) -> int:
+    """hw.perf's cycles for this sample against the measured ones (sim.host.perf_differences);
+    returns the number of differing values, described in ``results["details"]``."""
+    count, problems = perf_differences(core_cycles(params, net, ref, index), decoder, cycles)
+    if problems:
+        results["details"].append({"job": job_result["tag"], "sample": index,
+                                   "problems": problems})
+    return count
+
+
 async def _run_job(dut, params, job, case, rng, results, loaded):
     """Load one export's parameters (unless ``loaded["sha256"]`` says the core holds them)
     and run its inputs; add to ``results``."""
@@ -199,6 +224,9 @@ async def _run_job(dut, params, job, case, rng, results, loaded):
     job_result = {"tag": job.get("tag", ""), "samples": 0, "mismatches": 0, "cycles": [],
                   "predictions": [], "layer_cycles": [0] * len(params.layers),
                   "params_streamed": len(transfers), "debug": [],
+                  # Per sample: measured cycles per [layer][step], and the cycles the
+                  # environment held the core (stalls), from which hw.perf is checked.
+                  "step_cycles": [], "held_cycles": [], "perf_mismatches": 0,
                   # Per sample: the core's work counters {"layer,step": [COUNTERS]}.
                   "counters": []}
     for i in range(inputs.shape[0]):
@@ -221,6 +249,11 @@ async def _run_job(dut, params, job, case, rng, results, loaded):
         job_result["cycles"].append(cycles)
         job_result["layer_cycles"] = [a + b for a, b in zip(job_result["layer_cycles"],
                                                             decoder.layer_cycles())]
+        job_result["step_cycles"].append(decoder.step_cycles())
+        job_result["held_cycles"].append(decoder.held_cycles())
+        if not count:        # a sample that differs from golden ran other work
+            job_result["perf_mismatches"] += _perf_check(params, net, ref, i, decoder, cycles,
+                                                         job_result, results)
         job_result["predictions"].append(int(np.argmax(decoder.logits)))
         job_result["counters"].append({f"{l},{t}": list(v)
                                        for (l, t), v in sorted(decoder.counters.items())})
@@ -233,7 +266,7 @@ async def _run_job(dut, params, job, case, rng, results, loaded):
             results["details"].append({"job": job_result["tag"], "sample": i,
                                        "problems": ["core still busy after the logits"]})
     results["jobs"].append(job_result)
-    for key in ("samples", "mismatches"):
+    for key in ("samples", "mismatches", "perf_mismatches"):
         results[key] += job_result[key]
     for key in ("cycles", "predictions"):
         results[key] += job_result[key]
@@ -246,8 +279,8 @@ async def core_matches_golden(dut):
     rng = random.Random(case["seed"])
     cocotb.start_soon(Clock(dut.clk, CLOCK_NS, unit="ns").start())
     await _reset(dut)
-    results = {"samples": 0, "mismatches": 0, "cycles": [], "details": [], "predictions": [],
-               "jobs": []}
+    results = {"samples": 0, "mismatches": 0, "perf_mismatches": 0, "cycles": [],
+               "details": [], "predictions": [], "jobs": []}
     loaded = {"sha256": case.get("preloaded_sha256")}      # what the parameter SRAMs hold
     try:
         for job in case["jobs"]:

@@ -61,6 +61,10 @@ def test_rtl_matches_golden(tmp_path, sim, name, membrane, bits, samples, stall,
     assert r["mismatches"] == 0, r["details"]
     assert not r["testbench_failed"]
     assert all(c > 0 for c in r["cycles"])
+    # hw.perf predicts every layer's cycles at every step (plus the stalls the testbench
+    # caused), on both simulators, with and without backpressure.
+    assert r["perf_mismatches"] == 0, r["details"]
+    assert len(r["jobs"][0]["step_cycles"]) == samples
 
 
 def test_both_simulators_agree_on_the_same_case(tmp_path):
