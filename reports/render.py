@@ -125,20 +125,23 @@ def _cycles(result: dict) -> list:
     n, b, rtl = result["samples"], result["counts"]["golden"], result["counts"]["rtl"]
     L = []
     L += ["**Cycles and lanes** (skipping off: the same core built with `--no-skipping`, "
-          "closed form; ideal: events + neuron updates; lane-cycles = lanes x cycles, split "
+          "closed form; lane bound: synaptic ops / lanes, the fewest cycles a lane-parallel "
+          "core can take; ideal: events + neuron updates; lane utilization: synaptic ops / "
+          "(lanes x cycles); lane-cycles = lanes x cycles, split "
           "into lane additions, lanes idle while their group takes an input (closed, masked "
           "or padding channels) and lanes idle in cycles that issue no input: neuron "
           "updates, group set-up, pruning passes, frame load):", ""]
-    hdr = ["layer", "cycles (RTL)", "ideal", "cycles / ideal", "skipping off",
+    hdr = ["layer", "cycles (RTL)", "lane bound", "ideal", "cycles / ideal", "skipping off",
            "skipping off / cycles", "input issues skipped: positions / groups / zero inputs",
-           "lane use", "idle in issue", "idle, no issue"]
+           "lane utilization", "idle in issue", "idle, no issue"]
     rows = []
-    tc = np.zeros(6)
+    tc = np.zeros(7)
     for c, g in zip(result["cycles"], b):
         lu = c["lanes"]
+        bound = lu["adds"] * c["cycles"] / max(lu["lane_cycles"], 1)    # synaptic ops / lanes
         tc += [c["cycles"], c["ideal"], c["skip_off"], lu["lane_cycles"], lu["idle_in_issue"],
-               lu["idle_no_issue"]]
-        rows.append([layer_name(g), _fmt(c["cycles"] / n), _fmt(c["ideal"] / n),
+               lu["idle_no_issue"], bound]
+        rows.append([layer_name(g), _fmt(c["cycles"] / n), _fmt(round(bound / n)), _fmt(c["ideal"] / n),
                      f"{c['cycles'] / max(c['ideal'], 1):.2f}", _fmt(c["skip_off"] / n),
                      _ratio(c["skip_off"], c["cycles"]),
                      " / ".join(_fmt(g[k] / n) for k in ("skipped_position_issues",
@@ -148,7 +151,7 @@ def _cycles(result: dict) -> list:
                      f"{lu['idle_in_issue'] / max(lu['lane_cycles'], 1) * 100:.1f}%",
                      f"{lu['idle_no_issue'] / max(lu['lane_cycles'], 1) * 100:.1f}%"])
     done_total = sum((r or g)["synaptic_ops"] for r, g in zip(rtl, b))
-    rows.append(["**total**", f"**{_fmt(tc[0] / n)}**", _fmt(tc[1] / n),
+    rows.append(["**total**", f"**{_fmt(tc[0] / n)}**", _fmt(round(tc[6] / n)), _fmt(tc[1] / n),
                  f"**{tc[0] / max(tc[1], 1):.2f}**", _fmt(tc[2] / n),
                  f"**{_ratio(tc[2], tc[0])}**", "",
                  f"{done_total / tc[3] * 100:.1f}%", f"{tc[4] / tc[3] * 100:.1f}%",
