@@ -40,7 +40,9 @@ class Variant:
         ceil(open / L) groups; ``"lane_banks"``: lane j may take any channel c = j mod L
         (a weight bank per lane), so a step needs max_j |open channels of lane j| groups;
         ``"permuted"``: fixed groups over channels relabelled at export time by how often
-        they are open (measured on the same inputs: an upper bound for that idea).
+        they are open (measured on the same inputs: an upper bound for that idea);
+        ``"window<k>"``: dense packing within each window of k consecutive groups (a
+        compaction network over k x L channels instead of all of them).
     group_overhead : int
         Cycles of a computed (position, group) besides issuing its inputs: today 6
         (GROUP, GROUP_CHECK, two cycles of first fetch, DRAIN, NEURON); a closed group
@@ -61,6 +63,8 @@ class Variant:
 VARIANTS = (
     Variant("today", group_overhead=6),
     Variant("dense packing", packing="dense"),
+    Variant("packing within windows of 2 groups", packing="window2"),
+    Variant("packing within windows of 4 groups", packing="window4"),
     Variant("export-time permutation", packing="permuted"),
     Variant("per-lane weight banks", packing="lane_banks"),
     Variant("today + overlapped set-up", group_overhead=1),
@@ -75,6 +79,12 @@ def groups_needed(variant: Variant, open_: np.ndarray, lanes: int, order=None) -
     C = len(open_)
     if variant.packing == "dense":
         return math.ceil(int(open_.sum()) / lanes)
+    if variant.packing.startswith("window"):
+        # Packing within windows of k consecutive groups: each window's open channels in
+        # ceil(open / L) groups; a compaction network over k * L channels only.
+        k = int(variant.packing[len("window"):])
+        span = k * lanes
+        return sum(math.ceil(int(open_[i:i + span].sum()) / lanes) for i in range(0, C, span))
     if variant.packing == "lane_banks":
         per_lane = np.bincount(np.flatnonzero(open_) % lanes, minlength=lanes)
         return int(per_lane.max(initial=0))
@@ -126,7 +136,7 @@ def estimate(p: CoreParams, net: NetworkExport, res: GoldenResult, variant: Vari
                        else accumulate_cycles(taps))
                 # ACCUMULATE has 2 cycles of first fetch; the rest issues inputs.
                 cyc += g * (acc - 2 + variant.group_overhead)
-                if variant.packing != "dense":        # closed groups are still checked
+                if variant.packing == "fixed":        # closed groups are still checked
                     cyc += (lp.groups - g) * min(2, variant.group_overhead)
                 cyc += int(closes and not fc)
             cyc += 2 if fc else 1
