@@ -238,6 +238,8 @@ class RecordDecoder:
     spike_layers : iterable of int, optional
         The spiking layers whose per-(position, group) records the core was asked for
         (``spike_records``; default all). Every spiking layer also sends a signature per step.
+    keep_words : bool
+        Also keep every record word in ``words``, in arrival order.
 
     Members
     -------
@@ -254,10 +256,14 @@ class RecordDecoder:
         out-of-range records.
     last_cycle : dict
         (layer, step) -> cycle stamp of that layer's last record.
+    held, held_tail : dict, int
+        Cycles the environment held the core, per (layer, step), and while the logits were
+        shown (:meth:`hold`, :meth:`hold_frame`).
     """
 
-    def __init__(self, p: CoreParams, net=None, spike_layers=None):
+    def __init__(self, p: CoreParams, net=None, spike_layers=None, keep_words: bool = False):
         self.p, self.net = p, net
+        self.words = [] if keep_words else None   # every record word, in order, if asked
         self.spike_layers = (set(range(len(p.spiking_layers))) if spike_layers is None
                              else set(spike_layers))
         self.signatures = {}
@@ -308,6 +314,8 @@ class RecordDecoder:
         r = unpack_fields(self.fields, word)
         p = self.p
         self.records += 1
+        if self.words is not None:
+            self.words.append(word)
         if r["kind"] != KIND_LOGITS:
             key = (r["layer"], r["step"])
             self.last_cycle[key] = max(cycle, self.last_cycle.get(key, 0))

@@ -4,6 +4,8 @@ The words themselves (parameter transfers, frames, the record decoder) are hw.pr
 this module is the scoreboard's side:
 
 - :func:`expected_keys`: every record the core must send for a sample, no more.
+- :func:`expected_records`: the record stream itself, as a core equal to golden sends it
+  (the scoreboard's own test: every checker must catch its kind of corruption of it).
 - :func:`expected_signatures`: golden spikes -> each (layer, step)'s CRC-32 and spike count,
   replaying the core's visiting order (:func:`visit_order`).
 - :func:`compare`: golden vs RTL, every layer and step; returns mismatch descriptions.
@@ -17,7 +19,7 @@ import numpy as np
 from golden.model import step_work
 from hw.params import CoreParams
 from hw.protocol import (COUNTERS, KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE, KIND_SPIKES,
-                         RecordDecoder)
+                         RecordDecoder, pack_fields, record_fields, signature_fields, twos)
 from hw.signature import crc32_packed
 from model_export.format import NetworkExport
 
@@ -225,3 +227,48 @@ def perf_differences(model, dec: RecordDecoder, cycles: int, limit: int = 4) -> 
         out.append(f"performance model: total: hw.perf {model.total} + held "
                    f"{total - model.total} cycles, measured {cycles}")
     return len(bad) + int(total != cycles), out
+
+
+def expected_records(p: CoreParams, net: NetworkExport, golden, index: int) -> list:
+    """The record words a core equal to golden emits for sample ``index``, in order: per
+    step, per spiking layer its spike records (visiting order, live groups) and its
+    signature; the classifier's currents per group; the logits after the last step."""
+    fields, L, MB, LW = record_fields(p), p.lanes, p.membrane_bits, p.logit_width
+    work = step_work(net, golden, L)
+    sigs = expected_signatures(p, net, golden, index)
+    out = []
+    for t in range(p.timesteps):
+        for lp, le in zip(p.spiking_layers, net.spiking_layers):
+            positions, channels = computed_work(golden, index, le, t)
+            live = live_groups(lp, channels, L)
+            ys, xs = visit_order(lp, positions)
+            for y, x in zip(ys, xs):
+                for g in np.flatnonzero(live):
+                    data = 0
+                    for j in range(L):       # closed lanes report their held membrane
+                        c = g * L + j
+                        if c < lp.out_channels:
+                            data |= int(golden.spikes[lp.index][index, t, c, y, x]) << j
+                            q = int(golden.membranes[lp.index][index, t, c, y, x])
+                            data |= twos(q, MB) << (L + j * MB)
+                    out.append(pack_fields(fields, kind=KIND_SPIKES, layer=lp.index, step=t,
+                                           pos=int(y * lp.out_width + x), group=int(g),
+                                           data=data))
+            crc, spikes = sigs[(lp.index, t)]
+            counts = {k: int(work[lp.index][k][index, t]) for k in COUNTERS}
+            out.append(pack_fields(fields, kind=KIND_SIGNATURE, layer=lp.index, step=t,
+                                   data=pack_fields(signature_fields(p), crc=crc, spikes=spikes,
+                                                    **counts)))
+        fc = p.classifier
+        for g in range(fc.groups):
+            data = sum(twos(int(golden.currents[index, t, c]), LW) << ((c - g * L) * LW)
+                       for c in range(g * L, min((g + 1) * L, fc.out_channels)))
+            out.append(pack_fields(fields, kind=KIND_CURRENT, layer=fc.index, step=t, group=g,
+                                   data=data))
+    fc = p.classifier
+    for g in range(fc.groups):
+        data = sum(twos(int(golden.logits[index, c]), LW) << ((c - g * L) * LW)
+                   for c in range(g * L, min((g + 1) * L, fc.out_channels)))
+        out.append(pack_fields(fields, kind=KIND_LOGITS, layer=fc.index,
+                               step=p.timesteps - 1, group=g, data=data))
+    return out

@@ -116,7 +116,7 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
              stall_probability: float, seed: int, tag: str, max_cycles: int = 2_000_000,
              fault: str | None = None, records: str = "full",
              preloaded: str | None = None, debug_rerun: bool = True,
-             skipping: bool | None = None) -> dict:
+             skipping: bool | None = None, keep_records: bool = False) -> dict:
     """Run one simulation over ``jobs``: dicts with ``export`` (a directory), ``inputs``
     (integers [B, T, C, H, W]) and optionally ``tag`` and ``reset_mid_inference``. Each job
     loads its export's parameters into the core (not if the core already holds them:
@@ -124,7 +124,9 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
     runs its inputs. ``config``: the loaded config, or its file's path or name (the
     testbench loads the file). ``records``: "full" or "signature" (sim.tb_core).
     ``skipping``: how the core was built, if not as its config says (hw.build
-    ``skipping``). Returns results."""
+    ``skipping``). ``keep_records``: also return every record word, per job and sample.
+    Returns results. Raises RuntimeError if the testbench did not get through every job
+    (a crash or a hang): its partial results would read as a pass."""
     build_dir = Path(build_dir).resolve()
     case_dir = build_dir / f"case_{tag}"
     case_dir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +143,7 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
             "jobs": job_specs, "stall_probability": stall_probability, "seed": seed,
             "results": str(results), "max_cycles": max_cycles, "fault": fault,
             "records": records, "preloaded_sha256": preloaded, "debug_rerun": debug_rerun,
-            "skipping": skipping}
+            "skipping": skipping, "keep_records": keep_records}
     (case_dir / "case.json").write_text(json.dumps(case, indent=1))
     env = {"SPQ_CASE": str(case_dir / "case.json"),
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
@@ -160,6 +162,13 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
     out["simulator"] = simulator
     _, failed = get_results(case_dir / "results.xml")
     out["testbench_failed"] = bool(failed)
+    if not out.get("completed"):
+        raise RuntimeError(f"{simulator}: the testbench stopped after {out.get('samples', 0)} "
+                           f"samples ({out.get('error') or 'no reason recorded'}); see {case_dir}")
+    want = sum(len(job["inputs"]) for job in jobs)
+    if out["samples"] != want:
+        raise RuntimeError(f"{simulator}: the testbench ran {out['samples']} of {want} samples; "
+                           f"see {case_dir}")
     return out
 
 
@@ -167,7 +176,7 @@ def cosimulate(config: Config | str, export: Path, inputs: np.ndarray, simulator
                work_dir: Path, stall_probability: float = 0.25, seed: int = 1,
                hw_dir: Path | None = None, tag: str = "main", fault: str | None = None,
                preload: bool = False, records: str = "full", skipping: bool | None = None,
-               max_cycles: int = 2_000_000) -> dict:
+               max_cycles: int = 2_000_000, keep_records: bool = False) -> dict:
     """Generate (unless ``hw_dir`` given; preloading ``export`` if ``preload``), build and
     run one co-simulation (``max_cycles``: per inference, before the testbench calls it a hang).
     ``config``: the loaded config, or its file's path or name (the testbench loads the file)."""
@@ -183,4 +192,4 @@ def cosimulate(config: Config | str, export: Path, inputs: np.ndarray, simulator
                     jobs=[{"export": export, "inputs": inputs, "tag": tag}],
                     stall_probability=stall_probability, seed=seed, tag=tag, fault=fault,
                     records=records, preloaded=preloaded_sha256(hw_dir), skipping=skipping,
-                    max_cycles=max_cycles)
+                    max_cycles=max_cycles, keep_records=keep_records)

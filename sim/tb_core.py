@@ -65,6 +65,14 @@ async def _drive(dut, port, words, rng, stall):
 
 
 CLOCK_NS = 10
+# Why the testbench stopped early, for the results file: a monitor task's exception ends
+# the test from outside the job loop (as a cancellation), so it is noted here first.
+_STOPPED = []
+
+
+def _hang(message: str) -> RuntimeError:
+    _STOPPED.append(message)
+    return RuntimeError(message)
 
 
 async def _monitor(dut, decoder, rng, stall, cycles, max_cycles):
@@ -100,7 +108,7 @@ async def _monitor_with_backpressure(dut, decoder, rng, stall, cycles, max_cycle
         await RisingEdge(dut.clk)
         cycles[0] += 1
         if cycles[0] > max_cycles:
-            raise RuntimeError(f"no logits after {max_cycles} cycles: the core hangs")
+            raise _hang(f"no logits after {max_cycles} cycles: the core hangs")
 
 
 async def _monitor_always_ready(dut, decoder, cycles, max_cycles):
@@ -120,7 +128,7 @@ async def _monitor_always_ready(dut, decoder, cycles, max_cycles):
         else:
             fired = await First(RisingEdge(dut.record__valid), deadline)
             if fired is deadline:
-                raise RuntimeError(f"no record for {max_cycles} cycles: the core hangs")
+                raise _hang(f"no record for {max_cycles} cycles: the core hangs")
     cycles[0] = int((get_sim_time(unit="ns") - start) // CLOCK_NS)
 
 
@@ -182,10 +190,10 @@ async def _abort_inference(dut, params, x, rng, stall, max_cycles):
     return decoder.records
 
 
-async def _infer(dut, params, net, x, spike_layers, rng, stall, max_cycles):
+async def _infer(dut, params, net, x, spike_layers, rng, stall, max_cycles, keep_records=False):
     """One inference of input ``x`` [T, C, H, W]; returns (decoder, cycles)."""
     dut.spike_records.value = _layer_bits(spike_layers)
-    decoder = RecordDecoder(params, net, spike_layers)
+    decoder = RecordDecoder(params, net, spike_layers, keep_words=keep_records)
     cycles = [0]
     monitor = cocotb.start_soon(_monitor(dut, decoder, rng, stall, cycles, max_cycles))
     for t in range(params.timesteps):
@@ -231,7 +239,8 @@ async def _run_job(dut, params, job, case, rng, results, loaded):
                   "counters": []}
     for i in range(inputs.shape[0]):
         decoder, cycles = await _infer(dut, params, net, inputs[i],
-                                       [] if signature_only else all_layers, rng, stall, max_cycles)
+                                       [] if signature_only else all_layers, rng, stall, max_cycles,
+                                       keep_records=case.get("keep_records", False))
         count, details = compare(ref, i, decoder)
         bad = signature_mismatches(ref, i, decoder)
         if bad and signature_only and case.get("debug_rerun", True):
@@ -250,6 +259,8 @@ async def _run_job(dut, params, job, case, rng, results, loaded):
         job_result["layer_cycles"] = [a + b for a, b in zip(job_result["layer_cycles"],
                                                             decoder.layer_cycles())]
         job_result["step_cycles"].append(decoder.step_cycles())
+        if decoder.words is not None:
+            job_result.setdefault("records", []).append(decoder.words)
         job_result["held_cycles"].append(decoder.held_cycles())
         if not count:        # a sample that differs from golden ran other work
             job_result["perf_mismatches"] += _perf_check(params, net, ref, i, decoder, cycles,
@@ -282,10 +293,20 @@ async def core_matches_golden(dut):
     results = {"samples": 0, "mismatches": 0, "perf_mismatches": 0, "cycles": [],
                "details": [], "predictions": [], "jobs": []}
     loaded = {"sha256": case.get("preloaded_sha256")}      # what the parameter SRAMs hold
+    # "completed" tells the runner every job ran: a crash or a hang leaves it False, so
+    # partial results never read as a pass.
+    results["completed"] = False
     try:
         for job in case["jobs"]:
             await _run_job(dut, params, job, case, rng, results, loaded)
+        results["completed"] = True
+    except BaseException as e:      # a failing monitor task arrives as a cancellation
+        results["error"] = (_STOPPED[-1] if _STOPPED
+                            else f"{type(e).__name__}: {e}".splitlines()[0])
+        raise
     finally:
         with open(case["results"], "w") as f:
             json.dump(results, f, indent=1)
     assert results["mismatches"] == 0, f"{results['mismatches']} mismatches against golden"
+    assert results["perf_mismatches"] == 0, (f"{results['perf_mismatches']} differences from "
+                                             "the performance model")
