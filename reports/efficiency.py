@@ -349,11 +349,12 @@ def main(argv=None):
                              "render it")
     args = ap.parse_args(argv)
     docs = Path(args.docs)
+    check_output_dir(docs, "--docs")
     if not docs.is_dir():
         raise UserError(f"--docs: {docs} is not a folder")
-    check_output_dir(docs, "--docs")
     for sub in ("results", "figures"):
         check_output_dir(docs / sub, f"--docs: {sub}")
+    cfg = None if args.render_only else load_config(args.config)    # checked before any output
     (docs / "results").mkdir(exist_ok=True)
     (docs / "figures").mkdir(exist_ok=True)
     given = {name: checked_study(docs / "results", name, getattr(args, name))
@@ -363,7 +364,7 @@ def main(argv=None):
     t0 = time.time()
     failed = False
     if not args.render_only:
-        result = measure(load_config(args.config), args.samples, args.seed, args.retrain,
+        result = measure(cfg, args.samples, args.seed, args.retrain,
                          synth=not args.no_synth, ice40=not args.no_ice40)
         write_json_report(docs / "results" / f"{result['name']}.json", result)
         failed = bool(result["counts"]["differences"])
