@@ -107,8 +107,23 @@ def sum_pool(spikes: np.ndarray, pool: int) -> np.ndarray:
 
 
 def time_major_inputs(net: NetworkExport, inputs: np.ndarray) -> np.ndarray:
-    """[B, C, H, W] (static, repeated over T) or [B, T, C, H, W] -> checked [B, T, C, H, W]."""
+    """[B, C, H, W] (static, repeated over T) or [B, T, C, H, W] -> checked [B, T, C, H, W].
+
+    ValueError unless the array holds integers (an integer or bool dtype, or floats that
+    are all finite whole numbers: nothing is rounded; never complex, strings or objects),
+    has at least one sample, the network's shape and values in 0 .. 2**input_bits - 1."""
     x_all = np.asarray(inputs)
+    if x_all.dtype.kind not in "iubf":
+        raise ValueError(f"inputs: dtype {x_all.dtype} is not an integer type (integers "
+                         f"0..{(1 << net.input_bits) - 1} are expected; nothing is cast)")
+    if x_all.dtype.kind == "f":
+        whole = np.isfinite(x_all) & (x_all == np.round(x_all))
+        if not whole.all():
+            bad = x_all[~whole].flat[0]
+            raise ValueError(f"inputs: {bad!r} is not an integer (the values must be whole "
+                             "numbers; nothing is rounded)")
+    if x_all.ndim in (4, 5) and x_all.shape[0] == 0:
+        raise ValueError("inputs: no samples (the batch dimension is 0)")
     if x_all.ndim == 4:
         x_all = np.broadcast_to(x_all[:, None], (x_all.shape[0], net.timesteps) + x_all.shape[1:])
     expect = (net.timesteps, net.input_channels, net.input_height, net.input_width)

@@ -5,6 +5,15 @@ macro's behavioural model) and ``DIR/report.json`` (memory bits by
 kind, accumulator widths, lanes, memory map), then lints the Verilog with Verilator.
 Default ``DIR`` is ``build/<model name>``.
 
+The build is one unit: everything is generated and linted in a temp sibling
+``.<DIR name>.tmp-XXXX`` and then committed (project_config.files.commit_entries): a
+``DIR`` that holds only these outputs is swapped with the new one in one atomic exchange;
+one that also holds other files (``build/<model name>`` after ``make sim``) gets the new
+``images/``, Verilog and ``report.json`` (last) with SIGINT and SIGTERM held back until
+all have moved. ``report.json`` records each source's sha256, so a reader can check that
+the files it finds belong to the report (:func:`read_build`). An error, SIGINT or SIGTERM
+leaves ``DIR`` as it was (temp folder removed, Verilator stopped).
+
 ``--export EXPORT`` also writes the export's parameters as memory images
 (``DIR/images/<sram>.hex``, hw.memory_image) and names them as the ``INIT_FILE`` of the
 weight, threshold and mask SRAMs, so simulation starts with the parameters loaded (the
@@ -13,6 +22,7 @@ the reference core that issues every input, position and group (``hardware.skipp
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from pathlib import Path
@@ -22,7 +32,7 @@ from amaranth.back import verilog
 from model_export import load_export
 from project_config import Config, UserError, cli_main, load_config
 from project_config.cli import add_config, add_export, add_out, parser
-from project_config.files import atomic_write
+from project_config.files import Inconsistent, atomic_dir, atomic_write, check_output_dir, read_consistent
 from .core import SnnCore
 from .memory_image import export_sha256, write_images
 from .memory_report import build_report_fields
@@ -31,6 +41,8 @@ from .sram import SRAM_MODULE, SRAM_VERILOG
 from .toolchain import lint
 
 TOP = "snn_core"
+# The entries of a build folder that hw.build writes (and replaces as one unit), report last.
+OUTPUTS = ("images", f"{TOP}.v", f"{SRAM_MODULE}.v", "report.json")
 
 
 # Yosys' Verilog backend writes a comb signal whose bits are constant as
@@ -45,7 +57,13 @@ def _initialise_constant_processes(text: str) -> str:
 
 
 def generate_verilog(params: CoreParams, init_files: dict | None = None) -> str:
-    text = verilog.convert(SnnCore(params, init_files), name=TOP, emit_src=False)
+    try:
+        text = verilog.convert(SnnCore(params, init_files), name=TOP, emit_src=False)
+    except RecursionError:
+        # A safety net: the generator builds log-depth trees (hw.core.tree_sum), so no
+        # config inside the schema is known to get here.
+        raise UserError(f"{params.config_path}: hardware.lanes: {params.lanes}: the generator "
+                        "cannot build this core (expression too deep)") from None
     return _initialise_constant_processes(text)
 
 
@@ -78,37 +96,71 @@ def build(cfg: Config, out: str | Path | None = None, do_lint: bool = True, expo
           skipping: bool | None = None) -> Path:
     """Generate (and lint) the core for the validated config ``cfg`` into ``out`` (default
     ``build/<model name>``); ``export``: an export directory to preload from image files;
-    ``skipping``: override ``hardware.skipping``. Returns the output directory."""
+    ``skipping``: override ``hardware.skipping``. Returns the output directory, committed
+    as one unit (module docstring)."""
     if not isinstance(cfg, Config):
         raise TypeError(f"hw.build.build takes a project_config.Config (load_config(path)), "
                         f"not {type(cfg).__name__}")
     params = CoreParams(cfg, skipping=skipping)
-    out_dir = Path(out) if out else Path("build") / cfg.name
-    out_dir.mkdir(parents=True, exist_ok=True)
-    init_files, preloaded = None, None
+    out_dir = check_output_dir(Path(out) if out else Path("build") / cfg.name,
+                               "--out" if out else f"{cfg.path}: model.name")
+    net = None
     if export is not None:
         net = load_export(export)
         params.check_export(net, where=str(export))
-        init_files = write_images(params, net, out_dir / "images", export)
-        preloaded = {"export": str(Path(export).resolve()), "export_sha256": export_sha256(export),
-                     "images": {k: str(v) for k, v in init_files.items()}}
-    text = generate_verilog(params, init_files)
-    rep = report(params)
-    rep["skipping"] = params.skipping
-    rep["preloaded"] = preloaded
-    vpath = out_dir / f"{TOP}.v"
-    spath = out_dir / f"{SRAM_MODULE}.v"
-    atomic_write(vpath, text)
-    atomic_write(spath, SRAM_VERILOG)
-    rep["sources"] = [vpath.name, spath.name]
-    if do_lint:
-        ok, log = lint([vpath, spath], TOP)
-        rep["lint"] = "clean" if ok else "failed"
-        if not ok:
-            vpath.unlink()
-            raise UserError(f"{vpath}: verilator lint failed:\n{log}")
-    atomic_write(out_dir / "report.json", json.dumps(rep, indent=1) + "\n")
+    final = out_dir.resolve()
+    with atomic_dir(out_dir, OUTPUTS) as tmp:
+        init_files, preloaded = None, None
+        if net is not None:
+            written = write_images(params, net, tmp / "images", export)
+            # The Verilog names the images where they will be once committed.
+            init_files = {k: final / "images" / Path(v).name for k, v in written.items()}
+            preloaded = {"export": str(Path(export).resolve()), "export_sha256": export_sha256(export),
+                         "images": {k: str(v) for k, v in init_files.items()}}
+        text = generate_verilog(params, init_files)
+        rep = report(params)
+        rep["skipping"] = params.skipping
+        rep["preloaded"] = preloaded
+        vpath, spath = tmp / f"{TOP}.v", tmp / f"{SRAM_MODULE}.v"
+        atomic_write(vpath, text)
+        atomic_write(spath, SRAM_VERILOG)
+        rep["sources"] = [vpath.name, spath.name]
+        rep["sources_sha256"] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+                                 for p in (vpath, spath)}
+        if do_lint:
+            ok, log = lint([vpath, spath], TOP)
+            rep["lint"] = "clean" if ok else "failed"
+            if not ok:
+                err = UserError(f"{out_dir / vpath.name}: verilator lint failed:\n{log}")
+                err.multiline = True       # the lint log, as Verilator wrote it
+                raise err
+        atomic_write(tmp / "report.json", json.dumps(rep, indent=1) + "\n")
     return out_dir
+
+
+def read_build(out_dir) -> dict:
+    """A build folder's ``report.json``, checked against the sources it lists (their
+    sha256); read again while a commit is swapping the folder. UserError if the folder is
+    not a complete build."""
+    out_dir = Path(out_dir)
+
+    def read():
+        try:
+            rep = json.loads((out_dir / "report.json").read_text())
+            for name, digest in rep.get("sources_sha256", {}).items():
+                if hashlib.sha256((out_dir / name).read_bytes()).hexdigest() != digest:
+                    raise Inconsistent(name)
+        except (ValueError, UnicodeDecodeError, AttributeError) as e:
+            raise UserError(f"{out_dir / 'report.json'}: not a hw.build report ({e})") from None
+        return rep
+
+    try:
+        return read_consistent(read)
+    except FileNotFoundError as e:
+        raise UserError(f"{e.filename}: not found: {out_dir} is not a complete build") from None
+    except Inconsistent as e:
+        raise UserError(f"{out_dir / str(e)}: does not match {out_dir / 'report.json'} "
+                        "(an incomplete or mixed build)") from None
 
 
 def main(argv=None):
@@ -122,7 +174,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     out_dir = build(load_config(args.config), args.out, not args.no_lint, export=args.export,
                     skipping=False if args.no_skipping else None)
-    rep = json.loads((out_dir / "report.json").read_text())
+    rep = read_build(out_dir)
     mem = rep["memory_bits"]
     print(f"hw.build: {out_dir / (TOP + '.v')} ({rep['lanes']} lanes, "
           f"{rep['lane_accumulator_width']}-bit accumulators, lint {rep.get('lint', 'skipped')})")

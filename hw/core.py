@@ -68,7 +68,14 @@ def first_set(m, vec, name):
 
 def popcount(vec):
     """Number of set bits of ``vec`` (a balanced adder tree)."""
-    terms = [vec[i] for i in range(len(vec))]
+    return tree_sum([vec[i] for i in range(len(vec))])
+
+
+def tree_sum(terms):
+    """The sum of ``terms`` as a balanced adder tree: log-depth expressions, where Python's
+    ``sum`` nests one Operator per term and overflows the recursion limit of Amaranth's
+    transformers at a few hundred terms (``hardware.lanes`` = 384 did)."""
+    terms = list(terms)
     while len(terms) > 1:
         terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
                  for i in range(0, len(terms), 2)]
@@ -380,7 +387,7 @@ class SnnCore(wiring.Component):
         q_eff = [Mux(first_step, 0, q) for q in q_stored]         # as the neuron units see it
         importance = Signal(signed(EW))                           # e of the current position
         word_level_sum = Signal(signed(EW))
-        m.d.comb += word_level_sum.eq(sum(level(q) for q in q_stored))
+        m.d.comb += word_level_sum.eq(tree_sum(level(q) for q in q_stored))
         if p.channel_gating:
             # The channel sums P of the current layer follow every membrane write:
             # P[c] += q_new - q_old (NEURON), P[c] -= q_old (a pruned position's reset).

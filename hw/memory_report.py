@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from model_export import load_export
 from project_config import Config, ConfigError, cli_main, load_config
 from project_config.cli import add_config, add_export, add_json, parser
-from project_config.files import write_json_report
+from project_config.files import check_output_file, write_json_report
 from .params import CoreParams
 
 FULL_PRECISION_BITS = 32            # FP32 weights and membrane of the baseline
@@ -294,7 +294,10 @@ def main(argv=None):
     add_export(ap, help="integer export directory (optional)")
     add_json(ap)
     args = ap.parse_args(argv)
-    rep = memory_report(load_config(args.config), args.export)
+    cfg = load_config(args.config)
+    if args.json:
+        check_output_file(args.json, "--json")
+    rep = memory_report(cfg, args.export)
     print(format_report(rep))
     if args.json:
         write_json_report(args.json, rep)

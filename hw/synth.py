@@ -28,7 +28,7 @@ from pathlib import Path
 
 from project_config import Config, UserError, cli_main, load_config
 from project_config.cli import add_config, add_json, add_out, parser
-from project_config.files import write_json_report
+from project_config.files import check_output_dir, check_output_file, write_json_report
 from .build import TOP, build
 from .params import CoreParams
 from .sram import SRAM_MODULE
@@ -329,7 +329,12 @@ def main(argv=None):
     ap.add_argument("--ice40", action="store_true",
                     help="also place and route on an iCE40 HX8K (needs nextpnr-ice40; small configs)")
     args = ap.parse_args(argv)
-    rep = synthesize(load_config(args.config), args.out, args.ice40)
+    cfg = load_config(args.config)
+    if args.out:
+        check_output_dir(args.out, "--out")
+    if args.json:
+        check_output_file(args.json, "--json")
+    rep = synthesize(cfg, args.out, args.ice40)
     print(format_report(rep))
     if args.json:
         write_json_report(args.json, rep)

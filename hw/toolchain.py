@@ -4,6 +4,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -40,5 +41,23 @@ def lint(sources, top: str, extra=()) -> tuple[bool, str]:
     env = verilator_env()
     cmd = ["verilator", "--lint-only", "-Wall", str(LINT_WAIVERS), *map(str, sources),
            "--top-module", top, *extra]
-    r = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    r = run_group(cmd, env=env)
     return r.returncode == 0 and "%Warning" not in r.stderr, r.stderr
+
+
+def run_group(cmd, **kwargs) -> subprocess.CompletedProcess:
+    """``subprocess.run(cmd, capture_output=True, text=True)`` in a new process group that is
+    killed as a whole if this process is interrupted (the Verilator wrapper's children
+    included: none is left orphaned)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kwargs)
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

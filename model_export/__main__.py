@@ -3,6 +3,7 @@ from pathlib import Path
 
 from project_config import cli_main
 from project_config.cli import add_out, parser
+from project_config.files import check_output_dir
 from train.trainer import load_checkpoint
 
 from .format import save_export
@@ -14,8 +15,9 @@ def main(argv=None):
     ap.add_argument("--checkpoint", required=True, help="model.pt written by python -m train")
     add_out(ap, "export directory (default: <checkpoint dir>/export)")
     args = ap.parse_args(argv)
-    model, cfg = load_checkpoint(args.checkpoint)
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "export"
+    check_output_dir(out, "--out")          # before the work: nothing is written on error
+    model, cfg = load_checkpoint(args.checkpoint)
     net = export_model(model, cfg)
     save_export(net, out)
     n_w = sum(l.w_code.size for l in net.layers)

@@ -1,6 +1,15 @@
 """The integer export: ``export.npz`` + ``manifest.json`` (docs/INTEGER_SPEC.md, section 7).
 
 Reading needs only NumPy: golden, hw and sim load exports without torch.
+
+The two files are one unit. :func:`save_export` writes both into a temp sibling
+``.<dir name>.tmp-XXXX`` of the export folder and commits it with
+project_config.files.commit_entries: a folder holding only an export is swapped with the
+new one in one atomic exchange; a folder that also holds other files gets the new npz and
+then the manifest, with SIGINT and SIGTERM held back in between. The manifest carries the
+arrays' sha256, so a mixed pair never loads: :func:`load_export` reads both files and, if
+they are missing or do not match (a swap in progress), reads again for up to a second
+before it reports the export as corrupted or incomplete.
 """
 from __future__ import annotations
 
@@ -15,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from project_config import UserError
-from project_config.files import atomic_write
+from project_config.files import Inconsistent, atomic_dir, atomic_write, read_consistent
 from project_config.geometry import (MAX_ACC_WIDTH, MAX_SHIFT_SUPPORTED, WEIGHT_BITS, GeometryView,
-                                     LayerGeometry, max_shift)
+                                     LayerGeometry, check_chain, max_shift)
 
 SCHEMA = "spquant-export"
 VERSION = 2
@@ -205,10 +214,9 @@ def validate(net: NetworkExport, where: str = "export"):
 
 
 def save_export(net: NetworkExport, out_dir: str | os.PathLike) -> Path:
-    """Write ``export.npz`` and ``manifest.json`` atomically (temp files, then rename)."""
+    """Write ``export.npz`` and ``manifest.json`` as one unit (module docstring)."""
     validate(net)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     arrays = _flat_arrays(net)
     manifest = {
         "schema": SCHEMA,
@@ -224,59 +232,102 @@ def save_export(net: NetworkExport, out_dir: str | os.PathLike) -> Path:
     }
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    atomic_write(out / NPZ_NAME, buf.getvalue())
-    atomic_write(out / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
+    with atomic_dir(out, (NPZ_NAME, MANIFEST_NAME)) as tmp:
+        atomic_write(tmp / NPZ_NAME, buf.getvalue())
+        atomic_write(tmp / MANIFEST_NAME, (json.dumps(manifest, indent=1) + "\n").encode())
     return out
 
 
 def load_export(path: str | os.PathLike) -> NetworkExport:
-    """Load and verify an export directory (or its manifest.json)."""
+    """Load and verify an export directory (or its manifest.json): every manifest field
+    typed and in range, the layers chained, the arrays those the manifest names (sha256)."""
     p = Path(path)
     d = p.parent if p.name in (MANIFEST_NAME, NPZ_NAME) else p
     mpath, npath = d / MANIFEST_NAME, d / NPZ_NAME
-    for f in (mpath, npath):
-        if not f.is_file():
-            raise ExportError(f"{f}: export file not found")
     try:
-        manifest = json.loads(mpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise ExportError(f"{mpath}: corrupted manifest ({e})") from None
-    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
-        raise ExportError(f"{mpath}: not a {SCHEMA} manifest")
-    if manifest.get("version") not in READABLE_VERSIONS:
-        raise ExportError(f"{mpath}: schema version {manifest.get('version')!r}, "
-                          f"this reader supports {list(READABLE_VERSIONS)}")
+        manifest, arrays = read_consistent(lambda: _read_pair(mpath, npath))
+    except FileNotFoundError as e:
+        raise ExportError(f"{e.filename or d}: export file not found") from None
+    except Inconsistent as e:
+        raise ExportError(str(e)) from None
     try:
-        with np.load(npath, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as e:
-        raise ExportError(f"{npath}: corrupted or truncated ({type(e).__name__}: {e})") from None
-    try:
-        expected = manifest["arrays"]
-        if sorted(expected) != sorted(arrays):
-            raise ExportError(f"{npath}: arrays {sorted(arrays)} do not match the manifest")
-        if arrays_sha256(arrays) != manifest["sha256"]:
-            raise ExportError(f"{npath}: sha256 does not match {mpath} (corrupted or mismatched)")
-        inp = manifest["input"]
-        layers = []
-        for n, entry in enumerate(manifest["layers"]):
-            try:
-                geom = LayerGeometry.from_manifest(entry, f"{mpath}: layers[{n}]")
-            except ValueError as e:
-                raise ExportError(str(e)) from None
-            i = geom.index
-            layers.append(LayerExport(
-                geom,
-                w_code=arrays[f"L{i}.w_code"],
-                channel_mask=arrays[f"L{i}.channel_mask"],
-                position_mask=arrays[f"L{i}.position_mask"],
-                thresholds=arrays.get(f"L{i}.thresholds"),
-                bias=arrays.get(f"L{i}.bias"),
-                **{n: arrays.get(f"L{i}.{n}") for n in LayerExport.PRUNING_ARRAYS},
-            ))
-        net = NetworkExport(manifest["name"], manifest["timesteps"], manifest["membrane"],
-                            inp["channels"], inp["height"], inp["width"], inp["bits"], layers)
-    except (KeyError, TypeError) as e:
+        net = _network(manifest, arrays, mpath)
+    except (KeyError, TypeError, AttributeError) as e:
         raise ExportError(f"{mpath}: malformed manifest (missing or bad {e})") from None
     validate(net, where=str(d))
     return net
+
+
+def _read_pair(mpath: Path, npath: Path) -> tuple[dict, dict]:
+    """(manifest, arrays) read from the two files; Inconsistent if they do not belong
+    together (read again: a commit may be swapping the folder), ExportError if unusable."""
+    for f in (mpath, npath):
+        if not f.is_file():
+            raise FileNotFoundError(2, "not found", str(f))
+    try:
+        manifest = json.loads(mpath.read_bytes().decode("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        raise ExportError(f"{mpath}: corrupted manifest ({type(e).__name__})") from None
+    if not isinstance(manifest, dict) or manifest.get("schema") != SCHEMA:
+        raise ExportError(f"{mpath}: not a {SCHEMA} manifest")
+    if manifest.get("version") not in READABLE_VERSIONS or type(manifest.get("version")) is not int:
+        raise ExportError(f"{mpath}: version: schema version {manifest.get('version')!r}, "
+                          f"this reader supports {list(READABLE_VERSIONS)}")
+    expected, digest = manifest.get("arrays"), manifest.get("sha256")
+    if not isinstance(expected, dict) or not isinstance(digest, str):
+        raise ExportError(f"{mpath}: arrays, sha256: missing or not a mapping and a string")
+    try:
+        with np.load(io.BytesIO(npath.read_bytes()), allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except FileNotFoundError:
+        raise
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
+        raise ExportError(f"{npath}: corrupted or truncated ({type(e).__name__}: {e})") from None
+    if sorted(expected) != sorted(arrays):
+        raise Inconsistent(f"{npath}: arrays {sorted(arrays)[:6]} do not match {mpath}")
+    if arrays_sha256(arrays) != digest:
+        raise Inconsistent(f"{npath}: sha256 does not match {mpath} (corrupted or mismatched)")
+    return manifest, arrays
+
+
+def _header_int(manifest: dict, key: str, lo: int, hi: int, mpath, section=None) -> int:
+    src = manifest if section is None else manifest.get(section)
+    name = key if section is None else f"{section}.{key}"
+    if not isinstance(src, dict) or key not in src:
+        raise ExportError(f"{mpath}: {name}: missing")
+    v = src[key]
+    if type(v) is not int or not lo <= v <= hi:
+        raise ExportError(f"{mpath}: {name}: {v!r} is not an integer in [{lo}, {hi}]")
+    return v
+
+
+def _network(manifest: dict, arrays: dict, mpath: Path) -> NetworkExport:
+    """The NetworkExport a verified manifest and its arrays describe (header fields typed
+    and in the config schema's ranges, layers chained)."""
+    name = manifest.get("name")
+    if not isinstance(name, str) or not name or len(name) > 128 or any(c in name for c in "/\\\0\n"):
+        raise ExportError(f"{mpath}: name: {name!r} is not a network name")
+    timesteps = _header_int(manifest, "timesteps", 1, 1024, mpath)
+    dims = [_header_int(manifest, k, 1, hi, mpath, "input")
+            for k, hi in (("channels", 4096), ("height", 4096), ("width", 4096), ("bits", 16))]
+    entries = manifest["layers"]
+    if not isinstance(entries, list):
+        raise ExportError(f"{mpath}: layers: expected a list, got {type(entries).__name__}")
+    try:
+        geoms = [LayerGeometry.from_manifest(e, f"{mpath}: layers[{n}]") for n, e in enumerate(entries)]
+        check_chain(geoms, *dims, where=str(mpath))
+    except ValueError as e:
+        raise ExportError(str(e)) from None
+    layers = []
+    for geom in geoms:
+        i = geom.index
+        layers.append(LayerExport(
+            geom,
+            w_code=arrays[f"L{i}.w_code"],
+            channel_mask=arrays[f"L{i}.channel_mask"],
+            position_mask=arrays[f"L{i}.position_mask"],
+            thresholds=arrays.get(f"L{i}.thresholds"),
+            bias=arrays.get(f"L{i}.bias"),
+            **{n: arrays.get(f"L{i}.{n}") for n in LayerExport.PRUNING_ARRAYS},
+        ))
+    return NetworkExport(name, timesteps, manifest.get("membrane"), *dims, layers)

@@ -9,6 +9,16 @@ from .fold import fold_channel
 from .format import LayerExport, NetworkExport, encode_weights
 
 
+def _check_finite(model, cfg: Config):
+    """Every floating parameter and buffer is finite: a NaN weight would otherwise become a
+    zero code, a NaN threshold or statistic an arbitrary integer."""
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = t[~torch.isfinite(t)].flatten()[0].item()
+            raise UserError(f"{cfg.path}: model parameter {name}: {bad} is not a finite number "
+                            "(nothing to export)")
+
+
 @torch.no_grad()
 def export_model(model, cfg: Config) -> NetworkExport:
     """Fold a trained ``train.model.SpikingConvNet`` into integers (docs/INTEGER_SPEC.md)."""
@@ -22,6 +32,7 @@ def export_model(model, cfg: Config) -> NetworkExport:
                         "(export needs 'ternary' or 'binary')")
     if bits is None:
         raise UserError(f"{cfg.path}: quant.weight_bits: null (full precision) cannot be exported")
+    _check_finite(model, cfg)
     K = cfg.layers[0].max_shift
     layers = []
     scale_in = cfg.model["input"]["scale"]
@@ -35,6 +46,9 @@ def export_model(model, cfg: Config) -> NetworkExport:
         conv_bias = f64(block.conv.bias) if block.conv.bias is not None else 0.0
         A = inv_std * (2.0 ** (a_log2 - K)) * scale_in
         B = inv_std * (conv_bias - f64(bn.running_mean)) + f64(bn.bias)
+        if not (np.isfinite(A).all() and np.isfinite(B).all()):
+            raise UserError(f"{cfg.path}: model.layers[{spec.index}]: the folded scale or offset "
+                            "is not finite (weights, batch-norm statistics or input scale out of range)")
         neg = A < 0
         sign[neg] = -sign[neg]           # the hardware then computes -I_int for these channels
         A = np.abs(A)

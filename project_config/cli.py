@@ -4,7 +4,10 @@
   (:class:`UserError`, :func:`cli_main`).
 - The options several tools take are declared once here: :func:`add_config`,
   :func:`add_out`, :func:`add_json`, :func:`add_export`, and the argparse types
-  :func:`positive_int`, :func:`nonnegative_int` and :func:`probability`.
+  :func:`positive_int`, :func:`nonnegative_int`, :func:`bounded_int`, :func:`seed` and
+  :func:`probability` (every number finite and in its range).
+- SIGTERM is handled like Ctrl-C (SIGINT): it unwinds the program, so temp files are removed
+  and child processes stopped by the code that owns them; exit code 130 (143 for SIGTERM).
 
     ap = parser("python -m hw.build", __doc__)
     add_config(ap)
@@ -14,24 +17,57 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
+import threading
 
 
 class UserError(Exception):
     """An error caused by the user's input (file, key, value): reported in one line, exit 2."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that cleanup runs as for Ctrl-C."""
+
+
+def _stop(signum, frame):
+    # The first SIGINT or SIGTERM unwinds the program; later ones are ignored, so that they
+    # cannot cut the cleanup short.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+
+
 def cli_main(main, argv=None):
-    """Run ``main(argv)``; turn :class:`UserError` (and its subclasses) into one line + exit 2."""
+    """Run ``main(argv)``; turn :class:`UserError` (and its subclasses) into one line + exit 2.
+
+    SIGINT and SIGTERM unwind ``main`` (``finally`` blocks and ``except BaseException``
+    cleanups run: temp files, temp folders, child processes), then exit 130 / 143."""
+    saved = None
+    if threading.current_thread() is threading.main_thread():
+        saved = {s: signal.signal(s, _stop) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         rc = main(argv)
     except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {one_line(e)}", file=sys.stderr)
         sys.exit(2)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        print("error: terminated" if isinstance(e, Terminated) else "error: interrupted",
+              file=sys.stderr)
+        sys.exit(143 if isinstance(e, Terminated) else 130)
+    finally:
+        for s, handler in (saved or {}).items():
+            signal.signal(s, handler)
     sys.exit(rc or 0)
+
+
+def one_line(e: UserError) -> str:
+    """The message of ``e`` on one line (line breaks in a quoted value shown as ``\\n``),
+    unless ``e`` carries a log on purpose (its ``multiline`` attribute is true)."""
+    text = str(e)
+    if getattr(e, "multiline", False):
+        return text
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -48,13 +84,18 @@ def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
                           formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def _int(text: str, lo: int, what: str) -> int:
+SEED_MAX = 2 ** 32 - 1        # NumPy's legacy seeding and most RNGs take 32-bit seeds
+
+
+def _int(text: str, lo: int, what: str, hi: int | None = None) -> int:
     try:
         value = int(text, 10)
     except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        raise argparse.ArgumentTypeError(f"{str(text)[:40]!r} is not an integer") from None
     if value < lo:
         raise argparse.ArgumentTypeError(f"{value} is not {what}")
+    if hi is not None and value > hi:
+        raise argparse.ArgumentTypeError(f"{value} is above the maximum {hi}")
     return value
 
 
@@ -68,15 +109,35 @@ def nonnegative_int(text: str) -> int:
     return _int(text, 0, "a non-negative integer (>= 0)")
 
 
-def probability(text: str) -> float:
-    """argparse type: a finite float in [0, 1)."""
+def bounded_int(lo: int, hi: int):
+    """argparse type factory: an integer in [lo, hi]."""
+    def parse(text: str) -> int:
+        return _int(text, lo, f"at least {lo}", hi)
+    parse.__name__ = f"integer in [{lo}, {hi}]"
+    return parse
+
+
+def seed(text: str) -> int:
+    """argparse type: a seed, an integer in [0, 2**32 - 1]."""
+    return _int(text, 0, "a non-negative integer (>= 0)", SEED_MAX)
+
+
+def probability(text: str, hi: float = 1.0) -> float:
+    """argparse type: a finite float in [0, 1) (``hi``: a smaller upper bound, inclusive)."""
     try:
         value = float(text)
     except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not (math.isfinite(value) and 0.0 <= value < 1.0):
-        raise argparse.ArgumentTypeError(f"{text} is not a probability in [0, 1)")
+        raise argparse.ArgumentTypeError(f"{str(text)[:40]!r} is not a number") from None
+    if not (math.isfinite(value) and 0.0 <= value < 1.0 and value <= hi):
+        bound = "[0, 1)" if hi >= 1.0 else f"[0, {hi}]"
+        raise argparse.ArgumentTypeError(f"{text} is not a probability in {bound}")
     return value
+
+
+def stall_probability(text: str) -> float:
+    """argparse type: a random-stall probability in [0, 0.95] (the config's bound:
+    sim.stall_probability; near 1 a simulation runs for millions of idle cycles)."""
+    return probability(text, 0.95)
 
 
 def add_config(ap: argparse.ArgumentParser, required: bool = True, default: str | None = None,

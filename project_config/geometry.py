@@ -18,6 +18,10 @@ from dataclasses import dataclass
 WEIGHT_BITS = (2, 4, 8)        # PoT code widths with a hardware form
 MAX_SHIFT_SUPPORTED = 48       # largest K the integer datapath handles
 MAX_ACC_WIDTH = 62             # accumulators fit golden's int64 and the testbench's decoding
+# Upper bounds of a manifest's fields, as the config schema allows them (project_config.schema).
+MANIFEST_LIMITS = {"in_channels": 65536, "out_channels": 65536, "in_height": 4096,
+                   "in_width": 4096, "out_height": 4096, "out_width": 4096, "padding": 7,
+                   "pool": 2, "index": 1 << 16, "x_max": 1 << 16}
 
 
 def max_shift(weight_bits: int) -> int:
@@ -140,10 +144,13 @@ class LayerGeometry:
                 ok = v in ("conv", "fc")
             elif key == "kernel":
                 ok = (isinstance(v, list) and len(v) == 2
-                      and all(type(k) is int and k >= 1 for k in v))
+                      and all(type(k) is int and 1 <= k <= 4096 for k in v))
                 v = tuple(v) if ok else v
+            elif key == "weight_bits":
+                ok = type(v) is int and v in WEIGHT_BITS
             else:
-                ok = type(v) is int and v >= (0 if key in ("index", "padding") else 1)
+                ok = (type(v) is int and v >= (0 if key in ("index", "padding") else 1)
+                      and v <= MANIFEST_LIMITS[key])
             if not ok:
                 raise ValueError(f"{where}.{key}: invalid value {v!r}")
             values[key] = v
@@ -156,6 +163,35 @@ class LayerGeometry:
                 raise ValueError(f"{where}.{key}: {entry.get(key)!r}, but the layer's shape "
                                  f"and weight bits give {getattr(geom, key)}")
         return geom
+
+
+def check_chain(layers: list, channels: int, height: int, width: int, bits: int, where: str):
+    """Check that manifest layers (from :meth:`LayerGeometry.from_manifest`) form the chain
+    the config would derive: indices 0, 1, ...; conv layers then one classifier; each layer's
+    input the previous one's pooled output (the first one's the network input of ``bits``
+    bits); output sizes and ``x_max`` implied by the shapes; one weight width. Raises
+    ValueError naming ``where``, the layer and the key."""
+    if not layers:
+        raise ValueError(f"{where}: layers: empty (needs at least the classifier)")
+    c, h, w, x_max = channels, height, width, (1 << bits) - 1
+    for i, g in enumerate(layers):
+        at = f"{where}: layers[{i}]"
+        expect = {"index": i, "kind": "fc" if i == len(layers) - 1 else "conv",
+                  "in_channels": c, "in_height": h, "in_width": w, "x_max": x_max,
+                  "weight_bits": layers[0].weight_bits}
+        if g.kind == "fc":
+            expect.update(kernel=(h, w), padding=0, out_height=1, out_width=1, pool=1)
+        else:
+            kh, kw = g.kernel
+            expect.update(out_height=h + 2 * g.padding - kh + 1, out_width=w + 2 * g.padding - kw + 1)
+        for key, value in expect.items():
+            if getattr(g, key) != value:
+                raise ValueError(f"{at}.{key}: {getattr(g, key)!r}, but the chain (network "
+                                 f"input, then each layer's pooled output) gives {value!r}")
+        if g.out_height % g.pool or g.out_width % g.pool:
+            raise ValueError(f"{at}.pool: {g.pool} does not divide the "
+                             f"{g.out_height}x{g.out_width} output")
+        c, h, w, x_max = g.out_channels, g.out_height // g.pool, g.out_width // g.pool, g.pool * g.pool
 
 
 def first_difference(a: LayerGeometry, b: LayerGeometry) -> str | None:

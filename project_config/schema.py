@@ -7,7 +7,9 @@ never silently falls back to a default.
 from __future__ import annotations
 
 import copy
+import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +37,21 @@ class Key:
     lo: float | None = None
     hi: float | None = None
     choices: tuple | None = None
+    pattern: str | None = None      # a str must match it in full (names used in paths)
+
+
+# A name used as a file or folder name (build/<model name>): no separators, no "..",
+# no leading dot or dash, printable ASCII.
+NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,127}"
+
+
+def check_name(text, where: str) -> str:
+    """``text`` if it is a safe file or folder name (:data:`NAME_PATTERN`, no ".."), else a
+    ConfigError naming ``where`` and the value."""
+    if not isinstance(text, str) or not re.fullmatch(NAME_PATTERN, text) or ".." in text:
+        raise ConfigError(f"{where}: {text!r} is not a safe name for files and folders "
+                          "(letters, digits, '_', '.', '+', '-'; no path separators or '..')")
+    return text
 
 
 def _type_name(kind):
@@ -49,10 +66,18 @@ def _check(where, key, spec: Key, value):
     if isinstance(value, bool) and kind is not bool:
         raise ConfigError(f"{where}.{key}: expected {_type_name(kind)}, got bool {value!r}")
     if kind is float and isinstance(value, int):
+        if abs(value) > 1e300:
+            raise ConfigError(f"{where}.{key}: {value!r} is out of range")
         value = float(value)
     if not isinstance(value, kind):
         raise ConfigError(f"{where}.{key}: expected {_type_name(kind)}, got "
                           f"{type(value).__name__} {value!r}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}.{key}: {value!r} is not a finite number")
+    if isinstance(value, str) and "\x00" in value:
+        raise ConfigError(f"{where}.{key}: {value!r} contains a NUL character")
+    if spec.pattern is not None:
+        check_name(value, f"{where}.{key}")
     if spec.choices is not None and value not in spec.choices:
         raise ConfigError(f"{where}.{key}: {value!r} is not one of {list(spec.choices)}")
     if spec.lo is not None and value < spec.lo:
@@ -98,7 +123,7 @@ LAYER_KEYS = {
     "pool": Key(int, 1, choices=(1, 2)),     # sum-pool of the spikes (k x k) before the next layer
 }
 MODEL_KEYS = {
-    "name": Key(str, "snn"),
+    "name": Key(str, "snn", pattern=NAME_PATTERN),   # build/<name>: a safe folder name
     "input": Key(dict),
     "timesteps": Key(int, lo=1, hi=1024),
     "layers": Key(list),
@@ -295,18 +320,53 @@ def resolve_config_path(name: str | os.PathLike) -> Path:
     raise ConfigError(f"{name}: config file not found (looked in {Path.cwd()} and {CONFIG_DIR})")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a mapping with the same key twice (PyYAML keeps the
+    last one silently)."""
+
+
+def _construct_unique_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            dup = key in seen
+            seen.add(key)
+        except TypeError:        # an unhashable key: the constructor reports it
+            continue
+        if dup:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r}", key_node.start_mark)
+    return loader.construct_mapping(node, deep=deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                                 _construct_unique_mapping)
+
+
+def parse_yaml(text: str, where) -> object:
+    """YAML ``text`` (safe constructors only, duplicate keys refused) -> Python objects; a
+    ConfigError naming ``where``, the line and the problem otherwise."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None)
+        raise ConfigError(f"{where}: not valid YAML{at}" + (f" ({problem})" if problem else "")) from None
+    except (RecursionError, ValueError, OverflowError) as e:
+        raise ConfigError(f"{where}: not valid YAML ({type(e).__name__})") from None
+
+
 def load_raw_config(name: str | os.PathLike) -> tuple[Path, dict]:
     """(path, the config file's mapping as written), before validation: for configs derived
     from another by :func:`deep_merge`."""
     path = resolve_config_path(name)
     try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        at = f" at line {mark.line + 1}" if mark else ""
-        raise ConfigError(f"{path}: not valid YAML{at}") from None
+        text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: cannot read ({e})") from None
+    raw = parse_yaml(text, path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     return path, raw

@@ -33,8 +33,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -49,8 +51,8 @@ from hw.memory_report import memory_report
 from hw.params import CoreParams
 from hw.synth import synthesize
 from project_config import Config, UserError, cli_main, load_config
-from project_config.cli import add_config, nonnegative_int, parser, positive_int
-from project_config.files import write_json_report
+from project_config.cli import add_config, bounded_int, parser, seed
+from project_config.files import check_output_dir, write_json_report
 from sim.flow import Case, make_case
 from sim.host import counter_totals
 from sim.runner import cosimulate, output_to
@@ -235,58 +237,95 @@ def network_block(result: dict, figures: Path) -> str:
     return md
 
 
+# What a stored result that the renderers cannot use raises: each is reported as that
+# file's error, in one line, before anything is written.
+BAD_RESULT = (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError)
+
+
+def _table5_block(p: dict, figures: Path) -> str:
+    meta = dict(p["meta"])
+    meta.setdefault("runs", len(p["runs"]))          # results written before these keys
+    meta.setdefault("train_wall_s", sum(r.get("train_wall_s") or 0 for r in p["runs"]))
+    md = table5.format_markdown(p["summary"], p["targets"], meta)
+    md = md.replace("](figure4_membrane_precision.png)",
+                    f"]({figures.name}/figure4_membrane_precision.png)")
+    table5.plot_sweep(p["summary"], figures / "figure4_membrane_precision.png")
+    return demote(md)
+
+
+def _weight_pruning_block(p: dict, figures: Path) -> str:
+    rows = weight_pruning_study.flat_points(p["details"])
+    md = weight_pruning_study.format_markdown(rows, p["details"], p["meta"])
+    pngs = weight_pruning_study.write_plots(rows, figures)
+    md += "\n\n" + "\n".join(f"![{png.stem.replace('_', ' ')}]({figures.name}/{png.name})"
+                              for png in pngs)
+    return demote(md, 2)
+
+
+STUDY_BLOCKS = {"table5": _table5_block, "weight_pruning_study": _weight_pruning_block}
+
+
+def _render_study(name: str, payload, figures: Path, where) -> str:
+    """One study's markdown (plots drawn into ``figures``); UserError naming ``where``."""
+    try:
+        if not isinstance(payload, dict):
+            raise TypeError(f"expected a mapping, got {type(payload).__name__}")
+        return STUDY_BLOCKS[name](payload, figures)
+    except BAD_RESULT as e:
+        raise UserError(f"{where}: not a benchmarks.{name} result ({type(e).__name__}: "
+                        f"{str(e)[:120]})") from None
+
+
+def _read_json(path: Path, where: str):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError, RecursionError) as e:
+        raise UserError(f"{where}: cannot read JSON ({type(e).__name__})") from None
+
+
 def study_blocks(studies: Path, figures: Path) -> dict:
     """{block name: markdown} of the stored benchmark results in ``studies``, re-rendered
     (tables by the benchmarks' own formatters; plots redrawn into ``figures``)."""
     out = {}
-    t5 = studies / "table5.json"
-    if t5.exists():
-        p = json.loads(t5.read_text())
-        meta = dict(p["meta"])
-        meta.setdefault("runs", len(p["runs"]))          # results written before these keys
-        meta.setdefault("train_wall_s", sum(r.get("train_wall_s") or 0 for r in p["runs"]))
-        md = table5.format_markdown(p["summary"], p["targets"], meta)
-        md = md.replace("](figure4_membrane_precision.png)",
-                        f"]({figures.name}/figure4_membrane_precision.png)")
-        table5.plot_sweep(p["summary"], figures / "figure4_membrane_precision.png")
-        out["table5"] = demote(md)
-    wp = studies / "weight_pruning_study.json"
-    if wp.exists():
-        p = json.loads(wp.read_text())
-        rows = weight_pruning_study.flat_points(p["details"])
-        md = weight_pruning_study.format_markdown(rows, p["details"], p["meta"])
-        pngs = weight_pruning_study.write_plots(rows, figures)
-        md += "\n\n" + "\n".join(f"![{png.stem.replace('_', ' ')}]({figures.name}/{png.name})"
-                                  for png in pngs)
-        out["weight_pruning_study"] = demote(md, 2)
+    for name in STUDY_BLOCKS:
+        path = studies / f"{name}.json"
+        if path.exists():
+            out[name] = _render_study(name, _read_json(path, str(path)), figures, path)
     return out
 
 
-def store_study(results_dir: Path, name: str, src: str):
-    """Copy a benchmark's result file into ``results_dir/<name>.json`` (checked first)."""
-    try:
-        payload = json.loads(Path(src).read_text())
-        payload["meta"]
-    except (OSError, ValueError, KeyError) as e:
-        raise UserError(f"--{name.replace('_', '-')}: {src}: not a benchmarks.{name} "
-                        f"result ({type(e).__name__})") from None
-    write_json_report(results_dir / f"{name}.json", payload)
+def checked_study(results_dir: Path, name: str, src: str):
+    """A benchmark's result file, once it has been rendered without error (into a scratch
+    folder): a malformed one is refused before anything is stored."""
+    option = f"--{name.replace('_', '-')}"
+    payload = _read_json(Path(src), f"{option}: {src}")
+    with tempfile.TemporaryDirectory(prefix=".check-", dir=results_dir) as scratch:
+        _render_study(name, payload, Path(scratch), f"{option}: {src}")
+    return payload
 
 
 def render_docs(docs: Path) -> list:
     """Re-render every stored result under ``docs/results`` into docs/RESULTS.md and
-    docs/figures; returns the names of the blocks written."""
+    docs/figures; returns the names of the blocks written. Everything is rendered into a
+    scratch folder first: a stored result that cannot be rendered is refused (one line
+    naming its file) before any plot or RESULTS.md changes."""
     results_dir, figures = docs / "results", docs / "figures"
-    blocks = {}
-    for path in sorted(results_dir.glob("*.json")):
-        if path.stem in STUDIES:
-            continue
-        try:
-            stored = json.loads(path.read_text())
-            blocks[f"network:{stored['name']}"] = network_block(stored, figures)
-        except (ValueError, KeyError, TypeError) as e:
-            raise UserError(f"{path}: not a report result ({type(e).__name__}: {e})") from None
-    blocks.update(study_blocks(results_dir, figures))
+    with tempfile.TemporaryDirectory(prefix=".render-", dir=docs) as scratch:
+        staged = Path(scratch) / figures.name
+        staged.mkdir()
+        blocks = {}
+        for path in sorted(results_dir.glob("*.json")):
+            if path.stem in STUDIES:
+                continue
+            stored = _read_json(path, str(path))
+            try:
+                blocks[f"network:{stored['name']}"] = network_block(stored, staged)
+            except BAD_RESULT as e:
+                raise UserError(f"{path}: not a report result ({type(e).__name__}: "
+                                f"{str(e)[:120]})") from None
+        blocks.update(study_blocks(results_dir, staged))
+        for png in staged.iterdir():
+            os.replace(png, figures / png.name)
     write_results(docs / "RESULTS.md", blocks)
     return list(blocks)
 
@@ -295,9 +334,9 @@ def main(argv=None):
     ap = parser("python -m reports.efficiency", __doc__)
     add_config(ap, required=False, default="slice_digits.yaml",
                help="config YAML to measure (cwd, then configs/)")
-    ap.add_argument("--samples", type=positive_int,
+    ap.add_argument("--samples", type=bounded_int(1, 100000),
                     help="samples to co-simulate (default sim.samples)")
-    ap.add_argument("--seed", type=nonnegative_int, default=7, help="seed of a random network")
+    ap.add_argument("--seed", type=seed, default=7, help="seed of a random network")
     ap.add_argument("--retrain", action="store_true", help="train even if a checkpoint exists")
     ap.add_argument("--no-synth", action="store_true", help="skip Yosys and iCE40")
     ap.add_argument("--no-ice40", action="store_true", help="skip iCE40 place and route")
@@ -310,17 +349,22 @@ def main(argv=None):
                              "render it")
     args = ap.parse_args(argv)
     docs = Path(args.docs)
+    check_output_dir(docs, "--docs")
     if not docs.is_dir():
         raise UserError(f"--docs: {docs} is not a folder")
+    for sub in ("results", "figures"):
+        check_output_dir(docs / sub, f"--docs: {sub}")
+    cfg = None if args.render_only else load_config(args.config)    # checked before any output
     (docs / "results").mkdir(exist_ok=True)
     (docs / "figures").mkdir(exist_ok=True)
-    for name in STUDIES:
-        if getattr(args, name):
-            store_study(docs / "results", name, getattr(args, name))
+    given = {name: checked_study(docs / "results", name, getattr(args, name))
+             for name in STUDIES if getattr(args, name)}      # all checked before any is stored
+    for name, payload in given.items():
+        write_json_report(docs / "results" / f"{name}.json", payload)
     t0 = time.time()
     failed = False
     if not args.render_only:
-        result = measure(load_config(args.config), args.samples, args.seed, args.retrain,
+        result = measure(cfg, args.samples, args.seed, args.retrain,
                          synth=not args.no_synth, ice40=not args.no_ice40)
         write_json_report(docs / "results" / f"{result['name']}.json", result)
         failed = bool(result["counts"]["differences"])

@@ -24,8 +24,8 @@ import yaml
 from hw.build import build
 from model_export import save_export
 from project_config import cli_main, load_config
-from project_config.cli import add_out, nonnegative_int, parser, positive_int, probability
-from project_config.files import atomic_write, write_json_report
+from project_config.cli import add_out, bounded_int, parser, seed, stall_probability
+from project_config.files import atomic_write, check_output_dir, write_json_report
 from project_config.schema import SIMULATORS
 from sim.random_cases import random_case, random_shape
 from sim.runner import build_simulator, output_to, run_case
@@ -93,15 +93,16 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
 def main(argv=None):
     ap = parser("python -m sim.regress", __doc__)
     ap.add_argument("--simulator", default="verilator", choices=[*SIMULATORS, "both"])
-    ap.add_argument("--cases", type=positive_int, default=20)
-    ap.add_argument("--per-shape", type=positive_int, default=10,
+    ap.add_argument("--cases", type=bounded_int(1, 1_000_000), default=20)
+    ap.add_argument("--per-shape", type=bounded_int(1, 1000), default=10,
                     help="cases sharing one generated core")
-    ap.add_argument("--seed", type=nonnegative_int, default=1, help="first seed of the range")
-    ap.add_argument("--workers", type=positive_int, default=2)
-    ap.add_argument("--stall", type=probability, default=0.2,
-                    help="random idle/backpressure probability")
+    ap.add_argument("--seed", type=seed, default=1, help="first seed of the range")
+    ap.add_argument("--workers", type=bounded_int(1, 64), default=2,
+                    help="worker processes (at most 64, and at most one per shape)")
+    ap.add_argument("--stall", type=stall_probability, default=0.2,
+                    help="random idle/backpressure probability, 0 to 0.95")
     add_out(ap, "work and summary folder (default build/regress)", default="build/regress")
-    ap.add_argument("--repro", nargs=2, type=nonnegative_int, metavar=("SHAPE_SEED", "CASE_SEED"),
+    ap.add_argument("--repro", nargs=2, type=bounded_int(0, 2 ** 63 - 1), metavar=("SHAPE_SEED", "CASE_SEED"),
                     help="run one case")
     args = ap.parse_args(argv)
     sims = list(SIMULATORS) if args.simulator == "both" else [args.simulator]
@@ -112,10 +113,11 @@ def main(argv=None):
         seeds = [args.seed * 1_000_000 + i for i in range(args.cases)]
         plan = [(args.seed * 1_000 + k, seeds[i:i + args.per_shape])
                 for k, i in enumerate(range(0, len(seeds), args.per_shape))]
+    check_output_dir(args.out, "--out")
     Path(args.out).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     results = []
-    with futures.ProcessPoolExecutor(max_workers=args.workers) as pool:
+    with futures.ProcessPoolExecutor(max_workers=min(args.workers, len(plan))) as pool:
         jobs = [pool.submit(run_shape, shape, cases, sims, args.out, args.stall)
                 for shape, cases in plan]
         for done in futures.as_completed(jobs):

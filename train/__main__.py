@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from project_config import UserError, cli_main, load_config
-from project_config.cli import add_config, add_out, nonnegative_int, parser, positive_int
+from project_config.cli import add_config, add_out, bounded_int, parser, positive_int, seed
+from project_config.files import check_output_dir
 
 from .trainer import train
 
@@ -15,10 +16,11 @@ from .trainer import train
 def main(argv=None):
     ap = parser("python -m train", "Train a SpQuant spiking network from a config.")
     add_config(ap, help="config file (path or name in configs/)")
-    ap.add_argument("--epochs", type=positive_int, default=None, help="override train.epochs")
+    ap.add_argument("--epochs", type=bounded_int(1, 100000), default=None,
+                    help="override train.epochs")
     add_out(ap, "output folder (default: train.out_dir)")
-    ap.add_argument("--seed", type=nonnegative_int, default=None, help="override train.seed")
-    ap.add_argument("--threads", type=positive_int, default=1,
+    ap.add_argument("--seed", type=seed, default=None, help="override train.seed")
+    ap.add_argument("--threads", type=bounded_int(1, 1024), default=1,
                     help="torch CPU threads (default 1: fastest for small nets, robust to a busy machine)")
     ap.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     ap.add_argument("--resume", action="store_true",
@@ -31,6 +33,9 @@ def main(argv=None):
         text = Path(cfg.path).read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise UserError(f"{cfg.path}: cannot read ({e})") from None
+    # The output folder is checked before training, not found unusable after it.
+    check_output_dir(args.out or cfg.train["out_dir"],
+                     "--out" if args.out else f"{cfg.path}: train.out_dir")
     _, metrics = train(cfg, text, epochs=args.epochs, out_dir=args.out, seed=args.seed,
                        progress=not args.no_progress, threads=args.threads,
                        resume=args.resume, device=args.device)

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+import warnings
 from pathlib import Path
 
 import torch
@@ -23,7 +24,7 @@ from tqdm import tqdm
 
 from project_config.files import atomic_write
 from project_config import UserError, config_from_dict
-from project_config.schema import ConfigError
+from project_config.schema import ConfigError, parse_yaml
 
 from .data import load_dataset, to_time_major
 from .loss import tet_loss
@@ -375,7 +376,9 @@ def _read_checkpoint(path):
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():      # torch warns before refusing a raw pickle
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for a damaged file
         raise UserError(f"{path}: not a readable checkpoint ({type(e).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
@@ -385,15 +388,32 @@ def _read_checkpoint(path):
                         f"(expected {CHECKPOINT_VERSION})")
     try:
         conf = ckpt["config"]
-        raw = yaml.safe_load(conf["text"])
+        text = conf["text"]
         ckpt["state_dict"]
-    except (KeyError, TypeError, yaml.YAMLError) as e:
+        if not isinstance(text, str):
+            raise TypeError("config.text")
+    except (KeyError, TypeError) as e:
         raise UserError(f"{path}: checkpoint is incomplete or damaged ({type(e).__name__})") from None
     try:
+        raw = parse_yaml(text, f"{path}: config.text")
         cfg = config_from_dict(raw, where=f"{path}:{conf.get('path', 'config')}")
     except ConfigError as e:
         raise UserError(f"{path}: embedded config is invalid: {e}") from None
     return ckpt, cfg
+
+
+def _check_tensors(path, state_dict):
+    """Every entry of a checkpoint's state_dict is a tensor, and every floating one is
+    finite (a NaN or inf weight, threshold or batch-norm statistic has no integer form);
+    UserError naming the file and the key otherwise."""
+    if not isinstance(state_dict, dict):
+        raise UserError(f"{path}: state_dict: expected a mapping, got {type(state_dict).__name__}")
+    for key, value in state_dict.items():
+        if not isinstance(value, torch.Tensor):
+            raise UserError(f"{path}: state_dict.{key}: expected a tensor, got {type(value).__name__}")
+        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+            bad = value[~torch.isfinite(value)].flatten()[0].item()
+            raise UserError(f"{path}: state_dict.{key}: {bad} is not a finite number")
 
 
 def checkpoint_config_matches(path, config_text: str) -> bool:
@@ -419,6 +439,7 @@ def load_checkpoint(path):
     written mid-run (``complete`` False) loads too, with that epoch's weights.
     """
     ckpt, cfg = _read_checkpoint(path)
+    _check_tensors(path, ckpt["state_dict"])
     model = build_model(cfg)
     try:
         model.load_state_dict(ckpt["state_dict"])
