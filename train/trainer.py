@@ -26,6 +26,8 @@ from project_config import UserError, config_from_dict
 from project_config.schema import ConfigError
 
 from .data import load_dataset, to_time_major
+from .finetune import (drop_mask_gradients, in_recovery, load_initial_weights,
+                       make_optimizer, pruning_penalty, set_recovery)
 from .loss import tet_loss
 from .model import build_model
 from .neuron import QLIF
@@ -163,8 +165,15 @@ class _Run:
         # The RNG is seeded before the model is built: the initial weights depend on it.
         torch.manual_seed(seed)
         self.gen = torch.Generator().manual_seed(seed)     # the epochs' sample order
-        self.model = build_model(cfg).to(proc.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.train["lr"])
+        self.model = build_model(cfg)
+        self.init_from = None
+        if cfg.train["init_from"] and prior is None:
+            src = Path(cfg.train["init_from"])
+            ckpt, _ = _read_checkpoint(src)
+            self.init_from = dict(load_initial_weights(self.model, ckpt["state_dict"], src),
+                                  path=str(src))
+        self.model = self.model.to(proc.device)
+        self.opt = make_optimizer(self.model, cfg.train)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=epochs)
         self.history, self.done, self.wall_before = [], 0, 0.0
         if prior is not None:
@@ -207,6 +216,7 @@ def _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progres
         test_acc = evaluate(run.model, x_te, y_te, cfg.timesteps)
         rec = {"epoch": epoch, "loss": loss, "train_accuracy": train_acc,
                "test_accuracy": test_acc, "lr": lr,
+               "recovery": in_recovery(cfg.train, epoch, epochs),
                "vth": [float(m.vth.detach()) for m in run.model.modules() if isinstance(m, QLIF)]}
         run.history.append(rec)
         if lead and epoch < epochs:
@@ -275,23 +285,28 @@ def _train_epoch(run, x_tr_t, y_tr_t, perm, epoch, progress):
     """One pass over ``perm`` in batches; return (mean loss, train accuracy)."""
     cfg, model, net, opt = run.cfg, run.model, run.net, run.opt
     tc, dev, T, bs = cfg.train, run.proc.device, cfg.timesteps, cfg.train["batch_size"]
-    gate_penalty = cfg.pruning["gate_penalty"]
+    recovery = in_recovery(tc, epoch, run.epochs)
+    set_recovery(model, recovery)
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
     bar = tqdm(range(0, len(perm), bs), desc=f"epoch {epoch}/{run.epochs}", leave=False,
                disable=not progress)
     for i in bar:
+        progress_epochs = epoch - 1 + i / max(1, len(perm))
         idx = perm[i:i + bs]
         xb = to_time_major(x_tr_t[idx], T).to(dev)
         yb = y_tr_t[idx].to(dev)
         logits = net(xb)
         loss = tet_loss(logits, yb, tc["tet_lambda"], tc["tet_target"])
-        if gate_penalty and hasattr(model, "pruning_loss"):
-            loss = loss + gate_penalty * model.pruning_loss().to(loss.device)
+        penalty = pruning_penalty(model, cfg.pruning, progress_epochs, recovery)
+        if penalty is not None:
+            loss = loss + penalty.to(loss.device)
         if not torch.isfinite(loss):
             raise RuntimeError(f"training diverged at epoch {epoch} (loss {float(loss)})")
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if recovery:
+            drop_mask_gradients(model)
         opt.step()
         loss_sum += float(loss.detach()) * len(idx)
         correct += int((model.predict(logits.detach()) == yb).sum())
@@ -317,6 +332,7 @@ def _finish(run, x_tr, y_tr, x_te, y_te, log):
             "seed": run.seed, "epochs_run": run.epochs, "wall_time_s": wall,
             "arch": cfg.model.get("arch", "convnet"), "dataset": cfg.data["dataset"],
             "resumed_from_epoch": run.done if run.resumed else None,
+            "init_from": run.init_from,
             "world_size": run.proc.world}
 
 
