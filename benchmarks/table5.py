@@ -37,14 +37,15 @@ from pathlib import Path
 from benchmarks.runner import (add_common_options, apply_preset, benchmark_parser,
                                build_config, comma_list, progress_line, run_all, write_json)
 from benchmarks.table5_plan import (AGREEMENT_TARGET, BASE_CONFIG, DEFAULT_EPOCHS,
-                                    DEFAULT_GATE_PENALTY, LABELS, LADDER, PRESETS, QUICK, SWEEP,
-                                    memory_report, plan_runs, rung_overrides)
+                                    DEFAULT_FINETUNE, DEFAULT_GATE_PENALTY, LABELS, LADDER,
+                                    PRESETS, QUICK, SWEEP, memory_report, plan_runs,
+                                    rung_overrides)
 from benchmarks.table5_report import (evaluate_targets, format_markdown, format_text_table,
                                       plot_sweep, summarize, sweep_points)
 from benchmarks.table5_runs import measure_activity, measure_agreement, run_one
 from hw.memory_report import TERNARY_STORED_BITS
 from project_config import UserError, cli_main
-from project_config.cli import nonnegative_int, positive_int
+from project_config.cli import nonnegative_int, positive_int, probability
 from project_config.files import atomic_write
 from project_config.schema import load_raw_config
 
@@ -88,8 +89,24 @@ def parse_args(argv):
                                   f"training and {QUICK['max_test']} test samples, 1 seed",
                        workers_help="trainings in parallel, one thread each (default 2)")
     ap.add_argument("--gate-penalty", type=float, default=DEFAULT_GATE_PENALTY,
-                    help="pruning.gate_penalty of the SpQuant rungs (loss weight of the channel "
-                         f"gates' open rate; default {DEFAULT_GATE_PENALTY})")
+                    help="pruning.gate_penalty of the SpQuant rungs (loss weight of the "
+                         f"operations budget; default {DEFAULT_GATE_PENALTY})")
+    ap.add_argument("--recordings", type=positive_int, default=None,
+                    help="event recordings per digit image (distinct saccades; default 5: "
+                         "2250 test samples)")
+    ap.add_argument("--finetune-epochs", type=positive_int, default=None,
+                    help="epochs of the SpQuant rungs, fine-tuned from the same seed's "
+                         f"Quant-SNN (default {DEFAULT_FINETUNE['finetune_epochs']})")
+    ap.add_argument("--recovery-epochs", type=nonnegative_int, default=None,
+                    help="last fine-tuning epochs with the masks frozen and no penalty "
+                         f"(default {DEFAULT_FINETUNE['recovery_epochs']})")
+    ap.add_argument("--budget-ramp-epochs", type=nonnegative_int, default=None,
+                    help="epochs over which the kept-operations target ramps from 1 "
+                         f"(default {DEFAULT_FINETUNE['budget_ramp_epochs']})")
+    ap.add_argument("--target-kept", type=probability, default=None,
+                    help="operations budget: kept fraction of the operations "
+                         f"(docs/INTEGER_SPEC.md section 9; default "
+                         f"{DEFAULT_FINETUNE['target_kept']})")
     ap.add_argument("--only", type=comma_list(str), default=None,
                     help="comma-separated rungs to run: " + ", ".join(LABELS))
     args = ap.parse_args(argv)
@@ -110,14 +127,23 @@ def main(argv=None):
     out = Path(args.out)
     print(f"table5: {len(jobs)} runs, {args.epochs} epochs each, {args.workers} workers -> {out}")
     t0 = time.time()
-    results = run_all(jobs, run_one, args.workers, _progress)
+    # Two phases: the runs trained from scratch, then those fine-tuned from them.
+    first = [j for j in jobs if not j.get("after")]
+    then = [j for j in jobs if j.get("after")]
+    done = run_all(first, run_one, args.workers, _progress)
+    done += run_all(then, run_one, args.workers, _progress)
+    order = {id(j): k for k, j in enumerate(jobs)}
+    results = [r for _, r in sorted(zip([order[id(j)] for j in first + then], done),
+                                    key=lambda p: p[0])]
     wall = time.time() - t0
     summary = summarize(results)
     targets = evaluate_targets(summary)
     meta = {"argv": " ".join(argv), "base_config": str(base_path), "epochs": args.epochs,
             "seeds": args.seeds, "sweep_seeds": args.sweep_seeds, "workers": args.workers,
             "quick": args.quick, "max_train": args.max_train, "max_test": args.max_test,
-            "gate_penalty": args.gate_penalty,
+            "gate_penalty": args.gate_penalty, "finetune_epochs": args.finetune_epochs,
+            "recovery_epochs": args.recovery_epochs, "target_kept": args.target_kept,
+            "budget_ramp_epochs": args.budget_ramp_epochs, "recordings": args.recordings,
             "wall_s": wall, "runs": len(results),
             "train_wall_s": sum(r.get("train_wall_s") or 0 for r in results),
             "ternary_bits": TERNARY_STORED_BITS, "mb_bytes": MB,

@@ -104,7 +104,10 @@ def main(argv=None):
     meta = {"argv": " ".join(argv), "base_config": str(base_path), "epochs": None,
             "seeds": 1, "workers": 1, "wall_s": wall, "runs": len(results),
             "train_wall_s": sum(r.get("train_wall_s") or 0 for r in results),
-            "network": "vgg9_events"}
+            "network": "vgg9_events", "quick": False,
+            "command": "python -m benchmarks.vgg9_ladder",
+            "title": "Table 5 ladder on VGG-9 (64 to 512 channels), event digits 2x16x16, "
+                     "T = 8 (1 seed per rung)"}
     payload = {"meta": meta, "summary": summary, "targets": targets, "sweep": [],
                "runs": [{k: v for k, v in r.items() if k != "settings"} for r in results]}
     write_json(out / "vgg9_ladder.json", payload)

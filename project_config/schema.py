@@ -159,6 +159,7 @@ TRAIN_KEYS = {
     "out_dir": Key(str, "runs/default"),
     "init_from": Key(str, ""),              # checkpoint whose weights start the run (fine-tuning)
     "vth_lr": Key(float, 0.0, lo=0.0, hi=10.0),   # learnable thresholds' lr (0 = train.lr)
+    "mask_lr": Key(float, 0.0, lo=0.0, hi=10.0),  # channel gates' lr (0 = train.lr)
     "recovery_epochs": Key(int, 0, lo=0, hi=100000),  # last epochs: masks frozen, no penalty
 }
 SIM_KEYS = {

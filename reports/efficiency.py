@@ -59,6 +59,7 @@ from .render import demote, paper_comparison, render, write_results
 
 DOCS = Path("docs")
 STUDIES = {"table5": "runs/table5/table5.json",              # stored benchmark results
+           "vgg9_ladder": "runs/vgg9_ladder/vgg9_ladder.json",
            "weight_pruning_study": "runs/weight_pruning_study/results.json"}
 ICE40_LANES = 2                # the iCE40 copy of a core: the HX8K holds 2 lanes of the slice
 
@@ -239,8 +240,10 @@ def study_blocks(studies: Path, figures: Path) -> dict:
     """{block name: markdown} of the stored benchmark results in ``studies``, re-rendered
     (tables by the benchmarks' own formatters; plots redrawn into ``figures``)."""
     out = {}
-    t5 = studies / "table5.json"
-    if t5.exists():
+    for name in ("table5", "vgg9_ladder"):    # the same result format (benchmarks.table5)
+        t5 = studies / f"{name}.json"
+        if not t5.exists():
+            continue
         p = json.loads(t5.read_text())
         meta = dict(p["meta"])
         meta.setdefault("runs", len(p["runs"]))          # results written before these keys
@@ -248,8 +251,9 @@ def study_blocks(studies: Path, figures: Path) -> dict:
         md = table5.format_markdown(p["summary"], p["targets"], meta)
         md = md.replace("](figure4_membrane_precision.png)",
                         f"]({figures.name}/figure4_membrane_precision.png)")
-        table5.plot_sweep(p["summary"], figures / "figure4_membrane_precision.png")
-        out["table5"] = demote(md)
+        if name == "table5":
+            table5.plot_sweep(p["summary"], figures / "figure4_membrane_precision.png")
+        out[name] = demote(md)
     wp = studies / "weight_pruning_study.json"
     if wp.exists():
         p = json.loads(wp.read_text())

@@ -186,3 +186,9 @@ def test_vth_lr_is_its_own_group():
     assert {id(p) for p in opt.param_groups[1]["params"]} == vth and vth
     one = make_optimizer(model, config_from_dict(_raw()).train)
     assert len(one.param_groups) == 1
+    cfg3 = config_from_dict(_raw(train={"vth_lr": 0.05, "mask_lr": 0.02}))
+    opt3 = make_optimizer(model, cfg3.train)
+    assert [g["lr"] for g in opt3.param_groups] == [cfg.train["lr"], 0.05, 0.02]
+    gates = {id(p) for p in model.blocks[1].gate.parameters()}
+    assert {id(p) for p in opt3.param_groups[2]["params"]} == gates
+    assert sum(len(g["params"]) for g in opt3.param_groups) == len(list(model.parameters()))

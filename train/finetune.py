@@ -38,14 +38,23 @@ def load_initial_weights(model, state_dict: dict, path) -> dict:
 
 def make_optimizer(model, tc: dict) -> torch.optim.Adam:
     """Adam at ``train.lr``; the learnable thresholds in a group of their own at
-    ``train.vth_lr`` when it is set (> 0)."""
-    vth = [p for n, p in model.named_parameters() if n.endswith("vth")]
-    if tc.get("vth_lr", 0.0) > 0.0 and vth:
-        ids = {id(p) for p in vth}
-        rest = [p for p in model.parameters() if id(p) not in ids]
-        return torch.optim.Adam([{"params": rest, "lr": tc["lr"]},
-                                 {"params": vth, "lr": tc["vth_lr"]}], lr=tc["lr"])
-    return torch.optim.Adam(model.parameters(), lr=tc["lr"])
+    ``train.vth_lr`` and the channel gates at ``train.mask_lr``, each when set (> 0).
+
+    Adam moves a parameter by about its lr per step whatever the gradient's size, so a
+    short fine-tuning at a small lr cannot move a threshold or a gate bias far: the
+    schedule, not the loss, would set their values."""
+    groups = []
+    taken = set()
+    for key, params in (("vth_lr", [p for n, p in model.named_parameters()
+                                    if n.endswith("vth")]),
+                        ("mask_lr", mask_parameters(model))):
+        if tc.get(key, 0.0) > 0.0 and params:
+            groups.append({"params": params, "lr": tc[key]})
+            taken |= {id(p) for p in params}
+    if not groups:
+        return torch.optim.Adam(model.parameters(), lr=tc["lr"])
+    rest = [p for p in model.parameters() if id(p) not in taken]
+    return torch.optim.Adam([{"params": rest, "lr": tc["lr"]}] + groups, lr=tc["lr"])
 
 
 def in_recovery(tc: dict, epoch: int, epochs: int) -> bool:

@@ -217,14 +217,16 @@ def _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progres
         rec = {"epoch": epoch, "loss": loss, "train_accuracy": train_acc,
                "test_accuracy": test_acc, "lr": lr,
                "recovery": in_recovery(cfg.train, epoch, epochs),
+               "ops_kept": sum(run.kept) / len(run.kept) if run.kept else None,
                "vth": [float(m.vth.detach()) for m in run.model.modules() if isinstance(m, QLIF)]}
         run.history.append(rec)
         if lead and epoch < epochs:
             # Written before logging, so a run stopped after this line can resume here.
             run.checkpoint(epoch, {"epochs": run.history}, complete=False)
         if log:
+            kept = f"  ops kept {rec['ops_kept']:.3f}" if rec["ops_kept"] is not None else ""
             log(f"epoch {epoch:3d}/{epochs}  loss {loss:.4f}  train {train_acc:.4f}"
-                f"  test {test_acc:.4f}")
+                f"  test {test_acc:.4f}{kept}")
     metrics = _finish(run, x_tr, y_tr, x_te, y_te, log)
     if lead:
         run.checkpoint(epochs, metrics, complete=True)
@@ -285,8 +287,9 @@ def _train_epoch(run, x_tr_t, y_tr_t, perm, epoch, progress):
     """One pass over ``perm`` in batches; return (mean loss, train accuracy)."""
     cfg, model, net, opt = run.cfg, run.model, run.net, run.opt
     tc, dev, T, bs = cfg.train, run.proc.device, cfg.timesteps, cfg.train["batch_size"]
-    recovery = in_recovery(tc, epoch, run.epochs)
+    recovery = in_recovery(tc, epoch, run.epochs) and hasattr(model, "ops_kept_fraction")
     set_recovery(model, recovery)
+    run.kept = []
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
     bar = tqdm(range(0, len(perm), bs), desc=f"epoch {epoch}/{run.epochs}", leave=False,
@@ -309,6 +312,8 @@ def _train_epoch(run, x_tr_t, y_tr_t, perm, epoch, progress):
             drop_mask_gradients(model)
         opt.step()
         loss_sum += float(loss.detach()) * len(idx)
+        if penalty is not None or recovery:
+            run.kept.append(float(model.ops_kept_fraction().detach()))
         correct += int((model.predict(logits.detach()) == yb).sum())
         seen += len(idx)
         bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
