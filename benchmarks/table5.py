@@ -123,7 +123,7 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     base_path, base_raw = load_raw_config(args.config)
-    jobs = plan_runs(args, base_raw, base_path)
+    jobs = [dict(j, device=args.device, amp=args.amp) for j in plan_runs(args, base_raw, base_path)]
     out = Path(args.out)
     print(f"table5: {len(jobs)} runs, {args.epochs} epochs each, {args.workers} workers -> {out}")
     t0 = time.time()

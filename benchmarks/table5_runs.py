@@ -188,7 +188,8 @@ def _run_one(job: dict) -> dict:
         trained = "reused (complete checkpoint), measured again"
     else:
         trained = train_run(job_config(settings["config_text"], job["where"]), settings, out,
-                            job["rung"])
+                            job["rung"], device=job.get("device", "cpu"),
+                            amp=job.get("amp", False))
     return dict(trained=trained, measure_version=MEASURE_VERSION,
                 **measure_run(out, settings["max_test"]))
 

@@ -1,7 +1,11 @@
 """The Table 5 ladder on the full-width VGG-9 (64 to 512 channels) on event digits.
 
 ``python -m benchmarks.vgg9_ladder [--config vgg9_events.yaml] [--only quant,spquant_lvth]
-[--out runs/vgg9_ladder] [--device cpu|cuda] [--amp]``
+[--quant-epochs 5] [--out DIR] [--device cpu|cuda] [--amp]``
+
+On a GPU, the full 2 x 48 x 48 VGG-9 (T = 10, 5 recordings per digit):
+``python -m benchmarks.vgg9_ladder --config vgg9_events48.yaml --quant-epochs 30 --device
+cuda --amp``, then ``python -m sim.flow --config vgg9_events48.yaml`` co-simulates it.
 
 The base config (``configs/vgg9_events.yaml``) *is* the last rung, SpQuant-SNN with the
 learnable threshold, fine-tuned from the Quant-SNN checkpoint (``train.init_from``) under
@@ -25,13 +29,14 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.runner import benchmark_parser, comma_list, progress_line, run_all, write_json
+from benchmarks.runner import (add_device_options, benchmark_parser, comma_list, progress_line,
+                               run_all, write_json)
 from benchmarks.table5_plan import LABELS, pruning_is_on
 from benchmarks.table5_report import evaluate_targets, format_markdown, summarize
 from benchmarks.table5_runs import run_one
 from benchmarks.runner import build_config
 from project_config import UserError, cli_main
-from project_config.cli import add_config, add_out
+from project_config.cli import add_config, add_out, positive_int
 from project_config.files import atomic_write
 from project_config.schema import config_from_dict, load_raw_config
 
@@ -51,8 +56,10 @@ RUNGS = {
 }
 
 
-def plan(base_path: Path, base_raw: dict, out: Path, only=None) -> list:
-    """One job per rung (seed 0), in :data:`ORDER`."""
+def plan(base_path: Path, base_raw: dict, out: Path, only=None,
+         quant_epochs: int = QUANT_EPOCHS) -> list:
+    """One job per rung (seed 0), in :data:`ORDER`; the rungs from scratch train
+    ``quant_epochs`` epochs."""
     text = base_path.read_text()
     jobs = []
     for rung in ORDER:
@@ -64,8 +71,10 @@ def plan(base_path: Path, base_raw: dict, out: Path, only=None) -> list:
             run_dir = Path(cfg.train["out_dir"])
         else:
             run_dir = out / rung / "seed0"
-            cfg, cfg_text = build_config(base_raw, dict(RUNGS[rung], train=dict(
-                RUNGS[rung].get("train", {}), out_dir=str(run_dir))), where)
+            train = dict(RUNGS[rung].get("train", {}), out_dir=str(run_dir))
+            if "epochs" in train:
+                train["epochs"] = quant_epochs
+            cfg, cfg_text = build_config(base_raw, dict(RUNGS[rung], train=train), where)
         settings = {"config_text": cfg_text, "epochs": cfg.train["epochs"], "seed": 0,
                     "max_train": None, "max_test": None}
         jobs.append({"rung": rung, "seed": 0, "label": LABELS[rung], "out_dir": str(run_dir),
@@ -84,16 +93,29 @@ def main(argv=None):
                           "One seed per rung, one thread; about 2 min per epoch of the "
                           "1347-sample split on one core (3 s per batch of 32).")
     add_config(ap, default=BASE, help="base config (the spquant_lvth rung)")
-    add_out(ap, "output folder (default runs/vgg9_ladder)")
+    add_out(ap, "output folder (default: where the config's train.init_from points, "
+                "<out>/quant/seed0/model.pt)")
+    add_device_options(ap)
     ap.add_argument("--only", type=comma_list(str), default=None,
                     help="comma-separated rungs: " + ", ".join(ORDER))
+    ap.add_argument("--quant-epochs", type=positive_int, default=QUANT_EPOCHS,
+                    help=f"epochs of the rungs from scratch, FP and Quant-SNN (default "
+                         f"{QUANT_EPOCHS}); the SpQuant rungs train the config's train.epochs")
     args = ap.parse_args(argv)
     for r in args.only or ():
         if r not in RUNGS:
             raise UserError(f"--only: {r!r} is not one of {', '.join(ORDER)}")
     base_path, base_raw = load_raw_config(args.config)
-    out = Path(args.out or "runs/vgg9_ladder")
-    jobs = plan(base_path, base_raw, out, args.only)
+    init = config_from_dict(base_raw, where=str(base_path)).train["init_from"]
+    if not init and not args.out:
+        raise UserError(f"{base_path}: train.init_from: empty; the last rung fine-tunes from "
+                        "the ladder's Quant-SNN checkpoint (<out>/quant/seed0/model.pt)")
+    out = Path(args.out) if args.out else Path(init).parent.parent.parent
+    if init and Path(init) != out / "quant" / "seed0" / "model.pt":
+        raise UserError(f"{base_path}: train.init_from: {init} is not the ladder's Quant-SNN "
+                        f"checkpoint {out / 'quant' / 'seed0' / 'model.pt'} (--out {out})")
+    jobs = [dict(j, device=args.device, amp=args.amp)
+            for j in plan(base_path, base_raw, out, args.only, args.quant_epochs)]
     print(f"vgg9_ladder: {len(jobs)} runs -> {out}")
     t0 = time.time()
     results = run_all(jobs, run_one, 1, lambda i, n, r: progress_line(

@@ -97,6 +97,7 @@ class _Dist:
 
     def __init__(self, device):
         self.rank, self.world, self.device, self.owned = 0, 1, device, False
+        self.amp = False
         world = distributed_world_size()
         if world == 1:
             return
@@ -131,7 +132,8 @@ def _resolve_device(device):
 
 
 def train(cfg, config_text: str, epochs=None, out_dir=None, seed=None, max_train=None,
-          max_test=None, progress=True, log=print, threads=None, resume=False, device=None):
+          max_test=None, progress=True, log=print, threads=None, resume=False, device=None,
+          amp=False):
     """Train on cfg's dataset; write model.pt and metrics.json to out_dir; return (model, metrics).
 
     ``threads``: torch intra-op threads for the run (restored after). Small nets are
@@ -148,6 +150,7 @@ def train(cfg, config_text: str, epochs=None, out_dir=None, seed=None, max_train
     proc = None
     try:
         proc = _Dist(_resolve_device(device))
+        proc.amp = bool(amp)
         return _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progress,
                       log, resume, proc)
     finally:
@@ -180,6 +183,9 @@ class _Run:
             self.done, self.history, self.wall_before = _restore(
                 prior, self.model, self.opt, self.sched, self.gen, epochs)
         self.net, self.sampler = _distribute(self.model, n_train, proc, seed)
+        dev = proc.device.type
+        self.amp = (dev, torch.float16 if dev == "cuda" else torch.bfloat16) if proc.amp else None
+        self.scaler = torch.amp.GradScaler(dev, enabled=proc.amp and dev == "cuda")
         self.t0 = time.time()       # wall time counts the epochs and the final evaluation
 
     def wall_time(self) -> float:
@@ -299,18 +305,20 @@ def _train_epoch(run, x_tr_t, y_tr_t, perm, epoch, progress):
         idx = perm[i:i + bs]
         xb = to_time_major(x_tr_t[idx], T).to(dev)
         yb = y_tr_t[idx].to(dev)
-        logits = net(xb)
-        loss = tet_loss(logits, yb, tc["tet_lambda"], tc["tet_target"])
-        penalty = pruning_penalty(model, cfg.pruning, progress_epochs, recovery)
-        if penalty is not None:
-            loss = loss + penalty.to(loss.device)
+        with torch.autocast(*(run.amp or (dev.type,)), enabled=run.amp is not None):
+            logits = net(xb)
+            loss = tet_loss(logits.float(), yb, tc["tet_lambda"], tc["tet_target"])
+            penalty = pruning_penalty(model, cfg.pruning, progress_epochs, recovery)
+            if penalty is not None:
+                loss = loss + penalty.float().to(loss.device)
         if not torch.isfinite(loss):
             raise RuntimeError(f"training diverged at epoch {epoch} (loss {float(loss)})")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        run.scaler.scale(loss).backward()
         if recovery:
             drop_mask_gradients(model)
-        opt.step()
+        run.scaler.step(opt)
+        run.scaler.update()
         loss_sum += float(loss.detach()) * len(idx)
         if penalty is not None or recovery:
             run.kept.append(float(model.ops_kept_fraction().detach()))
