@@ -1,14 +1,16 @@
 """The paper's Table 5 ladder and Figure 4 membrane-precision sweep on the offline event digits.
 
-``python -m benchmarks.table5 [--epochs N] [--seeds 3] [--sweep-seeds 1] [--out runs/table5]
-[--workers 2] [--quick]``
+``python -m benchmarks.table5 [--epochs N] [--seeds 5] [--sweep-seeds 1] [--out runs/table5]
+[--workers 2] [--quick] [--finetune-epochs N] [--target-kept F] [--device cuda --amp]``
 
 Trains, from ``configs/event_digits.yaml`` with per-run overrides:
 
 - the ladder of Table 5 (``--seeds`` seeds each): FP SNN (float membrane, full-precision
   weights), Quant-SNN (ternary membrane, 4-bit PoT weights), SpQuant-SNN (Quant-SNN with
-  spatial-channel pruning) and SpQuant-SNN with the learnable threshold (the first three
-  with a fixed threshold);
+  spatial-channel pruning, fine-tuned from the same seed's Quant-SNN checkpoint under an
+  operations budget, ``--target-kept``, ramped over ``--budget-ramp-epochs``, then
+  ``--recovery-epochs`` with the masks frozen) and SpQuant-SNN with the learnable
+  threshold (the first three with a fixed threshold);
 - the membrane-precision sweep of Figure 4 (``--sweep-seeds`` seeds each): Quant-SNN with
   an int2, int3, int4 or float membrane (the ternary point is the Quant-SNN rung).
 
@@ -18,9 +20,10 @@ rungs) and ``result.json`` (what is measured below). A run whose checkpoint is c
 was trained with the same settings is not trained again; one that was interrupted resumes.
 
 Measured per run: test accuracy (after the trainer's BN recalibration); total memory by the
-paper's formula ``M = w_bits * N_w + u_bits * N_u + s_bits * N_s``; synaptic operations by
-the paper's formula (per spiking layer and step, ``k * k * C_in * active output channels *
-active positions``), with the active fractions measured on the test set; and, for every run
+paper's formula ``M = w_bits * N_w + u_bits * N_u + s_bits * N_s``; operations by the count
+of docs/INTEGER_SPEC.md section 9 (computed outputs from computed input channels, in-map
+taps) and by the earlier ``k * k * C_in * active output channels * active positions``,
+with the masks measured on the test set; and, for every run
 that exports, the fraction of test samples on which the golden integer model predicts the
 same class as PyTorch. Writes ``<out>/table5.md``, ``<out>/table5.json`` and
 ``<out>/figure4_membrane_precision.png``.
@@ -74,10 +77,13 @@ def _describe(r):
 def parse_args(argv):
     ap = benchmark_parser(
         "python -m benchmarks.table5", __doc__,
-        f"Default: {DEFAULT_EPOCHS} epochs, 3 seeds per ladder rung, 1 per sweep point (16 "
-        "runs): about 12 min with 2 workers on 2 idle cores (one epoch of the training split "
-        "takes 2.5 to 6 s on one core), proportionally longer on busy ones. Resumes: finished "
-        "runs with the same settings are reused, interrupted ones continue.")
+        f"Default: 5 seeds per ladder rung, 1 per sweep point (24 runs) on event digits with "
+        f"5 recordings per digit (6735 training, 2250 test samples): FP, Quant-SNN and the "
+        f"sweep {DEFAULT_EPOCHS} epochs from scratch; the SpQuant rungs fine-tuned "
+        f"{DEFAULT_FINETUNE['finetune_epochs']} epochs from the same seed's Quant-SNN "
+        "checkpoint (operations budget ramped, then a recovery epoch with the masks frozen), "
+        "after it. Resumes: finished runs with the same settings are reused, interrupted "
+        "ones continue.")
     ap.add_argument("--epochs", type=positive_int, default=None,
                     help=f"training epochs per run (default {DEFAULT_EPOCHS}; 1 with --quick)")
     ap.add_argument("--seeds", type=positive_int, default=None,

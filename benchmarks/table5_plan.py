@@ -14,13 +14,13 @@ from hw.memory_report import formula_section, megabytes, network_counts
 # default 16 runs (3 seeds per rung, 1 per sweep point) x 15 epochs: about 1400 CPU-s.
 # The event digits have 5 recordings per digit image (6735 training samples): an epoch is
 # 5x the 1347-sample one above.
-DEFAULT_EPOCHS = 6
+DEFAULT_EPOCHS = 5
 DEFAULT_GATE_PENALTY = 2.0       # weight of the operations budget's hinge
 # The paper's workflow for the SpQuant rungs: fine-tuned from the same seed's Quant-SNN
 # checkpoint under an operations budget (a kept fraction of the operations, ramped from 1),
 # ending with a recovery phase in which the masks are frozen and the penalty is off.
 DEFAULT_FINETUNE = {"finetune_epochs": 4, "recovery_epochs": 1, "budget_ramp_epochs": 2,
-                    "target_kept": 0.2}
+                    "target_kept": 0.22}
 RECORDINGS = 5       # event recordings per digit image: 2250 test samples (450 images)
 VTH_LR = 0.01        # the learnable threshold's own learning rate (train.vth_lr), every rung
 MASK_LR = 0.01       # the channel gates' learning rate (train.mask_lr), fine-tuned rungs

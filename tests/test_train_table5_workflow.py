@@ -1,14 +1,14 @@
 """Table 5's plan follows the paper's workflow: the SpQuant rungs fine-tune from the same
 seed's Quant-SNN checkpoint under an operations budget with a recovery phase, run after
 it; the paired threshold gain and its CI; the VGG-9 ladder's last rung is its config."""
-import argparse
+import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from benchmarks import vgg9_ladder
-from benchmarks.table5 import parse_args
+from benchmarks.table5 import main, parse_args
 from benchmarks.table5_plan import plan_runs
 from benchmarks.table5_report import paired_gain
 from project_config.schema import load_raw_config
@@ -61,3 +61,21 @@ def test_vgg9_ladder_last_rung_is_the_config_verbatim(tmp_path):
     init = base_raw["train"]["init_from"]
     quant = next(j for j in jobs if j["rung"] == "quant")
     assert init == str(Path(quant["out_dir"]) / "model.pt").replace(str(tmp_path), "runs/vgg9_ladder")
+
+
+def test_quick_ladder_fine_tunes_after_quant_end_to_end(tmp_path):
+    """--quick: Quant-SNN, then SpQuant fine-tuned from it (budget, recovery), measured
+    with both operation counts; a second invocation reuses both runs."""
+    argv = ["--quick", "--workers", "1", "--only", "quant,spquant", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    res = json.loads((tmp_path / "table5.json").read_text())
+    sp = next(r for r in res["runs"] if r["rung"] == "spquant")
+    metrics = json.loads((tmp_path / "spquant/seed0/metrics.json").read_text())
+    assert metrics["init_from"]["path"] == str(tmp_path / "quant/seed0/model.pt")
+    assert [e["recovery"] for e in metrics["epochs"]] == [False, True]
+    act = sp["activity"]
+    assert act["ops"] < act["dense_ops"] and act["ops_output_only"] < act["dense_ops_padded"]
+    assert "ops_reduction" in res["summary"]["spquant"]
+    assert main(argv) == 0
+    again = json.loads((tmp_path / "table5.json").read_text())
+    assert all(r["trained"].startswith("reused") for r in again["runs"])
