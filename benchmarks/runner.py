@@ -75,6 +75,15 @@ def add_common_options(ap: argparse.ArgumentParser, name: str, quick_help: str,
                     help="use only this many training samples")
     ap.add_argument("--max-test", type=positive_int, default=None,
                     help="use only this many test samples")
+    add_device_options(ap)
+
+
+def add_device_options(ap: argparse.ArgumentParser):
+    """--device and --amp, passed to every training (not part of a run's settings)."""
+    ap.add_argument("--device", default="cpu",
+                    help="torch device of the trainings: cpu (default) or cuda")
+    ap.add_argument("--amp", action="store_true",
+                    help="mixed precision training (float16 on cuda; on cpu bfloat16, a test)")
 
 
 def comma_list(kind):
@@ -210,11 +219,13 @@ def store_result(out: Path, result: dict):
     write_json(_run_files(out)[2], result)
 
 
-def train_run(cfg, settings: dict, out: Path, name: str) -> str:
+def train_run(cfg, settings: dict, out: Path, name: str, device: str = "cpu",
+              amp: bool = False) -> str:
     """Make ``out``'s checkpoint a complete training of ``cfg`` with ``settings``
     (config_text, epochs, seed, max_train, max_test): kept if complete, resumed if
     interrupted, trained from scratch otherwise (or when resuming fails). Drops any stored
-    result; logs to ``out/train.log``; returns what it did."""
+    result; logs to ``out/train.log``; returns what it did. ``device`` and ``amp`` (the
+    trainer's) are not settings: a run may resume on another device."""
     ckpt, run_file, result_file = _run_files(out)
     same = _same_settings(out, settings)
     out.mkdir(parents=True, exist_ok=True)
@@ -226,7 +237,7 @@ def train_run(cfg, settings: dict, out: Path, name: str) -> str:
 
         kwargs = dict(epochs=settings["epochs"], out_dir=str(out), seed=settings["seed"],
                       max_train=settings["max_train"], max_test=settings["max_test"],
-                      progress=False, log=log, threads=1)
+                      progress=False, log=log, threads=1, device=device, amp=amp)
         if same and ckpt.is_file() and checkpoint_complete(ckpt):
             return "skipped (complete checkpoint)"
         if same and ckpt.is_file():

@@ -1,14 +1,16 @@
 """The paper's Table 5 ladder and Figure 4 membrane-precision sweep on the offline event digits.
 
-``python -m benchmarks.table5 [--epochs N] [--seeds 3] [--sweep-seeds 1] [--out runs/table5]
-[--workers 2] [--quick]``
+``python -m benchmarks.table5 [--epochs N] [--seeds 5] [--sweep-seeds 1] [--out runs/table5]
+[--workers 2] [--quick] [--finetune-epochs N] [--target-kept F] [--device cuda --amp]``
 
 Trains, from ``configs/event_digits.yaml`` with per-run overrides:
 
 - the ladder of Table 5 (``--seeds`` seeds each): FP SNN (float membrane, full-precision
   weights), Quant-SNN (ternary membrane, 4-bit PoT weights), SpQuant-SNN (Quant-SNN with
-  spatial-channel pruning) and SpQuant-SNN with the learnable threshold (the first three
-  with a fixed threshold);
+  spatial-channel pruning, fine-tuned from the same seed's Quant-SNN checkpoint under an
+  operations budget, ``--target-kept``, ramped over ``--budget-ramp-epochs``, then
+  ``--recovery-epochs`` with the masks frozen) and SpQuant-SNN with the learnable
+  threshold (the first three with a fixed threshold);
 - the membrane-precision sweep of Figure 4 (``--sweep-seeds`` seeds each): Quant-SNN with
   an int2, int3, int4 or float membrane (the ternary point is the Quant-SNN rung).
 
@@ -18,9 +20,10 @@ rungs) and ``result.json`` (what is measured below). A run whose checkpoint is c
 was trained with the same settings is not trained again; one that was interrupted resumes.
 
 Measured per run: test accuracy (after the trainer's BN recalibration); total memory by the
-paper's formula ``M = w_bits * N_w + u_bits * N_u + s_bits * N_s``; synaptic operations by
-the paper's formula (per spiking layer and step, ``k * k * C_in * active output channels *
-active positions``), with the active fractions measured on the test set; and, for every run
+paper's formula ``M = w_bits * N_w + u_bits * N_u + s_bits * N_s``; operations by the count
+of docs/INTEGER_SPEC.md section 9 (computed outputs from computed input channels, in-map
+taps) and by the earlier ``k * k * C_in * active output channels * active positions``,
+with the masks measured on the test set; and, for every run
 that exports, the fraction of test samples on which the golden integer model predicts the
 same class as PyTorch. Writes ``<out>/table5.md``, ``<out>/table5.json`` and
 ``<out>/figure4_membrane_precision.png``.
@@ -37,14 +40,15 @@ from pathlib import Path
 from benchmarks.runner import (add_common_options, apply_preset, benchmark_parser,
                                build_config, comma_list, progress_line, run_all, write_json)
 from benchmarks.table5_plan import (AGREEMENT_TARGET, BASE_CONFIG, DEFAULT_EPOCHS,
-                                    DEFAULT_GATE_PENALTY, LABELS, LADDER, PRESETS, QUICK, SWEEP,
-                                    memory_report, plan_runs, rung_overrides)
+                                    DEFAULT_FINETUNE, DEFAULT_GATE_PENALTY, LABELS, LADDER,
+                                    PRESETS, QUICK, SWEEP, memory_report, plan_runs,
+                                    rung_overrides)
 from benchmarks.table5_report import (evaluate_targets, format_markdown, format_text_table,
                                       plot_sweep, summarize, sweep_points)
 from benchmarks.table5_runs import measure_activity, measure_agreement, run_one
 from hw.memory_report import TERNARY_STORED_BITS
 from project_config import UserError, cli_main
-from project_config.cli import nonnegative_int, positive_int
+from project_config.cli import nonnegative_int, positive_int, probability
 from project_config.files import atomic_write
 from project_config.schema import load_raw_config
 
@@ -73,10 +77,13 @@ def _describe(r):
 def parse_args(argv):
     ap = benchmark_parser(
         "python -m benchmarks.table5", __doc__,
-        f"Default: {DEFAULT_EPOCHS} epochs, 3 seeds per ladder rung, 1 per sweep point (16 "
-        "runs): about 12 min with 2 workers on 2 idle cores (one epoch of the training split "
-        "takes 2.5 to 6 s on one core), proportionally longer on busy ones. Resumes: finished "
-        "runs with the same settings are reused, interrupted ones continue.")
+        f"Default: 5 seeds per ladder rung, 1 per sweep point (24 runs) on event digits with "
+        f"5 recordings per digit (6735 training, 2250 test samples): FP, Quant-SNN and the "
+        f"sweep {DEFAULT_EPOCHS} epochs from scratch; the SpQuant rungs fine-tuned "
+        f"{DEFAULT_FINETUNE['finetune_epochs']} epochs from the same seed's Quant-SNN "
+        "checkpoint (operations budget ramped, then a recovery epoch with the masks frozen), "
+        "after it. Resumes: finished runs with the same settings are reused, interrupted "
+        "ones continue.")
     ap.add_argument("--epochs", type=positive_int, default=None,
                     help=f"training epochs per run (default {DEFAULT_EPOCHS}; 1 with --quick)")
     ap.add_argument("--seeds", type=positive_int, default=None,
@@ -88,8 +95,24 @@ def parse_args(argv):
                                   f"training and {QUICK['max_test']} test samples, 1 seed",
                        workers_help="trainings in parallel, one thread each (default 2)")
     ap.add_argument("--gate-penalty", type=float, default=DEFAULT_GATE_PENALTY,
-                    help="pruning.gate_penalty of the SpQuant rungs (loss weight of the channel "
-                         f"gates' open rate; default {DEFAULT_GATE_PENALTY})")
+                    help="pruning.gate_penalty of the SpQuant rungs (loss weight of the "
+                         f"operations budget; default {DEFAULT_GATE_PENALTY})")
+    ap.add_argument("--recordings", type=positive_int, default=None,
+                    help="event recordings per digit image (distinct saccades; default 5: "
+                         "2250 test samples)")
+    ap.add_argument("--finetune-epochs", type=positive_int, default=None,
+                    help="epochs of the SpQuant rungs, fine-tuned from the same seed's "
+                         f"Quant-SNN (default {DEFAULT_FINETUNE['finetune_epochs']})")
+    ap.add_argument("--recovery-epochs", type=nonnegative_int, default=None,
+                    help="last fine-tuning epochs with the masks frozen and no penalty "
+                         f"(default {DEFAULT_FINETUNE['recovery_epochs']})")
+    ap.add_argument("--budget-ramp-epochs", type=nonnegative_int, default=None,
+                    help="epochs over which the kept-operations target ramps from 1 "
+                         f"(default {DEFAULT_FINETUNE['budget_ramp_epochs']})")
+    ap.add_argument("--target-kept", type=probability, default=None,
+                    help="operations budget: kept fraction of the operations "
+                         f"(docs/INTEGER_SPEC.md section 9; default "
+                         f"{DEFAULT_FINETUNE['target_kept']})")
     ap.add_argument("--only", type=comma_list(str), default=None,
                     help="comma-separated rungs to run: " + ", ".join(LABELS))
     args = ap.parse_args(argv)
@@ -106,18 +129,27 @@ def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     base_path, base_raw = load_raw_config(args.config)
-    jobs = plan_runs(args, base_raw, base_path)
+    jobs = [dict(j, device=args.device, amp=args.amp) for j in plan_runs(args, base_raw, base_path)]
     out = Path(args.out)
     print(f"table5: {len(jobs)} runs, {args.epochs} epochs each, {args.workers} workers -> {out}")
     t0 = time.time()
-    results = run_all(jobs, run_one, args.workers, _progress)
+    # Two phases: the runs trained from scratch, then those fine-tuned from them.
+    first = [j for j in jobs if not j.get("after")]
+    then = [j for j in jobs if j.get("after")]
+    done = run_all(first, run_one, args.workers, _progress)
+    done += run_all(then, run_one, args.workers, _progress)
+    order = {id(j): k for k, j in enumerate(jobs)}
+    results = [r for _, r in sorted(zip([order[id(j)] for j in first + then], done),
+                                    key=lambda p: p[0])]
     wall = time.time() - t0
     summary = summarize(results)
     targets = evaluate_targets(summary)
     meta = {"argv": " ".join(argv), "base_config": str(base_path), "epochs": args.epochs,
             "seeds": args.seeds, "sweep_seeds": args.sweep_seeds, "workers": args.workers,
             "quick": args.quick, "max_train": args.max_train, "max_test": args.max_test,
-            "gate_penalty": args.gate_penalty,
+            "gate_penalty": args.gate_penalty, "finetune_epochs": args.finetune_epochs,
+            "recovery_epochs": args.recovery_epochs, "target_kept": args.target_kept,
+            "budget_ramp_epochs": args.budget_ramp_epochs, "recordings": args.recordings,
             "wall_s": wall, "runs": len(results),
             "train_wall_s": sum(r.get("train_wall_s") or 0 for r in results),
             "ternary_bits": TERNARY_STORED_BITS, "mb_bytes": MB,

@@ -12,11 +12,23 @@ from hw.memory_report import formula_section, megabytes, network_counts
 # 2.5 s, Quant-SNN 4 s, float-membrane Quant-SNN 3 s, int2 4.5 s, int4 and SpQuant-SNN 6 s;
 # about 15 s per run for data, BN recalibration, evaluation and the golden agreement. The
 # default 16 runs (3 seeds per rung, 1 per sweep point) x 15 epochs: about 1400 CPU-s.
-DEFAULT_EPOCHS = 15
-DEFAULT_GATE_PENALTY = 0.5
-QUICK = {"epochs": 1, "max_train": 128, "max_test": 64}
-PRESETS = {"quick": dict(QUICK, seeds=1, sweep_seeds=1),
-           "default": {"epochs": DEFAULT_EPOCHS, "seeds": 3, "sweep_seeds": 1}}
+# The event digits have 5 recordings per digit image (6735 training samples): an epoch is
+# 5x the 1347-sample one above.
+DEFAULT_EPOCHS = 5
+DEFAULT_GATE_PENALTY = 2.0       # weight of the operations budget's hinge
+# The paper's workflow for the SpQuant rungs: fine-tuned from the same seed's Quant-SNN
+# checkpoint under an operations budget (a kept fraction of the operations, ramped from 1),
+# ending with a recovery phase in which the masks are frozen and the penalty is off.
+DEFAULT_FINETUNE = {"finetune_epochs": 4, "recovery_epochs": 1, "budget_ramp_epochs": 2,
+                    "target_kept": 0.22}
+RECORDINGS = 5       # event recordings per digit image: 2250 test samples (450 images)
+VTH_LR = 0.01        # the learnable threshold's own learning rate (train.vth_lr), every rung
+MASK_LR = 0.01       # the channel gates' learning rate (train.mask_lr), fine-tuned rungs
+QUICK = {"epochs": 1, "max_train": 128, "max_test": 64, "finetune_epochs": 2,
+         "recovery_epochs": 1, "budget_ramp_epochs": 1, "target_kept": 0.2}
+PRESETS = {"quick": dict(QUICK, seeds=1, sweep_seeds=1, recordings=1),
+           "default": dict(DEFAULT_FINETUNE, epochs=DEFAULT_EPOCHS, seeds=5, sweep_seeds=1,
+                           recordings=RECORDINGS)}
 
 # The paper's targets (Table 5 and the abstract), in accuracy points (percent).
 QUANT_MAX_DROP = 1.0
@@ -39,25 +51,39 @@ LABELS = {
 }
 
 
-def pruning_overrides(on: bool, gate_penalty: float) -> dict:
-    """The pruning section of a rung: the paper's 35% spatial and 0.47 gate when on."""
+FINETUNED = ("spquant", "spquant_lvth")     # rungs that start from the Quant-SNN checkpoint
+
+
+def pruning_overrides(on: bool, gate_penalty: float, target_kept: float = 0.0,
+                      ramp: int = 0) -> dict:
+    """The pruning section of a rung: the paper's 35% spatial (not layer 0) and 0.47 gate
+    when on, with the operations budget ``target_kept`` ramped over ``ramp`` epochs."""
     return {"spatial_ratio": 0.35 if on else 0.0, "channel_gate_threshold": 0.47 if on else 0.0,
-            "gate_penalty": float(gate_penalty) if on else 0.0}
+            "gate_penalty": float(gate_penalty) if on else 0.0,
+            "target_kept": float(target_kept) if on else 0.0,
+            "budget_ramp_epochs": int(ramp) if on else 0}
 
 
-def rung_overrides(gate_penalty: float) -> dict:
-    """Overrides of every rung (ladder and sweep) on top of the base config."""
+def rung_overrides(gate_penalty: float, target_kept: float = 0.0, ramp: int = 0,
+                   recovery: int = 0) -> dict:
+    """Overrides of every rung (ladder and sweep) on top of the base config (the SpQuant
+    rungs' ``train.init_from`` is per seed: :func:`plan_runs` adds it)."""
     quant = {"membrane": "ternary", "weight_bits": 4, "learnable_vth": False}
-    off, on = pruning_overrides(False, gate_penalty), pruning_overrides(True, gate_penalty)
+    off = pruning_overrides(False, gate_penalty)
+    on = pruning_overrides(True, gate_penalty, target_kept, ramp)
+    scratch = {"init_from": "", "recovery_epochs": 0, "vth_lr": VTH_LR}
+    tuned = {"recovery_epochs": int(recovery), "vth_lr": VTH_LR, "mask_lr": MASK_LR}
     rungs = {
         "fp": {"quant": {"membrane": "float", "weight_bits": None, "learnable_vth": False},
-               "pruning": off},
-        "quant": {"quant": quant, "pruning": off},
-        "spquant": {"quant": quant, "pruning": on},
-        "spquant_lvth": {"quant": dict(quant, learnable_vth=True), "pruning": on},
+               "pruning": off, "train": scratch},
+        "quant": {"quant": quant, "pruning": off, "train": scratch},
+        "spquant": {"quant": quant, "pruning": on, "train": tuned},
+        "spquant_lvth": {"quant": dict(quant, learnable_vth=True), "pruning": on,
+                         "train": tuned},
     }
     for mode in SWEEP[1:]:
-        rungs[f"sweep_{mode}"] = {"quant": dict(quant, membrane=mode), "pruning": off}
+        rungs[f"sweep_{mode}"] = {"quant": dict(quant, membrane=mode), "pruning": off,
+                                  "train": scratch}
     return rungs
 
 
@@ -97,8 +123,10 @@ def memory_report(cfg) -> dict:
 
 
 def plan_runs(args, base_raw, base_path) -> list:
-    """One job (a plain, picklable dict) per (rung, seed), ladder first."""
-    overrides = rung_overrides(args.gate_penalty)
+    """One job (a plain, picklable dict) per (rung, seed), ladder first; a fine-tuned
+    rung's job has ``after``: the out_dir of the Quant-SNN run it starts from."""
+    overrides = rung_overrides(args.gate_penalty, args.target_kept, args.budget_ramp_epochs,
+                               args.recovery_epochs)
     seeds = {r: args.seeds for r in LADDER}
     for mode in SWEEP:
         r = sweep_rung(mode)
@@ -108,12 +136,18 @@ def plan_runs(args, base_raw, base_path) -> list:
     for rung, n in seeds.items():
         if only is not None and rung not in only:
             continue
-        cfg, text = build_config(base_raw, overrides[rung], where=f"{base_path} [table5 {rung}]")
         for seed in range(n):
-            settings = {"config_text": text, "epochs": args.epochs, "seed": seed,
+            ov, epochs, after = overrides[rung], args.epochs, None
+            if rung in FINETUNED:
+                after = str(Path(args.out) / "quant" / f"seed{seed}")
+                ov = dict(ov, train=dict(ov["train"], init_from=str(Path(after) / "model.pt")))
+                epochs = args.finetune_epochs
+            ov = dict(ov, data={"event_recordings": args.recordings})
+            cfg, text = build_config(base_raw, ov, where=f"{base_path} [table5 {rung}]")
+            settings = {"config_text": text, "epochs": epochs, "seed": seed,
                         "max_train": args.max_train, "max_test": args.max_test}
             jobs.append({"rung": rung, "seed": seed, "label": LABELS[rung],
                          "out_dir": str(Path(args.out) / rung / f"seed{seed}"),
                          "where": f"{base_path} [table5 {rung}]", "settings": settings,
-                         "pruning_on": pruning_is_on(cfg)})
+                         "pruning_on": pruning_is_on(cfg), "after": after})
     return jobs

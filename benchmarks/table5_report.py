@@ -18,6 +18,32 @@ from hw.memory_report import TERNARY_INFO_BITS as TERNARY_PAPER_BITS   # the pap
 from project_config.files import atomic_write
 
 
+# Two-sided 95% Student t quantiles by degrees of freedom (1..30); 1.96 beyond.
+_T95 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+        2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+PAPER_LVTH_GAIN = 1.58      # points, the paper's gain of the learnable threshold
+
+
+def paired_gain(summary: dict, a: str = "spquant_lvth", b: str = "spquant") -> dict | None:
+    """Accuracy of rung ``a`` minus rung ``b`` over the seeds both have (paired: the two
+    rungs of one seed start from the same Quant-SNN checkpoint): mean, std, n and the 95%
+    confidence interval of the mean (Student t); None with fewer than 2 pairs."""
+    sa, sb = summary.get(a, {}), summary.get(b, {})
+    if "accuracies" not in sa or "accuracies" not in sb:
+        return None
+    acc_a, acc_b = dict(zip(sa["seeds"], sa["accuracies"])), dict(zip(sb["seeds"], sb["accuracies"]))
+    seeds = sorted(set(acc_a) & set(acc_b))
+    if len(seeds) < 2:
+        return None
+    d = [acc_a[k] - acc_b[k] for k in seeds]
+    mean, std = statistics.fmean(d), statistics.stdev(d)
+    t = _T95[len(d) - 2] if len(d) - 1 <= len(_T95) else 1.96
+    half = t * std / math.sqrt(len(d))
+    return {"mean": mean, "std": std, "n": len(d), "ci95": [mean - half, mean + half],
+            "seeds": seeds, "differences": d}
+
+
 def _mean_std(values):
     if not values:
         return None, None
@@ -40,8 +66,15 @@ def summarize(results: list) -> dict:
             s["accuracies"] = accs
             s["seeds"] = [r["seed"] for r in ok]
             s["memory"] = ok[0]["memory"]
-            s["ops"] = statistics.fmean(r["activity"]["ops"] for r in ok)
-            s["dense_ops"] = ok[0]["activity"]["dense_ops"]
+            act = [r["activity"] for r in ok]
+            if all("ops_output_only" in a for a in act):
+                s["ops"] = statistics.fmean(a["ops"] for a in act)
+                s["dense_ops"] = act[0]["dense_ops"]
+                s["ops_output_only"] = statistics.fmean(a["ops_output_only"] for a in act)
+                s["dense_ops_padded"] = act[0]["dense_ops_padded"]
+            else:       # stored before the operation count of INTEGER_SPEC section 9
+                s["ops_output_only"] = statistics.fmean(a["ops"] for a in act)
+                s["dense_ops_padded"] = act[0]["dense_ops"]
             s["membrane"] = ok[0]["membrane"]
             s["pruning_on"] = ok[0]["pruning_on"]
             s["masks_measured"] = all(r["activity"]["masks_measured"] for r in ok)
@@ -67,7 +100,10 @@ def summarize(results: list) -> dict:
     for s in out.values():
         if "memory" not in s:
             continue
-        s["ops_reduction"] = s["dense_ops"] / s["ops"] if s["ops"] > 0 else math.inf
+        if "ops" in s:
+            s["ops_reduction"] = s["dense_ops"] / s["ops"] if s["ops"] > 0 else math.inf
+        s["ops_output_only_reduction"] = (s["dense_ops_padded"] / s["ops_output_only"]
+                                          if s["ops_output_only"] > 0 else math.inf)
         if fp and "memory" in fp:
             s["memory_reduction"] = fp["memory"]["total_mb"] / s["memory"]["total_mb"]
     return out
@@ -97,12 +133,16 @@ def evaluate_targets(summary: dict) -> list:
     if fp is None or sp is None:
         add(name, None, "a rung is missing")
     else:
-        red = summary["spquant"]["ops_reduction"]
-        note = "" if summary["spquant"]["masks_measured"] else (
+        s_sp = summary["spquant"]
+        note = "" if s_sp["masks_measured"] else (
             " (no pruning masks in the model's records: all positions and channels counted)")
+        _, red, old = op_counts(s_sp)
+        how = "ops counted as docs/INTEGER_SPEC.md section 9"
+        if red is None:
+            red, how = old, "earlier k^2 C_in count"
         add(name, fp - sp <= SPQUANT_MAX_DROP and red >= SPQUANT_MIN_OPS_REDUCTION,
-            f"FP {fp:.2f}%, SpQuant-SNN {sp:.2f}%: drop {fp - sp:+.2f} points; ops "
-            f"{red:.2f}x fewer{note}")
+            f"FP {fp:.2f}%, SpQuant-SNN {sp:.2f}%: drop {fp - sp:+.2f} points; {red:.2f}x "
+            f"fewer ops ({how}; the earlier k^2 C_in count: {old:.2f}x){note}")
     name = "learnable threshold recovers >= half of the pruning loss"
     if q is None or sp is None or lv is None:
         add(name, None, "a rung is missing")
@@ -115,6 +155,17 @@ def evaluate_targets(summary: dict) -> list:
             add(name, gain >= LVTH_MIN_RECOVERY * loss,
                 f"pruning loss {loss:.2f} points, recovered {gain:+.2f} "
                 f"({100 * gain / loss:.0f}%)")
+    name = ("learnable threshold: paired gain over >= 5 seeds with its 95% CI, "
+            "significantly above 0")
+    g = paired_gain(summary)
+    if g is None:
+        add(name, None, "fewer than 2 paired seeds")
+    else:
+        lo, hi = g["ci95"]
+        add(name, lo > 0 if g["n"] >= 5 else False,
+            f"gain {g['mean']:+.2f} ± {g['std']:.2f} points (n = {g['n']}), 95% CI "
+            f"[{lo:+.2f}, {hi:+.2f}]; the paper reports +{PAPER_LVTH_GAIN}, which the CI "
+            + ("includes" if lo <= PAPER_LVTH_GAIN <= hi else "excludes"))
     name = (f"integer rungs export and match golden (>= {100 * AGREEMENT_TARGET:g}% identical "
             "predictions)")
     vals, refused, missing = [], [], []
@@ -176,17 +227,28 @@ def _rows(summary):
         if s is None:
             continue
         if "memory" not in s:
-            rows.append([s["label"], "failed", "-", "-", "-", "-", "-"])
+            rows.append([s["label"], "failed", "-", "-", "-", "-", "-", "-"])
             continue
         mem_red = s.get("memory_reduction")
+        ops, red, old = op_counts(s)
         rows.append([s["label"], _fmt_acc(s), f"{s['memory']['total_mb']:.4f}",
                      "-" if mem_red is None else f"{mem_red:.2f}x",
-                     f"{s['ops'] / 1e6:.3f}", f"{s['ops_reduction']:.2f}x", _fmt_agreement(s)])
+                     "-" if ops is None else f"{ops / 1e6:.3f}",
+                     "-" if red is None else f"{red:.2f}x", f"{old:.2f}x", _fmt_agreement(s)])
     return rows
 
 
+def op_counts(s: dict):
+    """(ops, reduction, reduction by the earlier k^2 C_in count) of a rung's summary; a
+    summary stored before the count of INTEGER_SPEC section 9 has only the earlier count
+    (then under ``ops`` and ``ops_reduction``): (None, None, that)."""
+    if "ops_output_only_reduction" in s:
+        return s.get("ops"), s.get("ops_reduction"), s["ops_output_only_reduction"]
+    return None, None, s["ops_reduction"]
+
+
 HEADER = ["Rung", "Test accuracy % (mean ± std)", "Memory MB", "Memory vs FP", "MOps / inference",
-          "Ops vs FP", "Golden agreement"]
+          "Ops vs FP", "Ops vs FP, k^2 C_in count", "Golden agreement"]
 
 
 def format_text_table(summary, targets) -> str:
@@ -208,16 +270,19 @@ def format_text_table(summary, targets) -> str:
 
 
 def format_markdown(summary, targets, meta) -> str:
-    lines = [f"## Table 5 ladder on event digits ({meta['epochs']} epochs, "
-             f"{meta['seeds']} seed(s) per rung)", ""]
-    if meta["quick"]:
+    title = meta.get("title") or (f"Table 5 ladder on event digits ({meta['epochs']} epochs, "
+                                  f"{meta['seeds']} seed(s) per rung)")
+    lines = [f"## {title}", ""]
+    if meta.get("quick"):
         lines += ["**Smoke run (`--quick`): tiny data and one epoch; the numbers mean nothing.**",
                   ""]
     train_s = meta.get("train_wall_s")
     trained = (f"; the {meta['runs']} trainings took {train_s / 60:.0f} min of one core in all"
                if train_s else "")
-    lines += [f"`python -m benchmarks.table5 {meta['argv']}`; base config "
-              f"`configs/{BASE_CONFIG}`, every run on one thread, {meta['workers']} at a time; "
+    command = meta.get("command", "python -m benchmarks.table5")
+    base = Path(meta.get("base_config") or BASE_CONFIG).name
+    lines += [f"`{command} {meta['argv']}`; base config "
+              f"`configs/{base}`, every run on one thread, {meta['workers']} at a time; "
               f"this invocation {meta['wall_s'] / 60:.1f} min (finished runs are reused, not "
               f"retrained){trained}.", ""]
     lines.append("| " + " | ".join(HEADER) + " |")
@@ -238,10 +303,13 @@ def format_markdown(summary, targets, meta) -> str:
                   f"weights and membranes; the ternary membrane counts 2 bits, as the hardware "
                   f"stores it.{paper} MB = 10^6 bytes.",
                   "",
-                  "Ops: per spiking layer and step `k * k * C_in * active output channels * active "
-                  "positions`, summed over layers and steps, averaged over the test set; the "
-                  "reduction is against the same network with every channel and position active "
-                  "(the FP rung's count).",
+                  "Ops (docs/INTEGER_SPEC.md section 9, the paper's way): per layer "
+                  "(classifier included) and step, every in-map kernel tap of a computed "
+                  "(position, channel) from an input channel the previous layer computed, "
+                  "averaged over the test set, against the same count with everything "
+                  "computed (padding taps are not operations). `k^2 C_in count`: the earlier "
+                  "count, per spiking layer and step `k * k * C_in * active output channels * "
+                  "active positions`, against `k * k * C_in * C_out * H * W`.",
                   ""]
         pr = [s for s in summary.values() if s.get("pruning_on") and "memory" in s]
         for s in pr:

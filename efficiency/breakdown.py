@@ -3,19 +3,24 @@
 The core does three kinds of skipping (docs/HARDWARE.md): it does not visit masked or
 pruned positions, it does not compute closed or masked channels (and spends no cycle on a
 group of ``lanes`` channels that are all closed), and it issues only the nonzero inputs of
-a receptive field. :func:`skip_breakdown` splits a layer's dense synaptic operations into
-those three skipped parts and the operations done, and does the same for input issues
-(the cycle-level view: one issue feeds every lane of a group). The parts add up exactly:
+a receptive field (so nothing from an input channel the previous layer did not compute:
+its spikes are 0). :func:`skip_breakdown` splits a layer's dense synaptic operations
+(every in-map tap; padding taps are not operations) into those skipped parts and the
+operations done, and does the same for input issues (the cycle-level view: one issue feeds
+every lane of a group). The parts add up exactly:
 
-    dense_ops  = skipped_position_ops + skipped_channel_ops + skipped_zero_input_ops
-                 + synaptic_ops
+    dense_ops  = skipped_position_ops + skipped_channel_ops + skipped_input_channel_ops
+                 + skipped_zero_input_ops + synaptic_ops
     dense_issues = skipped_position_issues + skipped_group_issues
                    + skipped_zero_input_issues + events
 
-``paper_ops`` (= dense_ops - skipped position and channel ops) is the SpQuant-SNN paper's
-operation count, ``k^2 x C_in x active channels x active positions`` per layer and step:
-it counts every input, zero or not, so it is larger than the synaptic operations a core
-that skips zero inputs (spikes are sparse) does.
+``ops`` (= dense_ops - skipped position, channel and input-channel ops) is the operation
+count the tables use (``golden.operation_counts``, docs/INTEGER_SPEC.md): the paper's
+FLOPs of the computed neurons from the computed input channels, every input counted,
+zero or not, so it is larger than the synaptic operations a core that skips zero inputs
+(spikes are sparse) does. ``ops_output_only`` is the earlier count, ``k^2 x C_in x
+computed channels x computed positions`` (padding taps and closed input channels
+included), against ``dense_ops_padded``.
 
 :func:`lane_use` splits a layer's lane-cycles (``lanes x cycles``) into lane additions
 and idle lane-cycles, by cause, from the core's own counters and cycle count.
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from golden.model import step_work
+from golden.model import dense_counts, step_work, valid_taps
 
 
 def skip_breakdown(net, res, lanes: int) -> list:
@@ -56,12 +61,19 @@ def skip_breakdown(net, res, lanes: int) -> list:
                "neurons_computed": int((pos * open_ch).sum()),
                "events": int(w["events"].sum()), "synaptic_ops": int(w["synaptic_ops"].sum()),
                "neuron_updates": int(w["neuron_updates"].sum())}
-        row["dense_ops"] = row["neurons_dense"] * fan_in
-        position_ops = int(pos.sum()) * c_out * fan_in
-        row["paper_ops"] = int((pos * open_ch).sum()) * fan_in
+        row.update(dense_counts(layer, steps))
+        c_in = layer.in_channels
+        taps = valid_taps(layer).reshape(-1)
+        tap_sum = ((res.positions[i].reshape(B * T, -1) * taps).sum(axis=1) if layer.kind == "conv"
+                   else np.full(B * T, int(taps.sum()))).astype(np.int64)
+        position_ops = int(tap_sum.sum()) * c_out * c_in
+        channel_ops = int((tap_sum * open_ch).sum()) * c_in
+        row["ops"] = int(w["ops"].sum())
+        row["ops_output_only"] = int(w["ops_output_only"].sum())
         row["skipped_position_ops"] = row["dense_ops"] - position_ops
-        row["skipped_channel_ops"] = position_ops - row["paper_ops"]
-        row["skipped_zero_input_ops"] = row["paper_ops"] - row["synaptic_ops"]
+        row["skipped_channel_ops"] = position_ops - channel_ops
+        row["skipped_input_channel_ops"] = channel_ops - row["ops"]
+        row["skipped_zero_input_ops"] = row["ops"] - row["synaptic_ops"]
         row["dense_issues"] = steps * hw * groups * fan_in
         position_issues = int(pos.sum()) * groups * fan_in
         live_issues = int((pos * live).sum()) * fan_in

@@ -14,14 +14,19 @@ exported) and adds:
   for which at least one live lane of the group has a nonzero weight for that tap: the
   events a scheduler that skipped zero weights per group would still issue;
 - ``computed_neurons`` (neuron x step actually updated), ``dense_neurons`` (all neurons,
-  every step), ``weights`` and ``nonzero_weights``, ``kind``.
+  every step), ``weights`` and ``nonzero_weights``, ``kind``;
+- ``ops``, ``ops_output_only``, ``dense_ops`` and ``dense_ops_padded``: the operation counts
+  of ``golden.operation_counts`` and ``golden.dense_counts`` (docs/INTEGER_SPEC.md, work
+  counts), with the same definitions.
 """
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 
 import golden
-from golden.model import time_major_inputs
+from golden.model import dense_counts, operation_counts, time_major_inputs
 
 CHUNK = 128    # samples x steps per block (bounds the im2col buffer)
 
@@ -33,12 +38,13 @@ def nonzero_codes(w_code: np.ndarray, bits: int) -> np.ndarray:
 
 def layer_counts(x_nonzero: np.ndarray, w_nonzero: np.ndarray, padding: int, lanes: int,
                  positions: np.ndarray | None = None, channels: np.ndarray | None = None,
-                 kind: str = "conv") -> dict:
+                 kind: str = "conv", open_in: np.ndarray | None = None) -> dict:
     """Counts of one layer over a batch of inputs.
 
     ``x_nonzero`` bool [N, C_in, H, W] (N = samples x steps), ``w_nonzero`` bool
     [C_out, C_in, kh, kw], ``positions`` bool [N, H_out, W_out] and ``channels`` bool
-    [N, C_out] the computed positions and channels (all when None).
+    [N, C_out] the computed positions and channels (all when None), ``open_in`` [N] the
+    number of input channels computed by the previous layer (all ``C_in`` when None).
     """
     x_nonzero = np.asarray(x_nonzero, bool)
     w_nonzero = np.asarray(w_nonzero, bool)
@@ -77,7 +83,15 @@ def layer_counts(x_nonzero: np.ndarray, w_nonzero: np.ndarray, padding: int, lan
         totals["useful_events"] += int(np.rint(np.einsum("bpf,bp,bgf->", cols, p, anyw)))
     totals["ideal_cycles"] = totals["events"] + totals["neuron_updates"]
     totals["useful_ideal_cycles"] = totals["useful_events"] + totals["neuron_updates"]
-    totals.update(dense_ops=n * c_out * hw * fan_in, dense_neurons=n * c_out * hw,
+    geometry = SimpleNamespace(kind="conv", in_channels=c_in, in_height=x_nonzero.shape[2],
+                               in_width=x_nonzero.shape[3], out_channels=c_out,
+                               out_height=h_out, out_width=w_out, kernel=(kh, kw),
+                               padding=padding, fan_in=fan_in)
+    open_in = np.full(n, c_in) if open_in is None else np.asarray(open_in)
+    totals.update({k: int(v.sum()) for k, v in
+                   operation_counts(geometry, pos, chan, open_in).items()})
+    totals.update(dense_counts(geometry, n))
+    totals.update(dense_neurons=n * c_out * hw,
                   positions=int(pos.sum()), channels=int(chan.sum()), kind=kind,
                   weights=int(w_nonzero.size), nonzero_weights=int(w_nonzero.sum()))
     return totals
@@ -92,16 +106,18 @@ def recount(net, inputs: np.ndarray, lanes: int, result=None) -> list:
     x = x.reshape((-1,) + x.shape[2:]) != 0                                  # [B*T, C, H, W]
     out = []
     for i, layer in enumerate(net.layers):
+        open_in = None
         if i > 0:
             s = res.spikes[i - 1]
             x = golden.sum_pool(s.reshape((-1,) + s.shape[2:]), net.layers[i - 1].pool) != 0
+            open_in = res.channels[i - 1].reshape(x.shape[0], -1).sum(axis=1)
         if layer.kind == "conv":
             pos = res.positions[i].reshape(-1, layer.out_height, layer.out_width)
             chan = res.channels[i].reshape(-1, layer.out_channels)
         else:
             pos = chan = None
         row = layer_counts(x, nonzero_codes(layer.w_code, layer.weight_bits), layer.padding,
-                           lanes, pos, chan, kind=layer.kind)
+                           lanes, pos, chan, kind=layer.kind, open_in=open_in)
         row.update(layer=i, acc_width=layer.acc_width, weight_bits=layer.weight_bits)
         out.append(row)
     return out

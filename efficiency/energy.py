@@ -37,7 +37,8 @@ RTL counters or a float-side count):
 - **Classifier** (``kind == "fc"``, not spiking): one addition per synaptic operation and
   ``classifier_adds`` (default 1, accumulating the logit over time) per output and step.
 - **Full-precision reference** (:func:`dense_mac_energy`): the same network as a dense
-  multiply-accumulate network, every synapse every step (``dense_ops`` MACs, one FP32
+  multiply-accumulate network, every synapse every step (``dense_ops`` MACs: every in-map
+  tap, padding taps excluded, as a dense convolution needs no MAC for them; one FP32
   multiplication and one addition each) plus a float membrane update per neuron and step
   (one multiplication for the leak, two additions: integrate and compare).
 

@@ -40,6 +40,7 @@ def model_counts(model, cfg, x, lanes: int, batch: int = 64) -> list:
             xb = to_time_major(x[i:i + batch], T)                     # [T, B, C, H, W]
             _, records = model(xb, record=True)
             inp = xb.reshape(-1, *xb.shape[2:]).numpy() != 0
+            open_in = None          # computed input channels per sample-step (layer 0: all)
             for l, spec in enumerate(specs):
                 if l < len(model.blocks):
                     block, rec = model.blocks[l], records[l]
@@ -53,14 +54,16 @@ def model_counts(model, cfg, x, lanes: int, batch: int = 64) -> list:
                     chan = (ch.reshape(n, spec.out_channels).numpy() > 0.5 if ch is not None
                             else np.broadcast_to(block.channel_mask.numpy() > 0.5,
                                                  (n, spec.out_channels)))
-                    c = layer_counts(inp, w_nz[l], spec.padding, lanes, pos, chan, kind="conv")
+                    c = layer_counts(inp, w_nz[l], spec.padding, lanes, pos, chan, kind="conv",
+                                     open_in=open_in)
+                    open_in = chan.sum(axis=1)
                     s = rec["spikes"]
                     s = s.reshape(-1, *s.shape[2:])
                     if block.pool > 1:
                         s = torch.nn.functional.avg_pool2d(s, block.pool)
                     inp = s.numpy() != 0
                 else:
-                    c = layer_counts(inp, w_nz[l], 0, lanes, kind="fc")
+                    c = layer_counts(inp, w_nz[l], 0, lanes, kind="fc", open_in=open_in)
                 rows[l] = c if rows[l] is None else {
                     k: (v + c[k] if isinstance(v, int) else v) for k, v in rows[l].items()}
     for l, spec in enumerate(specs):

@@ -161,6 +161,51 @@ def run(net: NetworkExport, inputs: np.ndarray) -> GoldenResult:
     return GoldenResult(spikes, membranes, currents, logits, positions, channels, x_all)
 
 
+def valid_taps(layer) -> np.ndarray:
+    """int64 [H_out, W_out]: per output position, the kernel taps inside the input map
+    (padding taps excluded); the classifier's one position has ``H_in * W_in``."""
+    if layer.kind != "conv":
+        return np.array([[layer.in_height * layer.in_width]], np.int64)
+    def axis(n_in, n_out, k, pad):
+        start = np.arange(n_out) - pad
+        return np.clip(start + k, 0, n_in) - np.clip(start, 0, n_in)
+    kh, kw = layer.kernel
+    return np.outer(axis(layer.in_height, layer.out_height, kh, layer.padding),
+                    axis(layer.in_width, layer.out_width, kw, layer.padding)).astype(np.int64)
+
+
+def operation_counts(layer, pos: np.ndarray, chan: np.ndarray, open_in: np.ndarray) -> dict:
+    """The operation counts of one layer per sample-step (docs/INTEGER_SPEC.md, work counts),
+    int64 [N] each, from its computed positions ``pos`` (bool [N, H_out * W_out]), computed
+    output channels ``chan`` (bool [N, C_out]) and the number of its input channels that
+    were computed (``open_in`` [N]: the previous layer's open channels; ``C_in`` for layer 0):
+
+    - ``ops``: the operation count the tables use (the paper's way): every in-map tap of
+      every computed (position, channel) from every computed input channel, zero or not;
+    - ``ops_output_only``: the earlier count, ``k*k*C_in`` x computed (position, channel),
+      which counts padding taps and every input channel.
+    """
+    taps = valid_taps(layer).reshape(-1)
+    n_chan = chan.sum(axis=1).astype(np.int64)
+    per_in = layer.fan_in // layer.in_channels           # taps per input channel (k*k)
+    if layer.kind != "conv":
+        per_in = layer.in_height * layer.in_width
+    return {"ops": (pos * taps).sum(axis=1).astype(np.int64) * n_chan
+                   * np.asarray(open_in, np.int64),
+            "ops_output_only": pos.sum(axis=1).astype(np.int64) * n_chan
+                               * layer.in_channels * per_in}
+
+
+def dense_counts(layer, steps: int) -> dict:
+    """``dense_ops``: the layer's synaptic operations with nothing skipped, padding taps
+    excluded (every in-map tap, every channel); ``dense_ops_padded``: the same with the
+    padding taps (``k*k*C_in`` per neuron), the earlier dense reference."""
+    return {"dense_ops": steps * layer.in_channels * layer.out_channels
+                         * int(valid_taps(layer).sum()),
+            "dense_ops_padded": steps * layer.out_channels * layer.out_height
+                                * layer.out_width * layer.fan_in}
+
+
 def step_work(net: NetworkExport, res: GoldenResult, lanes: int) -> list:
     """Per layer, per sample and step: the work a core that skips zero inputs, masked and
     gated-off channels and masked and pruned positions must do, with ``lanes`` output
@@ -170,7 +215,9 @@ def step_work(net: NetworkExport, res: GoldenResult, lanes: int) -> list:
       (one event feeds all lanes in one cycle);
     - ``synaptic_ops``: shift-adds of a nonzero input into a computed output neuron;
     - ``neuron_updates``: (computed position, live group) pairs, one cycle of the neuron units;
-    - ``positions`` / ``channels``: computed positions and channels.
+    - ``positions`` / ``channels``: computed positions and channels;
+    - ``ops`` / ``ops_output_only``: the operation counts of :func:`operation_counts` (not
+      counted by the core: they include zero inputs).
 
     ``res`` must be ``net``'s result; the counts are computed once per lane count and kept
     with ``res``.
@@ -206,6 +253,9 @@ def _step_work(net: NetworkExport, res: GoldenResult, lanes: int) -> list:
         rows = {"events": seen * live, "synaptic_ops": seen * chan.sum(axis=1),
                 "neuron_updates": pos.sum(axis=1) * live,
                 "positions": pos.sum(axis=1), "channels": chan.sum(axis=1)}
+        open_in = (res.channels[i - 1].reshape(B * T, -1).sum(axis=1) if i > 0
+                   else np.full(B * T, layer.in_channels))
+        rows.update(operation_counts(layer, pos, chan, open_in))
         out.append({k: v.astype(np.int64).reshape(B, T) for k, v in rows.items()})
     return out
 
@@ -215,7 +265,9 @@ def work_counts(net: NetworkExport, inputs: np.ndarray, lanes: int) -> list:
 
     - ``ideal_cycles``: events + neuron updates;
     - ``dense_ops``: the synaptic operations of the same layer with no skipping at all
-      (every input, position and channel), the paper's unpruned operation count.
+      (every in-map input, position and channel; padding taps are not operations), the
+      reference of the ``ops`` count; ``dense_ops_padded``: with the padding taps, the
+      reference of ``ops_output_only`` (:func:`dense_counts`).
     """
     res = run(net, inputs)
     B, T = res.inputs.shape[:2]
@@ -224,7 +276,6 @@ def work_counts(net: NetworkExport, inputs: np.ndarray, lanes: int) -> list:
         row = {"layer": i}
         row.update({k: int(v.sum()) for k, v in work.items()})
         row["ideal_cycles"] = row["events"] + row["neuron_updates"]
-        row["dense_ops"] = (B * T * layer.out_channels * layer.out_height * layer.out_width
-                            * layer.fan_in)
+        row.update(dense_counts(layer, B * T))
         out.append(row)
     return out

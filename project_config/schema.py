@@ -149,6 +149,12 @@ PRUNING_KEYS = {
     "spatial_ratio": Key(float, 0.0, lo=0.0, hi=0.99),     # target fraction of positions pruned
     "channel_gate_threshold": Key(float, 0.0, lo=0.0, hi=0.99),  # gate opens above this score
     "gate_penalty": Key(float, 0.0, lo=0.0, hi=100.0),     # loss weight of the gates' open rate
+    # spatial pruning of layer 0 too (its input is the sensor: off unless asked for)
+    "spatial_first_layer": Key(bool, False),
+    # operations budget: > 0 = the gate penalty pushes the kept fraction of the operations
+    # (train.budget) down to this target instead of the gates' open rate to 0
+    "target_kept": Key(float, 0.0, lo=0.0, hi=1.0),
+    "budget_ramp_epochs": Key(int, 0, lo=0, hi=100000),   # target ramps from 1 over these
 }
 HARDWARE_KEYS = {
     "lanes": Key(int, 8, lo=1, hi=1024),     # PoT shift-add lanes = output channels per group
@@ -165,6 +171,8 @@ DATA_KEYS = {
     "event_size": Key(int, 16, lo=8, hi=256),             # event_digits: frame height = width
     "event_threshold": Key(float, 0.15, lo=0.01, hi=4.0), # event_digits: log-contrast step C
     "event_motion": Key(float, 1.5, lo=0.0, hi=16.0),     # event_digits: saccade size in pixels
+    # event_digits: recordings per digit image (distinct saccades); the split is by image
+    "event_recordings": Key(int, 1, lo=1, hi=64),
 }
 TRAIN_KEYS = {
     "epochs": Key(int, 20, lo=1, hi=100000),
@@ -174,6 +182,10 @@ TRAIN_KEYS = {
     "tet_target": Key(float, 1.0),
     "seed": Key(int, 0, lo=0),
     "out_dir": Key(str, "runs/default"),
+    "init_from": Key(str, ""),              # checkpoint whose weights start the run (fine-tuning)
+    "vth_lr": Key(float, 0.0, lo=0.0, hi=10.0),   # learnable thresholds' lr (0 = train.lr)
+    "mask_lr": Key(float, 0.0, lo=0.0, hi=10.0),  # channel gates' lr (0 = train.lr)
+    "recovery_epochs": Key(int, 0, lo=0, hi=100000),  # last epochs: masks frozen, no penalty
 }
 SIM_KEYS = {
     "samples": Key(int, 20, lo=1, hi=100000),

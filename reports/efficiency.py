@@ -61,6 +61,7 @@ from .render import demote, paper_comparison, render, write_results
 
 DOCS = Path("docs")
 STUDIES = {"table5": "runs/table5/table5.json",              # stored benchmark results
+           "vgg9_ladder": "runs/vgg9_ladder/vgg9_ladder.json",
            "weight_pruning_study": "runs/weight_pruning_study/results.json"}
 ICE40_LANES = 2                # the iCE40 copy of a core: the HX8K holds 2 lanes of the slice
 
@@ -242,14 +243,17 @@ def network_block(result: dict, figures: Path) -> str:
 BAD_RESULT = (KeyError, TypeError, ValueError, IndexError, AttributeError, ZeroDivisionError)
 
 
-def _table5_block(p: dict, figures: Path) -> str:
+def _table5_block(p: dict, figures: Path, sweep: bool = True) -> str:
+    """A benchmarks.table5-format result (the event-digits ladder, or the VGG-9 ladder,
+    which has no membrane sweep to plot)."""
     meta = dict(p["meta"])
     meta.setdefault("runs", len(p["runs"]))          # results written before these keys
     meta.setdefault("train_wall_s", sum(r.get("train_wall_s") or 0 for r in p["runs"]))
     md = table5.format_markdown(p["summary"], p["targets"], meta)
     md = md.replace("](figure4_membrane_precision.png)",
                     f"]({figures.name}/figure4_membrane_precision.png)")
-    table5.plot_sweep(p["summary"], figures / "figure4_membrane_precision.png")
+    if sweep:
+        table5.plot_sweep(p["summary"], figures / "figure4_membrane_precision.png")
     return demote(md)
 
 
@@ -262,7 +266,9 @@ def _weight_pruning_block(p: dict, figures: Path) -> str:
     return demote(md, 2)
 
 
-STUDY_BLOCKS = {"table5": _table5_block, "weight_pruning_study": _weight_pruning_block}
+STUDY_BLOCKS = {"table5": _table5_block,
+                "vgg9_ladder": lambda p, figures: _table5_block(p, figures, sweep=False),
+                "weight_pruning_study": _weight_pruning_block}
 
 
 def _render_study(name: str, payload, figures: Path, where) -> str:

@@ -36,7 +36,8 @@ def test_breakdown_parts_add_up_and_match_golden(pruned_case):
     work = golden.work_counts(net, inputs, lanes)
     mine = recount(net, inputs, lanes, result=res)
     for row, w, m in zip(rows, work, mine):
-        parts = ("skipped_position_ops", "skipped_channel_ops", "skipped_zero_input_ops")
+        parts = ("skipped_position_ops", "skipped_channel_ops", "skipped_input_channel_ops",
+                 "skipped_zero_input_ops")
         assert all(row[k] >= 0 for k in parts)
         assert sum(row[k] for k in parts) + row["synaptic_ops"] == row["dense_ops"] == w["dense_ops"]
         issues = ("skipped_position_issues", "skipped_group_issues", "skipped_zero_input_issues")
@@ -44,8 +45,9 @@ def test_breakdown_parts_add_up_and_match_golden(pruned_case):
         assert sum(row[k] for k in issues) + row["events"] == row["dense_issues"]
         for key in COUNTERS:
             assert row[key] == w[key]
-        # The paper's count: every input of a computed neuron's receptive field.
-        assert row["paper_ops"] == m["computed_neurons"] * net.layers[row["layer"]].fan_in
+        # The earlier count: every tap (padding too) of a computed neuron's receptive field.
+        assert row["ops_output_only"] == m["computed_neurons"] * net.layers[row["layer"]].fan_in
+        assert row["ops"] == w["ops"] == m["ops"]
     # This pruned network skips at all three places somewhere.
     assert sum(r["skipped_position_ops"] for r in rows) > 0
     assert sum(r["skipped_channel_ops"] for r in rows) > 0

@@ -200,5 +200,5 @@ def test_work_counts_against_loops():
                                          "ideal_cycles")}
         assert row == {"layer": li, "synaptic_ops": ops, "events": events,
                        "neuron_updates": updates, "ideal_cycles": events + updates}
-        assert rows[li]["dense_ops"] == (x.shape[0] * net.timesteps * layer.out_channels
+        assert rows[li]["dense_ops_padded"] == (x.shape[0] * net.timesteps * layer.out_channels
                                          * layer.out_height * layer.out_width * layer.fan_in)

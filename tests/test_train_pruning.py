@@ -92,7 +92,8 @@ def _pruned_cfg(membrane="ternary"):
                   "layers": [{"channels": 6, "kernel": 3, "padding": 1, "pool": 2},
                              {"channels": 8, "kernel": 3, "padding": 1, "pool": 2}]},
         "quant": {"membrane": membrane, "weight_bits": 4},
-        "pruning": {"spatial_ratio": 0.35, "channel_gate_threshold": 0.47},
+        "pruning": {"spatial_ratio": 0.35, "channel_gate_threshold": 0.47,
+                    "spatial_first_layer": True},
         "hardware": {"lanes": 4}})
 
 

@@ -1,5 +1,5 @@
 """CLI: python -m train --config slice_digits.yaml [--epochs N] [--out DIR] [--seed S] [--threads N]
-[--resume] [--device cpu|cuda]. Under ``torchrun --nproc_per_node N -m train ...`` it trains
+[--resume] [--device cpu|cuda] [--amp]. Under ``torchrun --nproc_per_node N -m train ...`` it trains
 with DistributedDataParallel (gloo on CPU, nccl on CUDA); only rank 0 writes files."""
 from __future__ import annotations
 
@@ -26,6 +26,8 @@ def main(argv=None):
     ap.add_argument("--resume", action="store_true",
                     help="continue the run in the output folder (its model.pt) up to --epochs")
     ap.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+    ap.add_argument("--amp", action="store_true",
+                    help="mixed precision training (float16 on cuda; bfloat16 on cpu, a test only)")
     args = ap.parse_args(argv)
 
     cfg = load_config(args.config)
@@ -38,7 +40,7 @@ def main(argv=None):
                      "--out" if args.out else f"{cfg.path}: train.out_dir")
     _, metrics = train(cfg, text, epochs=args.epochs, out_dir=args.out, seed=args.seed,
                        progress=not args.no_progress, threads=args.threads,
-                       resume=args.resume, device=args.device)
+                       resume=args.resume, device=args.device, amp=args.amp)
     out = Path(args.out or cfg.train["out_dir"])
     if metrics["world_size"] > 1 and os.environ.get("RANK", "0") != "0":
         return 0      # rank 0 reports (and wrote the files)

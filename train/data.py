@@ -45,8 +45,10 @@ def load_dataset(cfg):
                 raise UserError(f"{cfg.path}: model.input: event_digits frames are "
                                 f"{size}x{size} (data.event_size), config says "
                                 f"{inp['height']}x{inp['width']}")
+            rec = cfg.data["event_recordings"]
             x, y = event_digits(size, cfg.timesteps, cfg.data["event_threshold"],
-                                cfg.data["event_motion"], cfg.data["seed"], max_value)
+                                cfg.data["event_motion"], cfg.data["seed"], max_value, rec)
+            return _split(cfg, x, y, group=rec)
         else:
             x, y, _ = load_event_folder(cfg.data["root"], name, cfg.timesteps, inp["height"],
                                         inp["width"], max_value, where=cfg.path)
@@ -66,19 +68,26 @@ def _digits(cfg, inp, max_value):
     return _split(cfg, x, y)
 
 
-def _split(cfg, x, y):
-    """Stratified, seeded train/test split (the same samples for digits and event_digits)."""
+def _split(cfg, x, y, group=1):
+    """Stratified, seeded train/test split (the same samples for digits and event_digits).
+
+    ``group`` > 1: consecutive runs of ``group`` samples are recordings of one image; the
+    split is made over images (as for ``group`` = 1), so no image is in both splits, and
+    each split keeps an image's recordings together, image-major."""
     # Lazy: scikit-learn is the optional `train` extra (see events.sklearn_digits).
     from sklearn.model_selection import train_test_split
     _check_labels(cfg, y)
-    counts = np.bincount(y)
+    y_img = y[::group]
+    counts = np.bincount(y_img)
     if counts[counts > 0].min() < 2:
         raise UserError(f"{cfg.path}: data.dataset: {cfg.data['dataset']!r} has a class with "
                         "a single sample; a stratified split needs at least 2 per class")
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=cfg.data["test_fraction"], random_state=cfg.data["seed"],
-        stratify=y, shuffle=True)
-    return x_tr, y_tr, x_te, y_te
+    i_tr, i_te = train_test_split(
+        np.arange(len(y_img)), test_size=cfg.data["test_fraction"],
+        random_state=cfg.data["seed"], stratify=y_img, shuffle=True)
+    s_tr = (i_tr[:, None] * group + np.arange(group)[None, :]).ravel()
+    s_te = (i_te[:, None] * group + np.arange(group)[None, :]).ravel()
+    return x[s_tr], y[s_tr], x[s_te], y[s_te]
 
 
 def _expect_channels(cfg, channels):

@@ -54,9 +54,10 @@ def shift_resize(images: np.ndarray, size: int, dy: np.ndarray, dx: np.ndarray) 
     return wx0[:, None, :] * r[rows3, srow, cols0] + wx1[:, None, :] * r[rows3, srow, cols1]
 
 
-def saccade_offsets(steps: int, motion: float) -> np.ndarray:
-    """(dy, dx) [steps + 1, 2]: a closed equilateral triangle of circumscribed diameter ``motion``."""
-    angles = np.deg2rad([-90.0, 30.0, 150.0])
+def saccade_offsets(steps: int, motion: float, rotation: float = 0.0) -> np.ndarray:
+    """(dy, dx) [steps + 1, 2]: a closed equilateral triangle of circumscribed diameter
+    ``motion``, its vertices turned by ``rotation`` degrees (0: the first vertex on top)."""
+    angles = np.deg2rad(np.array([-90.0, 30.0, 150.0]) + rotation)
     verts = 0.5 * motion * np.stack([np.sin(angles), np.cos(angles)], axis=1)
     verts = np.concatenate([verts, verts[:1]])       # back to the start: three saccades
     u = 3.0 * np.arange(steps + 1) / steps
@@ -66,18 +67,19 @@ def saccade_offsets(steps: int, motion: float) -> np.ndarray:
 
 
 def emulate_events(images: np.ndarray, size: int, timesteps: int, threshold: float,
-                   motion: float, seed: int, max_count: int) -> np.ndarray:
+                   motion: float, seed, max_count: int, rotation: float = 0.0) -> np.ndarray:
     """Event counts uint8 [N, T, 2, size, size] of float images [N, h, w] in 0..1.
 
     Each sample gets its own amplitude (x0.75..1.25) and sub-pixel start offset (+-0.5 px)
     from ``seed``, so samples differ as real recordings do; the same seed gives the same events.
+    ``rotation``: the saccade triangle turned by this many degrees.
     """
     n = images.shape[0]
     rng = np.random.default_rng(seed)
     amp = rng.uniform(0.75, 1.25, size=n)
     start = rng.uniform(-0.5, 0.5, size=(n, 2))
     steps = timesteps * SUBSTEPS
-    path = saccade_offsets(steps, motion)
+    path = saccade_offsets(steps, motion, rotation)
     counts = np.zeros((n, timesteps, 2, size, size), np.int64)
 
     def log_frame(s):
@@ -108,14 +110,29 @@ def sklearn_digits():
 _CACHE: dict = {}
 
 
+def recording_rotation(r: int, recordings: int) -> float:
+    """Saccade rotation (degrees) of recording ``r`` of ``recordings``: evenly spread, so
+    every recording of a digit moves along a different path (recording 0: unrotated)."""
+    return 360.0 * r / recordings
+
+
 def event_digits(size: int, timesteps: int, threshold: float, motion: float, seed: int,
-                 max_count: int):
-    """(x uint8 [1797, T, 2, size, size], y int64 [1797]): scikit-learn's digits as events."""
-    key = (size, timesteps, threshold, motion, seed, max_count)
+                 max_count: int, recordings: int = 1):
+    """(x uint8 [1797 * R, T, 2, size, size], y int64 [1797 * R]): scikit-learn's digits as
+    events, ``R = recordings`` per image, image-major (sample ``i * R + r`` is recording
+    ``r`` of image ``i``). Recording ``r`` has its own saccade (:func:`recording_rotation`)
+    and its own amplitude and start offsets (seed ``(seed, r)``; recording 0 uses ``seed``,
+    so one recording per image is the original data set)."""
+    key = (size, timesteps, threshold, motion, seed, max_count, recordings)
     if key not in _CACHE:
         images, labels = sklearn_digits()
         images = images.astype(np.float64) / 16.0          # 0..16 -> 0..1 intensity
-        x = emulate_events(images, size, timesteps, threshold, motion, seed, max_count)
+        x = np.stack([emulate_events(images, size, timesteps, threshold, motion,
+                                     seed if r == 0 else (seed, r), max_count,
+                                     recording_rotation(r, recordings))
+                      for r in range(recordings)], axis=1)
+        x = x.reshape(-1, *x.shape[2:])
+        labels = np.repeat(labels, recordings)
         _CACHE.clear()       # one entry: a run uses one setting; frames can be large
         _CACHE[key] = (x, labels)
     x, y = _CACHE[key]

@@ -34,6 +34,10 @@ class SpikingConvBlock(nn.Module):
         if pruning.get("channel_gate_threshold", 0.0) > 0.0 and prior_positions:
             self.gate = ChannelGate(spec.in_channels, spec.out_channels, prior_positions,
                                     pruning["channel_gate_threshold"])
+        # Dense synaptic operations per step (padding taps excluded) for the ops budget, and
+        # the last forward's kept fractions [T, B] (positions, channels; None = all).
+        self.dense_ops = float(spec.in_channels * spec.out_channels * valid_taps(spec).sum())
+        self.last_active = None
 
     def mask(self):
         return self.channel_mask[:, None, None] * self.position_mask[None, :, :]
@@ -50,6 +54,7 @@ class SpikingConvBlock(nn.Module):
         if self.spatial is None and self.gate is None:
             spikes, membranes = self.neuron(cur, mask=self.mask())
             masks = None
+            self.last_active = None
         else:
             gate = self.gate(prior) if self.gate is not None else None
             kept = []
@@ -70,11 +75,31 @@ class SpikingConvBlock(nn.Module):
             channels = (gate.detach() if gate is not None
                         else torch.ones(T, B, cur.shape[2], device=cur.device)) * self.channel_mask
             masks = (positions, channels)
+            # Channels keep their straight-through gradient: the ops budget trains the gates.
+            open_frac = (gate * self.channel_mask).mean(-1) if gate is not None else None
+            self.last_active = (positions.mean(dim=(-2, -1)), open_frac)
         out = spikes
         if self.pool > 1:
             out = F.avg_pool2d(spikes.reshape(T * B, *spikes.shape[2:]), self.pool)
             out = out.reshape(T, B, *out.shape[1:])
         return out, spikes, membranes, masks
+
+
+def valid_taps(spec) -> torch.Tensor:
+    """Per output position [H_out, W_out], the kernel taps that fall inside the input map
+    (padding taps excluded): the dense count of a position's synaptic operations per input
+    and output channel (docs/INTEGER_SPEC.md, work counts)."""
+    kh, kw = spec.kernel
+    ones = torch.ones(1, 1, spec.in_height, spec.in_width)
+    return F.conv2d(ones, torch.ones(1, 1, kh, kw), padding=spec.padding)[0, 0]
+
+
+def layer_pruning(pruning: dict, index: int) -> dict:
+    """The pruning settings of spiking layer ``index``: layer 0 (the sensor's input) has no
+    spatial pruning unless ``pruning.spatial_first_layer`` asks for it."""
+    if index == 0 and not pruning.get("spatial_first_layer", False):
+        return dict(pruning, spatial_ratio=0.0)
+    return pruning
 
 
 class SpikingConvNet(nn.Module):
@@ -84,7 +109,7 @@ class SpikingConvNet(nn.Module):
         self.timesteps = cfg.timesteps
         specs = cfg.spiking_layers
         self.blocks = nn.ModuleList([
-            SpikingConvBlock(spec, cfg.quant, cfg.pruning,
+            SpikingConvBlock(spec, cfg.quant, layer_pruning(cfg.pruning, i),
                              specs[i - 1].out_height * specs[i - 1].out_width if i else None)
             for i, spec in enumerate(specs)])
         fc = cfg.layers[-1]
@@ -117,6 +142,26 @@ class SpikingConvNet(nn.Module):
         if not probs:
             return torch.zeros(())
         return torch.stack(probs).mean()
+
+    def ops_kept_fraction(self) -> torch.Tensor:
+        """Kept fraction of the dense synaptic operations in the last forward pass, counted
+        as docs/INTEGER_SPEC.md's work counts do: a layer's operations at a step scale with
+        its computed positions, its open output channels and its open input channels (the
+        previous layer's open channels); the classifier with the last layer's open channels.
+        Differentiable through the gates (straight-through), for the operations budget."""
+        num, den, prev = torch.zeros(()), 0.0, None
+        for b in self.blocks:
+            pos, chan = b.last_active if b.last_active is not None else (None, None)
+            frac = torch.ones(())
+            for part in (pos, chan, prev):
+                if part is not None:
+                    frac = frac * part.to(num.device)
+            num = num + b.dense_ops * frac.mean()
+            den += b.dense_ops
+            prev = chan
+        fc = float(self.classifier.weight.numel())
+        num = num + fc * (prev.mean().to(num.device) if prev is not None else 1.0)
+        return num / (den + fc)
 
     @staticmethod
     def predict(logits):

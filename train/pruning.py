@@ -41,6 +41,7 @@ class SpatialPruning(nn.Module):
         self.channels, self.ratio, self.momentum = int(channels), float(ratio), float(momentum)
         self.register_buffer("theta_running", torch.tensor(0.0))
         self._samples = []
+        self.frozen = False      # recovery phase: the threshold no longer moves
 
     @property
     def theta(self) -> int:
@@ -49,7 +50,7 @@ class SpatialPruning(nn.Module):
     def keep(self, t: int, q_prev: torch.Tensor) -> torch.Tensor:
         """0/1 keep mask [B, H, W] for step ``t`` from the membranes ``q_prev`` [B, C, H, W]."""
         e = q_prev.sum(dim=1)
-        if self.training and torch.is_grad_enabled() and t > 0:
+        if self.training and torch.is_grad_enabled() and t > 0 and not self.frozen:
             self._samples.append(e.detach().flatten())
         # A hard mask with no gradient: a sigmoid straight-through estimator here fed every
         # channel's membrane gradient through the mask and destabilised training (event
@@ -70,6 +71,19 @@ class SpatialPruning(nn.Module):
 
     def extra_repr(self):
         return f"channels={self.channels}, ratio={self.ratio}, theta={self.theta}"
+
+
+def mask_parameters(model) -> list:
+    """The parameters of every channel gate of ``model`` (what the recovery phase freezes)."""
+    return [p for m in model.modules() if isinstance(m, ChannelGate) for p in m.parameters()]
+
+
+def freeze_masks(model, frozen: bool = True):
+    """Recovery phase: spatial thresholds stop tracking their quantile; gate parameters
+    get no updates (the trainer drops their gradients, see ``trainer._train_epoch``)."""
+    for m in model.modules():
+        if isinstance(m, SpatialPruning):
+            m.frozen = bool(frozen)
 
 
 class ChannelGate(nn.Module):

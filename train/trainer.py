@@ -27,6 +27,8 @@ from project_config import UserError, config_from_dict
 from project_config.schema import ConfigError, parse_yaml
 
 from .data import load_dataset, to_time_major
+from .finetune import (drop_mask_gradients, in_recovery, load_initial_weights,
+                       make_optimizer, pruning_penalty, set_recovery)
 from .loss import tet_loss
 from .model import build_model
 from .neuron import QLIF
@@ -96,6 +98,7 @@ class _Dist:
 
     def __init__(self, device):
         self.rank, self.world, self.device, self.owned = 0, 1, device, False
+        self.amp = False
         world = distributed_world_size()
         if world == 1:
             return
@@ -130,7 +133,8 @@ def _resolve_device(device):
 
 
 def train(cfg, config_text: str, epochs=None, out_dir=None, seed=None, max_train=None,
-          max_test=None, progress=True, log=print, threads=None, resume=False, device=None):
+          max_test=None, progress=True, log=print, threads=None, resume=False, device=None,
+          amp=False):
     """Train on cfg's dataset; write model.pt and metrics.json to out_dir; return (model, metrics).
 
     ``threads``: torch intra-op threads for the run (restored after). Small nets are
@@ -147,6 +151,7 @@ def train(cfg, config_text: str, epochs=None, out_dir=None, seed=None, max_train
     proc = None
     try:
         proc = _Dist(_resolve_device(device))
+        proc.amp = bool(amp)
         return _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progress,
                       log, resume, proc)
     finally:
@@ -164,14 +169,24 @@ class _Run:
         # The RNG is seeded before the model is built: the initial weights depend on it.
         torch.manual_seed(seed)
         self.gen = torch.Generator().manual_seed(seed)     # the epochs' sample order
-        self.model = build_model(cfg).to(proc.device)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.train["lr"])
+        self.model = build_model(cfg)
+        self.init_from = None
+        if cfg.train["init_from"] and prior is None:
+            src = Path(cfg.train["init_from"])
+            ckpt, _ = _read_checkpoint(src)
+            self.init_from = dict(load_initial_weights(self.model, ckpt["state_dict"], src),
+                                  path=str(src))
+        self.model = self.model.to(proc.device)
+        self.opt = make_optimizer(self.model, cfg.train)
         self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=epochs)
         self.history, self.done, self.wall_before = [], 0, 0.0
         if prior is not None:
             self.done, self.history, self.wall_before = _restore(
                 prior, self.model, self.opt, self.sched, self.gen, epochs)
         self.net, self.sampler = _distribute(self.model, n_train, proc, seed)
+        dev = proc.device.type
+        self.amp = (dev, torch.float16 if dev == "cuda" else torch.bfloat16) if proc.amp else None
+        self.scaler = torch.amp.GradScaler(dev, enabled=proc.amp and dev == "cuda")
         self.t0 = time.time()       # wall time counts the epochs and the final evaluation
 
     def wall_time(self) -> float:
@@ -208,14 +223,17 @@ def _train(cfg, config_text, epochs, out_dir, seed, max_train, max_test, progres
         test_acc = evaluate(run.model, x_te, y_te, cfg.timesteps)
         rec = {"epoch": epoch, "loss": loss, "train_accuracy": train_acc,
                "test_accuracy": test_acc, "lr": lr,
+               "recovery": in_recovery(cfg.train, epoch, epochs),
+               "ops_kept": sum(run.kept) / len(run.kept) if run.kept else None,
                "vth": [float(m.vth.detach()) for m in run.model.modules() if isinstance(m, QLIF)]}
         run.history.append(rec)
         if lead and epoch < epochs:
             # Written before logging, so a run stopped after this line can resume here.
             run.checkpoint(epoch, {"epochs": run.history}, complete=False)
         if log:
+            kept = f"  ops kept {rec['ops_kept']:.3f}" if rec["ops_kept"] is not None else ""
             log(f"epoch {epoch:3d}/{epochs}  loss {loss:.4f}  train {train_acc:.4f}"
-                f"  test {test_acc:.4f}")
+                f"  test {test_acc:.4f}{kept}")
     metrics = _finish(run, x_tr, y_tr, x_te, y_te, log)
     if lead:
         run.checkpoint(epochs, metrics, complete=True)
@@ -276,25 +294,35 @@ def _train_epoch(run, x_tr_t, y_tr_t, perm, epoch, progress):
     """One pass over ``perm`` in batches; return (mean loss, train accuracy)."""
     cfg, model, net, opt = run.cfg, run.model, run.net, run.opt
     tc, dev, T, bs = cfg.train, run.proc.device, cfg.timesteps, cfg.train["batch_size"]
-    gate_penalty = cfg.pruning["gate_penalty"]
+    recovery = in_recovery(tc, epoch, run.epochs) and hasattr(model, "ops_kept_fraction")
+    set_recovery(model, recovery)
+    run.kept = []
     model.train()
     loss_sum, correct, seen = 0.0, 0, 0
     bar = tqdm(range(0, len(perm), bs), desc=f"epoch {epoch}/{run.epochs}", leave=False,
                disable=not progress)
     for i in bar:
+        progress_epochs = epoch - 1 + i / max(1, len(perm))
         idx = perm[i:i + bs]
         xb = to_time_major(x_tr_t[idx], T).to(dev)
         yb = y_tr_t[idx].to(dev)
-        logits = net(xb)
-        loss = tet_loss(logits, yb, tc["tet_lambda"], tc["tet_target"])
-        if gate_penalty and hasattr(model, "pruning_loss"):
-            loss = loss + gate_penalty * model.pruning_loss().to(loss.device)
+        with torch.autocast(*(run.amp or (dev.type,)), enabled=run.amp is not None):
+            logits = net(xb)
+            loss = tet_loss(logits.float(), yb, tc["tet_lambda"], tc["tet_target"])
+            penalty = pruning_penalty(model, cfg.pruning, progress_epochs, recovery)
+            if penalty is not None:
+                loss = loss + penalty.float().to(loss.device)
         if not torch.isfinite(loss):
             raise RuntimeError(f"training diverged at epoch {epoch} (loss {float(loss)})")
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        run.scaler.scale(loss).backward()
+        if recovery:
+            drop_mask_gradients(model)
+        run.scaler.step(opt)
+        run.scaler.update()
         loss_sum += float(loss.detach()) * len(idx)
+        if penalty is not None or recovery:
+            run.kept.append(float(model.ops_kept_fraction().detach()))
         correct += int((model.predict(logits.detach()) == yb).sum())
         seen += len(idx)
         bar.set_postfix(loss=f"{loss_sum / seen:.4f}")
@@ -318,6 +346,7 @@ def _finish(run, x_tr, y_tr, x_te, y_te, log):
             "seed": run.seed, "epochs_run": run.epochs, "wall_time_s": wall,
             "arch": cfg.model.get("arch", "convnet"), "dataset": cfg.data["dataset"],
             "resumed_from_epoch": run.done if run.resumed else None,
+            "init_from": run.init_from,
             "world_size": run.proc.world}
 
 
