@@ -254,6 +254,8 @@ def _table5_block(p: dict, figures: Path, sweep: bool = True) -> str:
                     f"]({figures.name}/figure4_membrane_precision.png)")
     if sweep:
         table5.plot_sweep(p["summary"], figures / "figure4_membrane_precision.png")
+    else:                                   # no sweep plot of its own
+        md = "\n".join(l for l in md.splitlines() if "figure4_membrane_precision.png" not in l)
     return demote(md)
 
 
