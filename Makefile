@@ -5,7 +5,7 @@ SAMPLES ?=
 SIMS    ?=
 ARGS    ?=
 
-.PHONY: setup sim test regress train build table5 report clean
+.PHONY: setup sim test fuzz regress train build table5 report clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,6 +17,14 @@ sim: setup
 ## The test suite: unit tests of every stage and co-simulation on Icarus and Verilator.
 test: setup
 	$(PY) -m pytest -q $(ARGS)
+
+## The long bad-input run: the Hypothesis fuzz suite at 40x its make-test size (about
+## 2,900 cases over every CLI) and 20 random interrupts of each writer (export, build, train).
+fuzz: setup
+	@mkdir -p build
+	SPQUANT_FUZZ=long SPQUANT_FUZZ_SUMMARY=build/fuzz_summary.txt SPQUANT_INTERRUPT_TRIALS=20 \
+		$(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz.py tests/test_interrupt.py $(ARGS)
+	@cat build/fuzz_summary.txt
 
 ## Randomized differential regression, golden vs RTL (the long run: CASES=1000).
 CASES ?= 100
