@@ -29,8 +29,8 @@ def main(argv=None):
         path = Path(args.inputs)
         try:
             x = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise UserError(f"{path}: cannot read inputs ({e})") from None
+        except (OSError, ValueError, EOFError) as e:    # EOFError: an empty or cut file
+            raise UserError(f"{path}: cannot read inputs ({type(e).__name__}: {e})") from None
     else:
         x = random_inputs(net, args.random, args.seed)
     try:
