@@ -26,13 +26,15 @@ from pathlib import Path
 import yaml
 
 from project_config import UserError, config_from_dict
-from project_config.cli import add_config, add_out, parser, positive_int
+from project_config.cli import (add_config, add_out, bounded_int, parser, positive_int,
+                                torch_device)
 from project_config.files import atomic_write
-from project_config.schema import deep_merge
+from project_config.schema import deep_merge, parse_yaml
 from train.trainer import checkpoint_complete, train
 
 BASE_CONFIG = "event_digits.yaml"
 DEFAULT_WORKERS = 2
+MAX_WORKERS = 64              # as sim.regress: each worker is a process with its own torch
 EPILOG_WIDTH = 88
 
 
@@ -50,8 +52,9 @@ def build_config(base_raw: dict, overrides: dict, where: str):
 
 
 def job_config(config_text: str, where: str):
-    """The validated Config of a job's YAML text."""
-    return config_from_dict(yaml.safe_load(config_text), where=where)
+    """The validated Config of a job's YAML text (parsed as every config is: a duplicate key
+    is refused, not silently the last one)."""
+    return config_from_dict(parse_yaml(config_text, where), where=where)
 
 
 # --- command line -------------------------------------------------------------------------
@@ -70,7 +73,8 @@ def add_common_options(ap: argparse.ArgumentParser, name: str, quick_help: str,
     add_config(ap, default=BASE_CONFIG, help="base config")
     add_out(ap, f"output folder (default runs/{name}; runs/{name}_quick with --quick)")
     ap.add_argument("--quick", action="store_true", help=quick_help)
-    ap.add_argument("--workers", type=positive_int, default=DEFAULT_WORKERS, help=workers_help)
+    ap.add_argument("--workers", type=bounded_int(1, MAX_WORKERS), default=DEFAULT_WORKERS,
+                    help=workers_help)
     ap.add_argument("--max-train", type=positive_int, default=None,
                     help="use only this many training samples")
     ap.add_argument("--max-test", type=positive_int, default=None,
@@ -80,18 +84,10 @@ def add_common_options(ap: argparse.ArgumentParser, name: str, quick_help: str,
 
 def add_device_options(ap: argparse.ArgumentParser):
     """--device and --amp, passed to every training (not part of a run's settings)."""
-    ap.add_argument("--device", default="cpu",
-                    help="torch device of the trainings: cpu (default) or cuda")
+    ap.add_argument("--device", type=torch_device, default="cpu",
+                    help="torch device of the trainings: cpu (default), cuda or cuda:N")
     ap.add_argument("--amp", action="store_true",
                     help="mixed precision training (float16 on cuda; on cpu bfloat16, a test)")
-
-
-def comma_list(kind):
-    """argparse type: comma-separated values of ``kind`` (empty items dropped), a tuple."""
-    def convert(text: str) -> tuple:
-        return tuple(kind(v) for v in text.split(",") if v)
-    convert.__name__ = f"comma-separated {kind.__name__}"     # argparse's error names it
-    return convert
 
 
 def apply_preset(args, presets: dict, name: str) -> str:

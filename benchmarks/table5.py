@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 from benchmarks.runner import (add_common_options, apply_preset, benchmark_parser,
-                               build_config, comma_list, progress_line, run_all, write_json)
+                               build_config, progress_line, run_all, write_json)
 from benchmarks.table5_plan import (AGREEMENT_TARGET, BASE_CONFIG, DEFAULT_EPOCHS,
                                     DEFAULT_FINETUNE, DEFAULT_GATE_PENALTY, LABELS, LADDER,
                                     PRESETS, QUICK, SWEEP, memory_report, plan_runs,
@@ -48,11 +48,12 @@ from benchmarks.table5_report import (evaluate_targets, format_markdown, format_
 from benchmarks.table5_runs import measure_activity, measure_agreement, run_one
 from hw.memory_report import TERNARY_STORED_BITS
 from project_config import UserError, cli_main
-from project_config.cli import nonnegative_int, positive_int, probability
+from project_config.cli import EPOCHS_MAX, bounded_float, bounded_int, comma_list, probability
 from project_config.files import atomic_write
 from project_config.schema import load_raw_config
 
 MB = 1e6      # bytes per MB, as the paper counts (hw.memory_report.megabytes); in the meta
+MAX_SEEDS = 100   # seeds per rung: each is a training run (5 take about 22 min)
 
 # The pieces, importable from here as before the split (the report program renders stored
 # results with format_markdown and plot_sweep).
@@ -84,29 +85,29 @@ def parse_args(argv):
         "checkpoint (operations budget ramped, then a recovery epoch with the masks frozen), "
         "after it. Resumes: finished runs with the same settings are reused, interrupted "
         "ones continue.")
-    ap.add_argument("--epochs", type=positive_int, default=None,
+    ap.add_argument("--epochs", type=bounded_int(1, EPOCHS_MAX), default=None,
                     help=f"training epochs per run (default {DEFAULT_EPOCHS}; 1 with --quick)")
-    ap.add_argument("--seeds", type=positive_int, default=None,
+    ap.add_argument("--seeds", type=bounded_int(1, MAX_SEEDS), default=None,
                     help="seeds per ladder rung (default 3; 1 with --quick)")
-    ap.add_argument("--sweep-seeds", type=nonnegative_int, default=None,
+    ap.add_argument("--sweep-seeds", type=bounded_int(0, MAX_SEEDS), default=None,
                     help="seeds per membrane-sweep point (default 1)")
     add_common_options(ap, "table5",
                        quick_help=f"smoke run: {QUICK['epochs']} epoch, {QUICK['max_train']} "
                                   f"training and {QUICK['max_test']} test samples, 1 seed",
                        workers_help="trainings in parallel, one thread each (default 2)")
-    ap.add_argument("--gate-penalty", type=float, default=DEFAULT_GATE_PENALTY,
+    ap.add_argument("--gate-penalty", type=bounded_float(0.0, 100.0), default=DEFAULT_GATE_PENALTY,
                     help="pruning.gate_penalty of the SpQuant rungs (loss weight of the "
                          f"operations budget; default {DEFAULT_GATE_PENALTY})")
-    ap.add_argument("--recordings", type=positive_int, default=None,
+    ap.add_argument("--recordings", type=bounded_int(1, 64), default=None,
                     help="event recordings per digit image (distinct saccades; default 5: "
                          "2250 test samples)")
-    ap.add_argument("--finetune-epochs", type=positive_int, default=None,
+    ap.add_argument("--finetune-epochs", type=bounded_int(1, EPOCHS_MAX), default=None,
                     help="epochs of the SpQuant rungs, fine-tuned from the same seed's "
                          f"Quant-SNN (default {DEFAULT_FINETUNE['finetune_epochs']})")
-    ap.add_argument("--recovery-epochs", type=nonnegative_int, default=None,
+    ap.add_argument("--recovery-epochs", type=bounded_int(0, EPOCHS_MAX), default=None,
                     help="last fine-tuning epochs with the masks frozen and no penalty "
                          f"(default {DEFAULT_FINETUNE['recovery_epochs']})")
-    ap.add_argument("--budget-ramp-epochs", type=nonnegative_int, default=None,
+    ap.add_argument("--budget-ramp-epochs", type=bounded_int(0, EPOCHS_MAX), default=None,
                     help="epochs over which the kept-operations target ramps from 1 "
                          f"(default {DEFAULT_FINETUNE['budget_ramp_epochs']})")
     ap.add_argument("--target-kept", type=probability, default=None,
@@ -117,8 +118,6 @@ def parse_args(argv):
                     help="comma-separated rungs to run: " + ", ".join(LABELS))
     args = ap.parse_args(argv)
     apply_preset(args, PRESETS, "table5")
-    if args.gate_penalty < 0:
-        raise UserError(f"--gate-penalty: {args.gate_penalty} must not be negative")
     for r in args.only or ():
         if r not in LABELS:
             raise UserError(f"--only: {r!r} is not one of {', '.join(LABELS)}")

@@ -29,14 +29,13 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.runner import (add_device_options, benchmark_parser, comma_list, progress_line,
-                               run_all, write_json)
+from benchmarks.runner import add_device_options, benchmark_parser, progress_line, run_all, write_json
 from benchmarks.table5_plan import LABELS, pruning_is_on
 from benchmarks.table5_report import evaluate_targets, format_markdown, summarize
 from benchmarks.table5_runs import run_one
 from benchmarks.runner import build_config
 from project_config import UserError, cli_main
-from project_config.cli import add_config, add_out, positive_int
+from project_config.cli import EPOCHS_MAX, add_config, add_out, bounded_int, comma_list
 from project_config.files import atomic_write
 from project_config.schema import config_from_dict, load_raw_config
 
@@ -98,7 +97,7 @@ def main(argv=None):
     add_device_options(ap)
     ap.add_argument("--only", type=comma_list(str), default=None,
                     help="comma-separated rungs: " + ", ".join(ORDER))
-    ap.add_argument("--quant-epochs", type=positive_int, default=QUANT_EPOCHS,
+    ap.add_argument("--quant-epochs", type=bounded_int(1, EPOCHS_MAX), default=QUANT_EPOCHS,
                     help=f"epochs of the rungs from scratch, FP and Quant-SNN (default "
                          f"{QUANT_EPOCHS}); the SpQuant rungs train the config's train.epochs")
     args = ap.parse_args(argv)

@@ -37,13 +37,14 @@ import time
 from pathlib import Path
 
 from benchmarks.runner import (BASE_CONFIG, add_common_options, apply_preset, benchmark_parser,
-                               comma_list, progress_line, read_result, run_all)
+                               progress_line, read_result, run_all)
 from benchmarks.weight_pruning_report import (findings, flat_points, format_markdown, pareto,
                                               plot, write_outputs, write_plots)
 from benchmarks.weight_pruning_runs import (EXPORTABLE_BITS, energy_report, fit, measure_point,
                                             run_job, study_config, weight_memory)
 from project_config import UserError, cli_main
-from project_config.cli import nonnegative_int, positive_int
+from project_config.cli import (EPOCHS_MAX, bounded_float, bounded_int, comma_list, positive_int,
+                                seed)
 from project_config.schema import load_raw_config
 from train.data import load_dataset
 
@@ -133,15 +134,16 @@ def _parser():
                                   "sparsities 0.5 and 0.9)",
                        workers_help="jobs in parallel, one thread each")
     ap.add_argument("--full", action="store_true", help="the whole grid with longer training")
-    ap.add_argument("--epochs", type=positive_int, default=None,
+    ap.add_argument("--epochs", type=bounded_int(1, EPOCHS_MAX), default=None,
                     help="dense and joint training epochs")
-    ap.add_argument("--finetune-epochs", type=nonnegative_int, default=None,
+    ap.add_argument("--finetune-epochs", type=bounded_int(0, EPOCHS_MAX), default=None,
                     help="fine-tune epochs after each cumulative pruning level")
-    ap.add_argument("--finetune-lr", type=float, default=FINETUNE_LR,
+    # train.lr's range (project_config.schema)
+    ap.add_argument("--finetune-lr", type=bounded_float(1e-9, 10.0), default=FINETUNE_LR,
                     help=f"fine-tune learning rate (default {FINETUNE_LR})")
     ap.add_argument("--bits", type=comma_list(int), default=BITS,
                     help="PoT weight bits, comma-separated (default 2,4,8)")
-    ap.add_argument("--sparsities", type=comma_list(float), default=None,
+    ap.add_argument("--sparsities", type=comma_list(bounded_float(0.0, 1.0)), default=None,
                     help="cumulative levels (default 0.5,0.7,0.8,0.9)")
     ap.add_argument("--joint", type=_joint_list, default=None,
                     help="joint points as BITS:SPARSITY,... (default: a subset; all with --full)")
@@ -151,7 +153,7 @@ def _parser():
                     help="test samples for the operation counts (default: the whole test split)")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite the markdown and plots from <out>/results.json, no training")
-    ap.add_argument("--seed", type=nonnegative_int, default=0)
+    ap.add_argument("--seed", type=seed, default=0)
     return ap
 
 

@@ -4,8 +4,9 @@
   (:class:`UserError`, :func:`cli_main`).
 - The options several tools take are declared once here: :func:`add_config`,
   :func:`add_out`, :func:`add_json`, :func:`add_export`, and the argparse types
-  :func:`positive_int`, :func:`nonnegative_int`, :func:`bounded_int`, :func:`seed` and
-  :func:`probability` (every number finite and in its range).
+  :func:`positive_int`, :func:`nonnegative_int`, :func:`bounded_int`, :func:`seed`,
+  :func:`bounded_float`, :func:`probability`, :func:`torch_device` and :func:`comma_list` (every
+  number finite and in its range).
 - SIGTERM is handled like Ctrl-C (SIGINT): it unwinds the program, so temp files are removed
   and child processes stopped by the code that owns them; exit code 130 (143 for SIGTERM).
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 import signal
 import sys
 import threading
@@ -85,6 +87,8 @@ def parser(prog: str, doc: str | None) -> argparse.ArgumentParser:
 
 
 SEED_MAX = 2 ** 32 - 1        # NumPy's legacy seeding and most RNGs take 32-bit seeds
+EPOCHS_MAX = 100_000          # train.epochs' bound (project_config.schema), for every epochs option
+SAMPLES_MAX = 100_000         # sim.samples' bound, for every option that counts samples to run
 
 
 def _int(text: str, lo: int, what: str, hi: int | None = None) -> int:
@@ -134,10 +138,43 @@ def probability(text: str, hi: float = 1.0) -> float:
     return value
 
 
+def bounded_float(lo: float, hi: float):
+    """argparse type factory: a finite float in [lo, hi] (NaN and inf refused)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except (TypeError, ValueError):
+            raise argparse.ArgumentTypeError(f"{str(text)[:40]!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{str(text)[:40]} is not a finite number")
+        if not lo <= value <= hi:
+            raise argparse.ArgumentTypeError(f"{value} is not in [{lo}, {hi}]")
+        return value
+    parse.__name__ = f"number in [{lo}, {hi}]"
+    return parse
+
+
 def stall_probability(text: str) -> float:
     """argparse type: a random-stall probability in [0, 0.95] (the config's bound:
     sim.stall_probability; near 1 a simulation runs for millions of idle cycles)."""
     return probability(text, 0.95)
+
+
+def torch_device(text: str) -> str:
+    """argparse type: a torch device name, ``cpu``, ``cuda`` or ``cuda:N`` (checked here
+    without torch; whether CUDA is there is the trainer's check)."""
+    if not re.fullmatch(r"cpu|cuda(:[0-9]{1,3})?", str(text)):
+        raise argparse.ArgumentTypeError(f"{str(text)[:40]!r} is not cpu, cuda or cuda:N")
+    return text
+
+
+def comma_list(kind):
+    """argparse type factory: comma-separated values of ``kind`` (another argparse type or
+    ``int``, ``float``, ``str``; empty items dropped), a tuple."""
+    def convert(text: str) -> tuple:
+        return tuple(kind(v) for v in text.split(",") if v)
+    convert.__name__ = f"comma-separated {kind.__name__}"     # argparse's error names it
+    return convert
 
 
 def add_config(ap: argparse.ArgumentParser, required: bool = True, default: str | None = None,

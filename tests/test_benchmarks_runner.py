@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.runner import (apply_preset, build_config, comma_list, guarded, progress_line,
+from benchmarks.runner import (apply_preset, build_config, guarded, job_config, progress_line,
                                read_json, read_result, reusable_result, run_all, write_json)
 from benchmarks.table5_plan import LABELS, memory_report, rung_overrides
 from benchmarks.table5_report import HEADER, format_markdown
 from benchmarks.weight_pruning_report import flat_points
 from benchmarks.weight_pruning_report import format_markdown as study_markdown
 from hw.memory_report import formula_section, network_counts
-from project_config import UserError
+from project_config import ConfigError, UserError
+from project_config.cli import comma_list
 from project_config.schema import load_raw_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +72,19 @@ def test_run_all_in_process_in_job_order():
     assert [r["n"] for r in results] == [0, 1, 2] and [r["ok"] for r in results] == [
         True, False, True]
     assert lines == ["[1/3] 0: ok", "[2/3] 1: FAILED ValueError: boom", "[3/3] 2: ok"]
+
+
+def test_benchmark_configs_refuse_a_duplicate_key(tmp_path, monkeypatch):
+    # The base config and each job's text are parsed as every config is (PyYAML alone
+    # would keep the last of the two keys).
+    text = (ROOT / "configs" / "event_digits.yaml").read_text()
+    dup = text.replace("\n  lr:", "\n  lr: 0.5\n  lr:", 1)
+    assert dup != text
+    with pytest.raises(ConfigError, match="duplicate key 'lr'"):
+        job_config(dup, "job")
+    (tmp_path / "dup.yaml").write_text(dup)
+    with pytest.raises(ConfigError, match="dup.yaml.*duplicate key 'lr'"):
+        load_raw_config(tmp_path / "dup.yaml")
 
 
 def test_result_storage(tmp_path):

@@ -7,7 +7,8 @@ import os
 from pathlib import Path
 
 from project_config import UserError, cli_main, load_config
-from project_config.cli import add_config, add_out, bounded_int, parser, positive_int, seed
+from project_config.cli import (EPOCHS_MAX, add_config, add_out, bounded_int, parser, seed,
+                                torch_device)
 from project_config.files import check_output_dir
 
 from .trainer import train
@@ -16,7 +17,7 @@ from .trainer import train
 def main(argv=None):
     ap = parser("python -m train", "Train a SpQuant spiking network from a config.")
     add_config(ap, help="config file (path or name in configs/)")
-    ap.add_argument("--epochs", type=bounded_int(1, 100000), default=None,
+    ap.add_argument("--epochs", type=bounded_int(1, EPOCHS_MAX), default=None,
                     help="override train.epochs")
     add_out(ap, "output folder (default: train.out_dir)")
     ap.add_argument("--seed", type=seed, default=None, help="override train.seed")
@@ -25,7 +26,8 @@ def main(argv=None):
     ap.add_argument("--no-progress", action="store_true", help="no tqdm progress bars")
     ap.add_argument("--resume", action="store_true",
                     help="continue the run in the output folder (its model.pt) up to --epochs")
-    ap.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda")
+    ap.add_argument("--device", type=torch_device, default="cpu",
+                    help="torch device: cpu (default), cuda or cuda:N")
     ap.add_argument("--amp", action="store_true",
                     help="mixed precision training (float16 on cuda; bfloat16 on cpu, a test only)")
     args = ap.parse_args(argv)
