@@ -11,7 +11,7 @@ import numpy as np
 from model_export import load_export
 from model_export.random_net import random_inputs
 from project_config import UserError, cli_main
-from project_config.cli import add_export, bounded_int, parser, seed
+from project_config.cli import SAMPLES_MAX, add_export, bounded_int, parser, seed
 
 from .model import run
 
@@ -20,7 +20,7 @@ def main(argv=None):
     ap = parser("python -m golden", __doc__)
     add_export(ap, required=True, help="export directory (manifest.json + export.npz)")
     ap.add_argument("--inputs", help=".npy of integer inputs")
-    ap.add_argument("--random", type=bounded_int(1, 100000), default=8,
+    ap.add_argument("--random", type=bounded_int(1, SAMPLES_MAX), default=8,
                     help="random inputs when --inputs is absent")
     ap.add_argument("--seed", type=seed, default=0)
     args = ap.parse_args(argv)

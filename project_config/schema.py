@@ -15,7 +15,7 @@ from pathlib import Path
 
 import yaml
 
-from .cli import UserError
+from .cli import EPOCHS_MAX, SAMPLES_MAX, SEED_MAX, UserError
 from .geometry import WEIGHT_BITS, LayerGeometry
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -154,7 +154,7 @@ PRUNING_KEYS = {
     # operations budget: > 0 = the gate penalty pushes the kept fraction of the operations
     # (train.budget) down to this target instead of the gates' open rate to 0
     "target_kept": Key(float, 0.0, lo=0.0, hi=1.0),
-    "budget_ramp_epochs": Key(int, 0, lo=0, hi=100000),   # target ramps from 1 over these
+    "budget_ramp_epochs": Key(int, 0, lo=0, hi=EPOCHS_MAX),   # target ramps from 1 over these
 }
 HARDWARE_KEYS = {
     "lanes": Key(int, 8, lo=1, hi=1024),     # PoT shift-add lanes = output channels per group
@@ -166,7 +166,7 @@ DATA_KEYS = {
     "dataset": Key(str, "digits", choices=("digits", "event_digits", "cifar10", "cifar100",
                                             "dvs_cifar10", "ncaltech101")),
     "test_fraction": Key(float, 0.25, lo=0.05, hi=0.9),   # not used by cifar10/100 (fixed split)
-    "seed": Key(int, 0, lo=0),
+    "seed": Key(int, 0, lo=0, hi=SEED_MAX),   # the RNGs take 32-bit seeds
     "root": Key(str, ""),                   # folder of the dataset files (cifar*, dvs_*, ncaltech101)
     "event_size": Key(int, 16, lo=8, hi=256),             # event_digits: frame height = width
     "event_threshold": Key(float, 0.15, lo=0.01, hi=4.0), # event_digits: log-contrast step C
@@ -175,23 +175,23 @@ DATA_KEYS = {
     "event_recordings": Key(int, 1, lo=1, hi=64),
 }
 TRAIN_KEYS = {
-    "epochs": Key(int, 20, lo=1, hi=100000),
+    "epochs": Key(int, 20, lo=1, hi=EPOCHS_MAX),
     "batch_size": Key(int, 64, lo=1, hi=65536),
     "lr": Key(float, 2e-3, lo=1e-9, hi=10.0),
     "tet_lambda": Key(float, 0.05, lo=0.0, hi=1.0),
-    "tet_target": Key(float, 1.0),
-    "seed": Key(int, 0, lo=0),
+    "tet_target": Key(float, 1.0, lo=-1e3, hi=1e3),   # the logits' MSE target (TET): 1e300 overflows
+    "seed": Key(int, 0, lo=0, hi=SEED_MAX),   # the RNGs take 32-bit seeds
     "out_dir": Key(str, "runs/default"),
     "init_from": Key(str, ""),              # checkpoint whose weights start the run (fine-tuning)
     "vth_lr": Key(float, 0.0, lo=0.0, hi=10.0),   # learnable thresholds' lr (0 = train.lr)
     "mask_lr": Key(float, 0.0, lo=0.0, hi=10.0),  # channel gates' lr (0 = train.lr)
-    "recovery_epochs": Key(int, 0, lo=0, hi=100000),  # last epochs: masks frozen, no penalty
+    "recovery_epochs": Key(int, 0, lo=0, hi=EPOCHS_MAX),  # last epochs: masks frozen, no penalty
 }
 SIM_KEYS = {
-    "samples": Key(int, 20, lo=1, hi=100000),
+    "samples": Key(int, 20, lo=1, hi=SAMPLES_MAX),
     "simulators": Key(list, ["icarus", "verilator"]),
     "stall_probability": Key(float, 0.25, lo=0.0, hi=0.95),  # random idle/backpressure per cycle
-    "seed": Key(int, 1, lo=0),
+    "seed": Key(int, 1, lo=0, hi=SEED_MAX),
     "network": Key(str, "trained", choices=("trained", "random")),   # random: no training
     # full: one record per (layer, step, position, group); signature: CRC-32 and spike count
     # per (layer, step) only (large networks)

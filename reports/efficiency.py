@@ -51,7 +51,7 @@ from hw.memory_report import memory_report
 from hw.params import CoreParams
 from hw.synth import synthesize
 from project_config import Config, UserError, cli_main, load_config
-from project_config.cli import add_config, bounded_int, parser, seed
+from project_config.cli import SAMPLES_MAX, add_config, bounded_int, parser, seed
 from project_config.files import check_output_dir, write_json_report
 from sim.flow import Case, make_case
 from sim.host import counter_totals
@@ -342,7 +342,7 @@ def main(argv=None):
     ap = parser("python -m reports.efficiency", __doc__)
     add_config(ap, required=False, default="slice_digits.yaml",
                help="config YAML to measure (cwd, then configs/)")
-    ap.add_argument("--samples", type=bounded_int(1, 100000),
+    ap.add_argument("--samples", type=bounded_int(1, SAMPLES_MAX),
                     help="samples to co-simulate (default sim.samples)")
     ap.add_argument("--seed", type=seed, default=7, help="seed of a random network")
     ap.add_argument("--retrain", action="store_true", help="train even if a checkpoint exists")

@@ -34,7 +34,7 @@ from hw.params import CoreParams
 from model_export import NetworkExport, load_export, save_export
 from model_export.random_net import random_export, random_inputs
 from project_config import Config, UserError, cli_main, load_config
-from project_config.cli import add_config, nonnegative_int, parser, positive_int
+from project_config.cli import SAMPLES_MAX, add_config, bounded_int, parser, seed
 from project_config.files import atomic_write, save_npy, write_json_report
 from project_config.schema import SIMULATORS
 from sim.calibrate import add_runtime_pruning, calibrated_export, spike_rates
@@ -309,13 +309,13 @@ def simulators(names: str | None, cfg: Config) -> list:
 def main(argv=None):
     ap = parser("python -m sim.flow", __doc__)
     add_config(ap)
-    ap.add_argument("--samples", type=positive_int,
+    ap.add_argument("--samples", type=bounded_int(1, SAMPLES_MAX),
                     help="test samples to co-simulate (default sim.samples)")
     ap.add_argument("--simulators", help="comma list of icarus, verilator (default sim.simulators)")
     ap.add_argument("--retrain", action="store_true", help="train even if a checkpoint exists")
     ap.add_argument("--random-weights", action="store_true",
                     help="untrained random network and inputs instead of the trained model")
-    ap.add_argument("--seed", type=nonnegative_int, default=7, help="seed for --random-weights")
+    ap.add_argument("--seed", type=seed, default=7, help="seed for --random-weights")
     ap.add_argument("--records", choices=("full", "signature"),
                     help="record mode (default sim.records)")
     ap.add_argument("--preload", action=argparse.BooleanOptionalAction, default=None,

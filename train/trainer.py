@@ -17,7 +17,6 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import yaml
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data.distributed import DistributedSampler
 from tqdm import tqdm
@@ -450,8 +449,9 @@ def checkpoint_config_matches(path, config_text: str) -> bool:
     ``config_text`` (compared as parsed YAML: comments and layout do not count)."""
     ckpt, _ = _read_checkpoint(path)
     try:
-        return yaml.safe_load(ckpt["config"]["text"]) == yaml.safe_load(config_text)
-    except yaml.YAMLError:
+        return (parse_yaml(ckpt["config"]["text"], f"{path}: config.text")
+                == parse_yaml(config_text, "config"))
+    except ConfigError:             # unreadable (or with a duplicate key): not the same settings
         return False
 
 
