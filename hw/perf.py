@@ -36,7 +36,7 @@ from golden.model import GoldenResult, step_work, sum_pool
 from model_export.format import ExportError, NetworkExport, load_export
 from project_config import Config, UserError, cli_main, load_config
 from project_config.cli import add_config, add_export, add_json, parser
-from project_config.files import write_json_report
+from project_config.files import check_output_file, write_json_report
 from .params import CoreParams, LayerPlan
 
 
@@ -301,6 +301,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     cfg = load_config(args.config)
     lanes = _lane_counts(args.lanes) if args.lanes else [cfg.hardware["lanes"]]
+    if args.json:
+        check_output_file(args.json, "--json")      # before golden runs, not after
     export, x = _case(cfg, args.export, args.inputs)
     net = load_export(export)
     try:

@@ -22,7 +22,7 @@ from golden.model import GoldenResult, step_work
 from model_export.format import NetworkExport, load_export
 from project_config import cli_main, load_config
 from project_config.cli import add_config, add_export, add_json, parser
-from project_config.files import write_json_report
+from project_config.files import check_output_file, write_json_report
 from .params import CoreParams
 from .perf import _case, accumulate_cycles, layer_inputs, tap_counts, visit_positions
 
@@ -170,6 +170,8 @@ def main(argv=None):
     add_json(ap)
     args = ap.parse_args(argv)
     cfg = load_config(args.config)
+    if args.json:
+        check_output_file(args.json, "--json")      # before the exploration, not after
     export, x = _case(cfg, args.export, args.inputs)
     net = load_export(export)
     p = CoreParams(cfg)
