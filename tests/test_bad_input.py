@@ -11,6 +11,8 @@ import torch
 import yaml
 
 import golden.__main__ as golden_cli
+import hw.perf as hw_perf
+import hw.perf_explore as perf_explore_cli
 import hw.build as hw_build
 import hw.memory_report as hw_memory
 import hw.synth as hw_synth
@@ -19,6 +21,7 @@ import reports.efficiency as report_cli
 import sim.flow as flow_cli
 import sim.regress as regress_cli
 import train.__main__ as train_cli
+from benchmarks import table5 as table5_cli, vgg9_ladder as ladder_cli, weight_pruning_study as study_cli
 from cli_harness import assert_refused, run_main, snapshot
 from hw.build import generate_verilog
 from hw.params import CoreParams
@@ -280,6 +283,65 @@ def test_cli_numbers_are_range_checked(tmp_path, export_dir, main, argv, needle)
             flow_cli.main: ["--config", "slice_digits.yaml"], report_cli.main: []}[main]
     assert_refused(run_main(main, base + argv), needle)
     assert not (tmp_path / "r").exists()
+
+
+def _no_work(*args, **kwargs):
+    raise AssertionError("the work started: the option was not checked first")
+
+
+@pytest.mark.parametrize("main,argv,needle", [
+    (flow_cli.main, ["--samples", "100001"], "--samples"),
+    (flow_cli.main, ["--seed", str(2 ** 32)], "--seed"),
+    (table5_cli.main, ["--gate-penalty", "nan"], "--gate-penalty"),
+    (table5_cli.main, ["--gate-penalty", "inf"], "--gate-penalty"),
+    (table5_cli.main, ["--gate-penalty", "-1"], "--gate-penalty"),
+    (table5_cli.main, ["--seeds", "101"], "--seeds"),
+    (table5_cli.main, ["--device", "tpu"], "--device"),
+    (study_cli.main, ["--finetune-lr", "nan"], "--finetune-lr"),
+    (study_cli.main, ["--finetune-lr", "-inf"], "--finetune-lr"),
+    (study_cli.main, ["--sparsities", "0.5,nan"], "--sparsities"),
+    (study_cli.main, ["--seed", str(2 ** 32)], "--seed"),
+    (ladder_cli.main, ["--quant-epochs", "100001"], "--quant-epochs"),
+    (train_cli.main, ["--config", "slice_digits.yaml", "--device", "cuda:x"], "--device"),
+])
+def test_every_cli_number_is_finite_and_bounded_before_the_work(tmp_path, monkeypatch, main, argv,
+                                                                needle):
+    # A value let through would start the work (a flow, a benchmark's trainings): it fails
+    # here at once instead of running.
+    for module, name in [(flow_cli, "run"), (table5_cli, "run_all"), (study_cli, "run_all"),
+                         (ladder_cli, "run_all"), (train_cli, "train")]:
+        monkeypatch.setattr(module, name, _no_work)
+    base = ["--config", "slice_digits.yaml"] if main is flow_cli.main else []
+    out = [] if main is flow_cli.main else ["--out", tmp_path / "out"]
+    assert_refused(run_main(main, base + argv + out), needle)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("main", [hw_perf.main, perf_explore_cli.main], ids=["perf", "perf_explore"])
+@pytest.mark.parametrize("where", ["folder", "under_file", "read_only"])
+def test_perf_checks_its_json_before_the_work(tmp_path, monkeypatch, main, where):
+    monkeypatch.setattr(hw_perf, "_case", _no_work)
+    monkeypatch.setattr(perf_explore_cli, "_case", _no_work)
+    (tmp_path / "f").write_text("x")
+    out = {"folder": tmp_path, "under_file": tmp_path / "f" / "p.json",
+           "read_only": Path("/proc/spquant-no-such-dir/p.json")}[where]
+    before = snapshot(tmp_path)
+    assert_refused(run_main(main, ["--config", "slice_digits.yaml", "--json", out]), "--json")
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("section,key,value", [
+    ("data", "seed", 2 ** 32), ("train", "seed", 2 ** 40), ("sim", "seed", 2 ** 63),
+    ("train", "tet_target", 1e300),
+])
+def test_schema_bounds_what_used_to_crash_training(tmp_path, section, key, value):
+    # Each was schema-valid and then a traceback in train (sklearn's and torch's seeding) or
+    # an overflowing loss.
+    cfg = _config(tmp_path, lambda raw: raw[section].update({key: value}))
+    assert_refused(run_main(hw_memory.main, ["--config", cfg]), f"{section}.{key}", "maximum")
+    out = tmp_path / "run"
+    assert_refused(run_main(train_cli.main, ["--config", cfg, "--out", out]), f"{section}.{key}")
+    assert not out.exists()
 
 
 def test_report_checks_a_study_before_storing_it(tmp_path):

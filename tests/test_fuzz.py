@@ -36,6 +36,8 @@ import sim.agreement as agreement_cli
 import sim.flow as flow_cli
 import sim.regress as regress_cli
 import train.__main__ as train_cli
+from benchmarks import table5 as table5_cli, vgg9_ladder as ladder_cli, weight_pruning_study as study_cli
+import hw.perf_explore as perf_explore_cli
 from cli_harness import Outcome, run_main, snapshot
 from model_export import save_export
 from model_export.random_net import random_export, random_inputs
@@ -417,30 +419,55 @@ ARGV_CLIS = {
                      "--cases": ["0", "1000001"], "--per-shape": ["0", "1001"],
                      "--simulator": ["modelsim", ""]}),
     "sim.flow": (flow_cli.main, ["--config", "slice_digits.yaml"],
-                 {"--samples": ["0", "-2", "x"], "--seed": ["-1", "x"], "--simulators": ["modelsim", ","],
-                  "--records": ["partial"]}),
+                 {"--samples": ["0", "-2", "x", "100001"], "--seed": ["-1", "x", str(2 ** 32)],
+                  "--simulators": ["modelsim", ","], "--records": ["partial"]}),
     "reports.efficiency": (report_cli.main, ["--docs", "{o}"],
                            {"--samples": ["0", "100001"], "--seed": ["-1", str(2 ** 32)],
                             "--config": ["no-such.yaml"]}),
     "hw.build": (hw_build.main, ["--config", "slice_digits.yaml", "--out", "{o}/hw", "--no-lint"],
                  {"--config": ["no-such.yaml", ""], "--export": ["{o}/none"]}),
     "hw.perf": (hw_perf.main, ["--config", "slice_digits.yaml", "--export", "{e}"],
-                {"--lanes": ["0", "-1", "x", "8,,", "nan"], "--inputs": ["{o}/none.npy"]}),
+                {"--lanes": ["0", "-1", "x", "8,,", "nan"], "--inputs": ["{o}/none.npy"],
+                 "--json": ["{o}", "{o}/none/"]}),
+    "hw.perf_explore": (perf_explore_cli.main, ["--config", "slice_digits.yaml", "--export", "{e}"],
+                        {"--json": ["{o}", "/proc/spquant/p.json"], "--export": ["{o}/none"]}),
     "hw.synth": (hw_synth.main, ["--config", "slice_digits.yaml", "--out", "{o}/s"],
                  {"--config": ["no-such.yaml"], "--json": ["{o}"]}),
     "hw.memory_report": (hw_memory.main, ["--config", "slice_digits.yaml"],
                          {"--export": ["{o}/none"], "--json": ["{o}"]}),
     "model_export": (export_cli.main, [], {"--checkpoint": ["{o}/none.pt", "{o}"]}),
     "sim.agreement": (agreement_cli.main, [], {"--checkpoint": ["{o}/none.pt", "{o}"]}),
+    # The benchmarks refuse every bad option before they plan a single training.
+    "benchmarks.table5": (table5_cli.main, ["--out", "{o}/t5"],
+                          {"--gate-penalty": ["100.5"], "--epochs": ["0", "100001"],
+                           "--seeds": ["0", "101"], "--sweep-seeds": ["101"],
+                           "--recordings": ["0", "65"], "--finetune-epochs": ["0"],
+                           "--recovery-epochs": ["100001"], "--budget-ramp-epochs": ["100001"],
+                           "--target-kept": ["1", "1.5"], "--workers": ["0", "65"],
+                           "--max-train": ["0", "-1", "x", "4.5"], "--device": ["tpu", "cuda:x", ""],
+                           "--only": ["fp,nope"]}),
+    "benchmarks.weight_pruning_study": (study_cli.main, ["--out", "{o}/w"],
+                                        {"--finetune-lr": ["0", "11"], "--epochs": ["0"],
+                                         "--finetune-epochs": ["100001"], "--seed": [str(2 ** 32)],
+                                         "--bits": ["3", "4.5", "x"], "--sparsities": ["0.9,0.5", "1.5"],
+                                         "--joint": ["4:nan", "4", "3:0.5"], "--count-samples": ["0", "-1", "x"],
+                                         "--device": ["tpu"], "--workers": ["65"]}),
+    "benchmarks.vgg9_ladder": (ladder_cli.main, ["--out", "{o}/l"],
+                               {"--quant-epochs": ["0", "100001"], "--device": ["cuda:", "x"],
+                                "--only": ["nope"]}),
 }
 MAINS = {k: v[0] for k, v in ARGV_CLIS.items()}
 
 
 NUMERIC_OPTIONS = ("--stall", "--workers", "--samples", "--random", "--epochs", "--threads",
-                   "--cases", "--per-shape", "--seed")
-# Strings that no numeric option takes (each has a bound below 9e24).
-BAD_FOR_ANY_NUMBER = ["-1", "nan", "inf", "-inf", "1e309", "4.5", "", "9" * 25, "0x10", "\u0663x",
+                   "--cases", "--per-shape", "--seed", "--seeds", "--sweep-seeds", "--recordings",
+                   "--finetune-epochs", "--recovery-epochs", "--budget-ramp-epochs", "--quant-epochs")
+FLOAT_OPTIONS = ("--gate-penalty", "--finetune-lr", "--target-kept")
+# Strings that no numeric option takes (each has a bound below 9e24, and every float option a
+# lower bound >= 0).
+BAD_FOR_ANY_NUMBER = ["-1", "nan", "inf", "-inf", "1e309", "", "9" * 25, "0x10", "\u0663x",
                       "2" * 5000, "-0.5", "1_0e", "--"]
+BAD_FOR_ANY_INT = BAD_FOR_ANY_NUMBER + ["4.5"]
 
 
 @st.composite
@@ -448,10 +475,9 @@ def bad_argv(draw):
     name = draw(st.sampled_from(sorted(ARGV_CLIS)))
     _, base, bad = ARGV_CLIS[name]
     option = draw(st.sampled_from(sorted(bad)))
-    # sim.flow's --samples and --seed have no upper bound yet (hw/sim.flow is the lead's; a
-    # huge value runs the whole flow): only its own list of bad values.
-    generic = option in NUMERIC_OPTIONS and name != "sim.flow"
-    pool = bad[option] + (BAD_FOR_ANY_NUMBER if generic else [])
+    generic = (BAD_FOR_ANY_INT if option in NUMERIC_OPTIONS else
+               BAD_FOR_ANY_NUMBER if option in FLOAT_OPTIONS else [])
+    pool = bad[option] + generic
     value = draw(st.sampled_from(pool))
     extra = draw(st.sampled_from([[], ["--bogus"], [option]]))
     return name, base, option, value, extra
