@@ -164,3 +164,65 @@ def test_build_interrupted_during_lint_keeps_the_old_build(tmp_path, monkeypatch
         hb.build(cfg, tmp_path / "hw")
     assert snapshot(tmp_path) == before
     read_build(tmp_path / "hw")
+
+
+# --- deterministic: the signal handling itself -------------------------------------------
+
+UNWIND = """
+import sys, time
+from pathlib import Path
+from project_config import cli_main
+from hw.toolchain import run_group
+
+def main(argv):
+    tmp = Path(argv[0]) / "partial.tmp"
+    tmp.write_text("x")
+    try:
+        print("ready", flush=True)
+        run_group(["sh", "-c", "echo $$ > " + argv[0] + "/group; sleep 60 & sleep 60; wait"])
+    finally:
+        tmp.unlink()           # the cleanup a writer does on the way out
+cli_main(main, sys.argv[1:])
+"""
+
+
+def _live_members(group: int) -> list:
+    """Pids in process group ``group`` that still run (a killed child reparented to a pid 1
+    that does not reap stays a zombie: dead, so not counted)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            pids.append(int(stat.parent.name))
+    return pids
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_signal_unwinds_the_cleanup_and_kills_the_child_group(tmp_path, sig):
+    # SIGTERM is raised like Ctrl-C (cli_main), so finally blocks run; run_group kills the
+    # child's whole process group (Verilator's wrapper and its compilers), none is orphaned.
+    p = subprocess.Popen([sys.executable, "-c", UNWIND, str(tmp_path)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.stdout.readline().strip() == "ready"
+    deadline = time.time() + 20
+    while not (tmp_path / "group").is_file() or not (tmp_path / "group").read_text().strip():
+        assert time.time() < deadline, "the child never started"
+        time.sleep(0.05)
+    group = int((tmp_path / "group").read_text())
+    p.send_signal(sig)
+    _, err = p.communicate(timeout=30)
+    try:
+        assert p.returncode == (143 if sig == signal.SIGTERM else 130), (p.returncode, err)
+        assert err.strip().splitlines() == [
+            "error: terminated" if sig == signal.SIGTERM else "error: interrupted"], err
+        assert not (tmp_path / "partial.tmp").exists()
+        time.sleep(0.2)
+        assert not _live_members(group), "processes of the child's group are left"
+    finally:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
