@@ -166,6 +166,20 @@ def test_build_interrupted_during_lint_keeps_the_old_build(tmp_path, monkeypatch
     read_build(tmp_path / "hw")
 
 
+def test_a_writer_removes_what_a_killed_one_left_and_keeps_a_live_ones(tmp_path):
+    # SIGKILL runs no cleanup: the next writer removes temp siblings whose process is gone.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    stale = [tmp_path / f".e.tmp-{dead.pid}-0bad", tmp_path / f".e.old-{dead.pid}-0bad"]
+    live = tmp_path / f".e.tmp-{os.getpid()}-0001"
+    for d in stale + [live]:
+        d.mkdir()
+        (d / "manifest.json").write_text("half")
+    save_export(random_export(load_config("slice_digits.yaml"), 1), tmp_path / "e")
+    assert not any(d.exists() for d in stale) and live.exists()
+    load_export(tmp_path / "e")
+
+
 # --- deterministic: the signal handling itself -------------------------------------------
 
 UNWIND = """
