@@ -268,6 +268,21 @@ def test_inputs_that_are_not_integers_are_refused(tmp_path, export_dir, array):
                    "x.npy", "inputs")
 
 
+def _no_work(*args, **kwargs):
+    raise AssertionError("the work started: the option was not checked first")
+
+
+@pytest.fixture()
+def no_work(monkeypatch):
+    """The first step of each CLI's work fails at once: a bad value let through fails the
+    test instead of running a flow, a regression (``--stall 1`` never ends), a training or
+    a benchmark."""
+    for module, name in [(flow_cli, "run"), (table5_cli, "run_all"), (study_cli, "run_all"),
+                         (ladder_cli, "run_all"), (train_cli, "train"), (report_cli, "measure"),
+                         (regress_cli, "check_output_dir")]:
+        monkeypatch.setattr(module, name, _no_work)
+
+
 @pytest.mark.parametrize("main,argv,needle", [
     (golden_cli.main, ["--random", "0"], "--random"), (golden_cli.main, ["--random", "-1"], "--random"),
     (golden_cli.main, ["--seed", "-1"], "--seed"), (golden_cli.main, ["--seed", str(2 ** 32)], "--seed"),
@@ -277,16 +292,13 @@ def test_inputs_that_are_not_integers_are_refused(tmp_path, export_dir, array):
     (train_cli.main, ["--seed", "-1"], "--seed"), (flow_cli.main, ["--samples", "0"], "--samples"),
     (report_cli.main, ["--samples", "0"], "--samples"),
 ])
-def test_cli_numbers_are_range_checked(tmp_path, export_dir, main, argv, needle):
+def test_cli_numbers_are_range_checked(tmp_path, export_dir, no_work, main, argv, needle):
     base = {golden_cli.main: ["--export", export_dir], regress_cli.main: ["--out", tmp_path / "r"],
             train_cli.main: ["--config", "slice_digits.yaml", "--out", tmp_path / "r"],
-            flow_cli.main: ["--config", "slice_digits.yaml"], report_cli.main: []}[main]
+            flow_cli.main: ["--config", "slice_digits.yaml"],
+            report_cli.main: ["--docs", tmp_path / "r"]}[main]
     assert_refused(run_main(main, base + argv), needle)
     assert not (tmp_path / "r").exists()
-
-
-def _no_work(*args, **kwargs):
-    raise AssertionError("the work started: the option was not checked first")
 
 
 @pytest.mark.parametrize("main,argv,needle", [
@@ -304,13 +316,8 @@ def _no_work(*args, **kwargs):
     (ladder_cli.main, ["--quant-epochs", "100001"], "--quant-epochs"),
     (train_cli.main, ["--config", "slice_digits.yaml", "--device", "cuda:x"], "--device"),
 ])
-def test_every_cli_number_is_finite_and_bounded_before_the_work(tmp_path, monkeypatch, main, argv,
+def test_every_cli_number_is_finite_and_bounded_before_the_work(tmp_path, no_work, main, argv,
                                                                 needle):
-    # A value let through would start the work (a flow, a benchmark's trainings): it fails
-    # here at once instead of running.
-    for module, name in [(flow_cli, "run"), (table5_cli, "run_all"), (study_cli, "run_all"),
-                         (ladder_cli, "run_all"), (train_cli, "train")]:
-        monkeypatch.setattr(module, name, _no_work)
     base = ["--config", "slice_digits.yaml"] if main is flow_cli.main else []
     out = [] if main is flow_cli.main else ["--out", tmp_path / "out"]
     assert_refused(run_main(main, base + argv + out), needle)
