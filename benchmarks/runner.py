@@ -29,7 +29,7 @@ from project_config import UserError, config_from_dict
 from project_config.cli import (add_config, add_out, bounded_int, parser, positive_int,
                                 torch_device)
 from project_config.files import atomic_write
-from project_config.schema import deep_merge, parse_yaml
+from project_config.schema import deep_merge, load_raw_config, parse_yaml
 from train.trainer import checkpoint_complete, train
 
 BASE_CONFIG = "event_digits.yaml"
@@ -39,6 +39,15 @@ EPILOG_WIDTH = 88
 
 
 # --- configs ------------------------------------------------------------------------------
+
+def load_base_config(name) -> tuple[Path, dict]:
+    """(path, mapping as written) of a benchmark's base config, validated as it stands: a
+    bad key is refused before any run is planned, also where a rung's overrides would have
+    replaced it (``quant.membrane: 3`` under rungs that each set a membrane)."""
+    path, raw = load_raw_config(name)
+    config_from_dict(raw, where=str(path))
+    return path, raw
+
 
 def build_config(base_raw: dict, overrides: dict, where: str):
     """(validated Config, its YAML text) for ``base_raw`` with ``overrides``.

@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 from benchmarks.runner import (add_common_options, apply_preset, benchmark_parser,
-                               build_config, progress_line, run_all, write_json)
+                               build_config, load_base_config, progress_line, run_all, write_json)
 from benchmarks.table5_plan import (AGREEMENT_TARGET, BASE_CONFIG, DEFAULT_EPOCHS,
                                     DEFAULT_FINETUNE, DEFAULT_GATE_PENALTY, LABELS, LADDER,
                                     PRESETS, QUICK, SWEEP, memory_report, plan_runs,
@@ -50,7 +50,6 @@ from hw.memory_report import TERNARY_STORED_BITS
 from project_config import UserError, cli_main
 from project_config.cli import EPOCHS_MAX, bounded_float, bounded_int, comma_list, probability
 from project_config.files import atomic_write
-from project_config.schema import load_raw_config
 
 MB = 1e6      # bytes per MB, as the paper counts (hw.memory_report.megabytes); in the meta
 MAX_SEEDS = 100   # seeds per rung: each is a training run (5 take about 22 min)
@@ -127,7 +126,7 @@ def parse_args(argv):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
-    base_path, base_raw = load_raw_config(args.config)
+    base_path, base_raw = load_base_config(args.config)
     jobs = [dict(j, device=args.device, amp=args.amp) for j in plan_runs(args, base_raw, base_path)]
     out = Path(args.out)
     print(f"table5: {len(jobs)} runs, {args.epochs} epochs each, {args.workers} workers -> {out}")

@@ -29,7 +29,8 @@ import sys
 import time
 from pathlib import Path
 
-from benchmarks.runner import add_device_options, benchmark_parser, progress_line, run_all, write_json
+from benchmarks.runner import (add_device_options, benchmark_parser, load_base_config, progress_line,
+                               run_all, write_json)
 from benchmarks.table5_plan import LABELS, pruning_is_on
 from benchmarks.table5_report import evaluate_targets, format_markdown, summarize
 from benchmarks.table5_runs import run_one
@@ -37,7 +38,7 @@ from benchmarks.runner import build_config
 from project_config import UserError, cli_main
 from project_config.cli import EPOCHS_MAX, add_config, add_out, bounded_int, comma_list
 from project_config.files import atomic_write
-from project_config.schema import config_from_dict, load_raw_config
+from project_config.schema import config_from_dict
 
 BASE = "vgg9_events.yaml"
 QUANT_EPOCHS = 5
@@ -104,7 +105,7 @@ def main(argv=None):
     for r in args.only or ():
         if r not in RUNGS:
             raise UserError(f"--only: {r!r} is not one of {', '.join(ORDER)}")
-    base_path, base_raw = load_raw_config(args.config)
+    base_path, base_raw = load_base_config(args.config)
     init = config_from_dict(base_raw, where=str(base_path)).train["init_from"]
     if not init and not args.out:
         raise UserError(f"{base_path}: train.init_from: empty; the last rung fine-tunes from "

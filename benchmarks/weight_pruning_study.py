@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 
 from benchmarks.runner import (BASE_CONFIG, add_common_options, apply_preset, benchmark_parser,
-                               progress_line, read_result, run_all)
+                               load_base_config, progress_line, read_result, run_all)
 from benchmarks.weight_pruning_report import (findings, flat_points, format_markdown, pareto,
                                               plot, write_outputs, write_plots)
 from benchmarks.weight_pruning_runs import (EXPORTABLE_BITS, energy_report, fit, measure_point,
@@ -45,7 +45,6 @@ from benchmarks.weight_pruning_runs import (EXPORTABLE_BITS, energy_report, fit,
 from project_config import UserError, cli_main
 from project_config.cli import (EPOCHS_MAX, bounded_float, bounded_int, comma_list, positive_int,
                                 seed)
-from project_config.schema import load_raw_config
 from train.data import load_dataset
 
 BITS = (2, 4, 8)
@@ -188,7 +187,7 @@ def main(argv=None):
     args = parse_args(argv)
     if args.report_only:
         return report_only(Path(args.out))
-    base_path, base_raw = load_raw_config(args.config)
+    base_path, base_raw = load_base_config(args.config)
     cfg, _ = study_config(base_raw, args.bits[0], str(base_path))
     jobs = plan_jobs(args, base_raw, base_path)
     out = Path(args.out)
