@@ -119,7 +119,7 @@ def time_major_inputs(net: NetworkExport, inputs: np.ndarray) -> np.ndarray:
     if x_all.dtype.kind == "f":
         whole = np.isfinite(x_all) & (x_all == np.round(x_all))
         if not whole.all():
-            bad = x_all[~whole].flat[0]
+            bad = x_all[~whole].flat[0].item()      # 0.5, not np.float64(0.5)
             raise ValueError(f"inputs: {bad!r} is not an integer (the values must be whole "
                              "numbers; nothing is rounded)")
     if x_all.ndim in (4, 5) and x_all.shape[0] == 0:

@@ -165,6 +165,9 @@ def test_checkpoint_with_nan_or_inf_is_refused(tmp_path, checkpoint, key, value)
     torch.save(ckpt, bad)
     assert_refused(run_main(export_cli.main, ["--checkpoint", bad]), "model.pt", key, "finite")
     assert not (tmp_path / "export").exists()
+    # The loader itself refuses it (sim.agreement, train.init_from and --resume use it too).
+    with pytest.raises(UserError, match=f"model.pt: state_dict.{key}: .* is not a finite number"):
+        load_checkpoint(bad)
 
 
 def test_export_of_a_non_finite_model_is_refused(checkpoint):
@@ -258,14 +261,15 @@ def test_the_generator_builds_384_lanes():
     assert "module snn_core" in generate_verilog(CoreParams(config_from_dict(raw)))
 
 
-@pytest.mark.parametrize("array", [
-    np.full((1, 1, 8, 8), 0.5), np.full((1, 1, 8, 8), np.nan), np.ones((1, 1, 8, 8), complex),
-    np.full((1, 1, 8, 8), "1"), np.zeros((0, 1, 8, 8), np.int64),
+@pytest.mark.parametrize("array,needle", [
+    (np.full((1, 1, 8, 8), 0.5), "0.5 is not an integer"), (np.full((1, 1, 8, 8), np.nan), "nan is not an integer"),
+    (np.ones((1, 1, 8, 8), complex), "complex128 is not an integer type"),
+    (np.full((1, 1, 8, 8), "1"), "<U1 is not an integer type"), (np.zeros((0, 1, 8, 8), np.int64), "no samples"),
 ], ids=["float", "nan", "complex", "unicode", "empty"])
-def test_inputs_that_are_not_integers_are_refused(tmp_path, export_dir, array):
+def test_inputs_that_are_not_integers_are_refused(tmp_path, export_dir, array, needle):
     np.save(tmp_path / "x.npy", array)
     assert_refused(run_main(golden_cli.main, ["--export", export_dir, "--inputs", tmp_path / "x.npy"]),
-                   "x.npy", "inputs")
+                   "x.npy: inputs: ", needle)
 
 
 def _no_work(*args, **kwargs):
@@ -304,13 +308,13 @@ def test_cli_numbers_are_range_checked(tmp_path, export_dir, no_work, main, argv
 @pytest.mark.parametrize("main,argv,needle", [
     (flow_cli.main, ["--samples", "100001"], "--samples"),
     (flow_cli.main, ["--seed", str(2 ** 32)], "--seed"),
-    (table5_cli.main, ["--gate-penalty", "nan"], "--gate-penalty"),
-    (table5_cli.main, ["--gate-penalty", "inf"], "--gate-penalty"),
+    (table5_cli.main, ["--gate-penalty", "nan"], "--gate-penalty: nan is not a finite number"),
+    (table5_cli.main, ["--gate-penalty", "inf"], "--gate-penalty: inf is not a finite number"),
     (table5_cli.main, ["--gate-penalty", "-1"], "--gate-penalty"),
     (table5_cli.main, ["--seeds", "101"], "--seeds"),
     (table5_cli.main, ["--device", "tpu"], "--device"),
-    (study_cli.main, ["--finetune-lr", "nan"], "--finetune-lr"),
-    (study_cli.main, ["--finetune-lr", "-inf"], "--finetune-lr"),
+    (study_cli.main, ["--finetune-lr", "nan"], "--finetune-lr: nan is not a finite number"),
+    (study_cli.main, ["--finetune-lr=-inf"], "--finetune-lr: -inf is not a finite number"),
     (study_cli.main, ["--sparsities", "0.5,nan"], "--sparsities"),
     (study_cli.main, ["--seed", str(2 ** 32)], "--seed"),
     (ladder_cli.main, ["--quant-epochs", "100001"], "--quant-epochs"),
@@ -321,6 +325,22 @@ def test_every_cli_number_is_finite_and_bounded_before_the_work(tmp_path, no_wor
     base = ["--config", "slice_digits.yaml"] if main is flow_cli.main else []
     out = [] if main is flow_cli.main else ["--out", tmp_path / "out"]
     assert_refused(run_main(main, base + argv + out), needle)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("main", [table5_cli.main, study_cli.main, ladder_cli.main],
+                         ids=["table5", "weight_pruning_study", "vgg9_ladder"])
+@pytest.mark.parametrize("section,key,value", [("quant", "membrane", 3), ("quant", "weight_bits", "4"),
+                                               ("train", "epochs", True)])
+def test_a_benchmark_refuses_a_bad_base_config_its_rungs_would_mask(tmp_path, no_work, main,
+                                                                    section, key, value):
+    # Every rung sets its own membrane and weight bits (and epochs): the base config's bad
+    # value would never reach the schema, and the benchmark would start training.
+    raw = yaml.safe_load((ROOT / "configs" / "event_digits.yaml").read_text())
+    raw[section][key] = value
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(raw))
+    assert_refused(run_main(main, ["--config", tmp_path / "base.yaml", "--out", tmp_path / "out"]),
+                   "base.yaml", f"{section}.{key}")
     assert not (tmp_path / "out").exists()
 
 
