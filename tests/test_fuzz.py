@@ -173,6 +173,10 @@ CONFIG_CLIS = {
     "train": (train_cli.main, lambda c, o: ["--config", c, "--out", o / "run", "--epochs", "1"], False),
     "sim.flow": (flow_cli.main, lambda c, o: ["--config", c], False),
     "reports.efficiency": (report_cli.main, lambda c, o: ["--config", c, "--docs", o], False),
+    "benchmarks.table5": (table5_cli.main, lambda c, o: ["--config", c, "--out", o / "t5", "--quick"], False),
+    "benchmarks.weight_pruning_study": (study_cli.main, lambda c, o: ["--config", c, "--out", o / "w",
+                                                                      "--quick"], False),
+    "benchmarks.vgg9_ladder": (ladder_cli.main, lambda c, o: ["--config", c, "--out", o / "l"], False),
 }
 
 
