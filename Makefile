@@ -21,7 +21,7 @@ test: setup
 ## The long bad-input run: the Hypothesis fuzz suite at 40x its make-test size (about
 ## 2,900 cases over every CLI) and 20 random interrupts of each writer (export, build, train).
 fuzz: setup
-	@mkdir -p build
+	@mkdir -p build && rm -f build/fuzz_summary.txt
 	SPQUANT_FUZZ=long SPQUANT_FUZZ_SUMMARY=build/fuzz_summary.txt SPQUANT_INTERRUPT_TRIALS=20 \
 		$(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz.py tests/test_interrupt.py $(ARGS)
 	@cat build/fuzz_summary.txt

@@ -556,7 +556,10 @@ SUBPROCESS_CASES = [
     ("hw.perf", ["--config", "{o}/bad.yaml"]), ("sim.regress", ["--stall", "1"]),
     ("sim.flow", ["--config", "{o}/bad.yaml"]), ("reports.efficiency", ["--config", "{o}/bad.yaml"]),
     ("train", ["--config", "{o}/bad.yaml"]), ("model_export", ["--checkpoint", "{o}/bad.pt"]),
-    ("sim.agreement", ["--checkpoint", "{o}/bad.pt"]),
+    ("sim.agreement", ["--checkpoint", "{o}/bad.pt"]), ("hw.perf_explore", ["--config", "{o}/bad.yaml"]),
+    ("benchmarks.table5", ["--config", "{o}/bad.yaml"]),
+    ("benchmarks.weight_pruning_study", ["--config", "{o}/bad.yaml"]),
+    ("benchmarks.vgg9_ladder", ["--config", "{o}/bad.yaml"]),
 ]
 
 

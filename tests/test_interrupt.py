@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,7 @@ from train.trainer import load_checkpoint
 from conftest import ROOT
 
 TRIALS = int(os.environ.get("SPQUANT_INTERRUPT_TRIALS", "3"))
+SENT = {}           # writer -> [(signal, exit code)], for the summary line
 DRIVER = """
 import sys
 from project_config import cli_main
@@ -69,6 +71,23 @@ def _leftovers(out: Path) -> list:
     return siblings + procs
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _summary():
+    """One line of the random trials per writer (printed with -s; appended to
+    ``SPQUANT_FUZZ_SUMMARY``, the file make fuzz prints)."""
+    t0 = time.time()
+    yield
+    if not SENT:
+        return
+    text = f"interrupts: {time.time() - t0:.0f} s: " + "; ".join(
+        f"{m} {len(s)} trials ({', '.join(f'{n} {k}' for n, k in sorted(Counter(x for x, _ in s).items()))})"
+        for m, s in SENT.items())
+    print("\n" + text)
+    if os.environ.get("SPQUANT_FUZZ_SUMMARY"):
+        with open(os.environ["SPQUANT_FUZZ_SUMMARY"], "a") as f:
+            f.write(text + "\n")
+
+
 def _interrupt_trials(module, argv, out, cwd, loads, seed):
     """TRIALS interrupted runs; returns the signals sent."""
     dur = _run_once(module, argv, cwd)          # the previous output (and the run's length)
@@ -95,6 +114,7 @@ def _interrupt_trials(module, argv, out, cwd, loads, seed):
     _run_once(module, argv, cwd)
     loads()
     assert not _leftovers(out)
+    SENT[module.removesuffix(".__main__")] = sent
     return sent
 
 
