@@ -170,6 +170,7 @@ CONFIG_CLIS = {
     "hw.build": (hw_build.main, lambda c, o: ["--config", c, "--out", o / "hw", "--no-lint"], False),
     "hw.synth": (hw_synth.main, lambda c, o: ["--config", c, "--out", o / "s"], False),
     "hw.perf": (hw_perf.main, lambda c, o: ["--config", c, "--json", o / "p.json"], False),
+    "hw.perf_explore": (perf_explore_cli.main, lambda c, o: ["--config", c, "--json", o / "p.json"], False),
     "train": (train_cli.main, lambda c, o: ["--config", c, "--out", o / "run", "--epochs", "1"], False),
     "sim.flow": (flow_cli.main, lambda c, o: ["--config", c], False),
     "reports.efficiency": (report_cli.main, lambda c, o: ["--config", c, "--docs", o], False),
@@ -255,11 +256,14 @@ def _export_argv(name, d, out, x):
             "hw.memory_report": ["--config", "slice_digits.yaml", "--export", d, "--json", out / "m.json"],
             "hw.build": ["--config", "slice_digits.yaml", "--export", d, "--out", out / "hw", "--no-lint"],
             "hw.perf": ["--config", "slice_digits.yaml", "--export", d, "--inputs", x,
-                        "--json", out / "p.json"]}[name]
+                        "--json", out / "p.json"],
+            "hw.perf_explore": ["--config", "slice_digits.yaml", "--export", d, "--inputs", x,
+                                "--json", out / "p.json"]}[name]
 
 
 EXPORT_MAINS = {"golden": golden_cli.main, "hw.memory_report": hw_memory.main,
-                "hw.build": hw_build.main, "hw.perf": hw_perf.main}
+                "hw.build": hw_build.main, "hw.perf": hw_perf.main,
+                "hw.perf_explore": perf_explore_cli.main}
 
 
 @examples(10)
