@@ -18,8 +18,8 @@ sim: setup
 test: setup
 	$(PY) -m pytest -q $(ARGS)
 
-## The long bad-input run: the Hypothesis fuzz suite at 40x its make-test size (about
-## 2,900 cases over every CLI) and 20 random interrupts of each writer (export, build, train).
+## The long bad-input run: the Hypothesis fuzz suite at 40x its make-test size (2,724 cases
+## over every CLI) and 20 random interrupts of each writer (export, build, train); about 6 min.
 fuzz: setup
 	@mkdir -p build && rm -f build/fuzz_summary.txt
 	SPQUANT_FUZZ=long SPQUANT_FUZZ_SUMMARY=build/fuzz_summary.txt SPQUANT_INTERRUPT_TRIALS=20 \

@@ -7,7 +7,7 @@ accepts the input (exit 0) or refuses it with exit 2, exactly one ``error:`` lin
 stderr, no traceback, and nothing new or changed in its output location. A mutation that
 is invalid by construction (NaN, inf, a wrong type, an unknown or duplicate key, a bad
 number) must be refused. ``make test`` runs the ``ci`` profile (fixed seed, about 200
-cases); ``make fuzz`` sets ``SPQUANT_FUZZ=long`` (40 times as many: about 2,900 cases) and
+cases); ``make fuzz`` sets ``SPQUANT_FUZZ=long`` (40 times as many: 2,724 cases) and
 ``SPQUANT_FUZZ_SUMMARY`` to a file that receives the case count per CLI.
 """
 import copy
