@@ -1,8 +1,9 @@
 """Where the work of a dense network goes in the core: skipped or done (NumPy, no torch).
 
 The core does three kinds of skipping (docs/HARDWARE.md): it does not visit masked or
-pruned positions, it does not compute closed or masked channels (and spends no cycle on a
-group of ``lanes`` channels that are all closed), and it issues only the nonzero inputs of
+pruned positions, it does not compute closed or masked channels (it packs the computed
+channels of each window of two groups into as few groups of ``lanes`` as hold them, so
+closed channels cost no issue), and it issues only the nonzero inputs of
 a receptive field (so nothing from an input channel the previous layer did not compute:
 its spikes are 0). :func:`skip_breakdown` splits a layer's dense synaptic operations
 (every in-map tap; padding taps are not operations) into those skipped parts and the
@@ -50,9 +51,7 @@ def skip_breakdown(net, res, lanes: int) -> list:
             pos = np.ones(B * T, np.int64)
             chan = np.ones((B * T, c_out), bool)
         open_ch = chan.sum(axis=1).astype(np.int64)
-        pad = groups * lanes - c_out
-        live = (np.pad(chan, ((0, 0), (0, pad))).reshape(B * T, groups, lanes).any(axis=2)
-                .sum(axis=1).astype(np.int64))
+        packed = w["packed_groups"].reshape(B * T).astype(np.int64)
         steps = B * T
         row = {"layer": i, "kind": layer.kind, "steps": steps, "fan_in": fan_in,
                "out_channels": c_out, "positions_per_step": hw, "groups": groups,
@@ -76,10 +75,10 @@ def skip_breakdown(net, res, lanes: int) -> list:
         row["skipped_zero_input_ops"] = row["ops"] - row["synaptic_ops"]
         row["dense_issues"] = steps * hw * groups * fan_in
         position_issues = int(pos.sum()) * groups * fan_in
-        live_issues = int((pos * live).sum()) * fan_in
+        packed_issues = int((pos * packed).sum()) * fan_in
         row["skipped_position_issues"] = row["dense_issues"] - position_issues
-        row["skipped_group_issues"] = position_issues - live_issues
-        row["skipped_zero_input_issues"] = live_issues - row["events"]
+        row["skipped_group_issues"] = position_issues - packed_issues
+        row["skipped_zero_input_issues"] = packed_issues - row["events"]
         out.append(row)
     return out
 
@@ -87,9 +86,9 @@ def skip_breakdown(net, res, lanes: int) -> list:
 def lane_use(lanes: int, cycles: float, events: float, synaptic_ops: float) -> dict:
     """A layer's lane-cycles split by what the lanes did, from the core's cycle count and
     counters: ``adds`` (lane additions, the synaptic operations), ``idle_in_issue`` (lanes
-    of a group that receives an input but whose channel is closed, masked or beyond
-    C_out) and ``idle_no_issue`` (every lane, in cycles that issue no input: neuron
-    updates, group set-up, pruning passes, frame loading)."""
+    of a packed group that receives an input but that the group does not fill) and
+    ``idle_no_issue`` (every lane, in cycles that issue no input: neuron updates, window
+    set-up, pruning passes, frame loading)."""
     if cycles < events:
         raise ValueError(f"cycles {cycles} < events {events}: one event takes one cycle")
     total = lanes * cycles

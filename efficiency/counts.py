@@ -10,9 +10,9 @@ exported) and adds:
 
 - ``weighted_ops``: nonzero input x nonzero weight into a computed neuron: the synaptic
   additions of a datapath that also skips zero weights (Equation 31's ideal count);
-- ``useful_events``: events (nonzero input issued to a live group at a computed position)
-  for which at least one live lane of the group has a nonzero weight for that tap: the
-  events a scheduler that skipped zero weights per group would still issue;
+- ``useful_events``: events (nonzero input issued to a packed group at a computed
+  position) for which at least one channel of the packed group has a nonzero weight for
+  that tap: the events a scheduler that skipped zero weights per group would still issue;
 - ``computed_neurons`` (neuron x step actually updated), ``dense_neurons`` (all neurons,
   every step), ``weights`` and ``nonzero_weights``, ``kind``;
 - ``ops``, ``ops_output_only``, ``dense_ops`` and ``dense_ops_padded``: the operation counts
@@ -38,13 +38,15 @@ def nonzero_codes(w_code: np.ndarray, bits: int) -> np.ndarray:
 
 def layer_counts(x_nonzero: np.ndarray, w_nonzero: np.ndarray, padding: int, lanes: int,
                  positions: np.ndarray | None = None, channels: np.ndarray | None = None,
-                 kind: str = "conv", open_in: np.ndarray | None = None) -> dict:
+                 kind: str = "conv", open_in: np.ndarray | None = None,
+                 pack_groups: int = 2) -> dict:
     """Counts of one layer over a batch of inputs.
 
     ``x_nonzero`` bool [N, C_in, H, W] (N = samples x steps), ``w_nonzero`` bool
     [C_out, C_in, kh, kw], ``positions`` bool [N, H_out, W_out] and ``channels`` bool
     [N, C_out] the computed positions and channels (all when None), ``open_in`` [N] the
-    number of input channels computed by the previous layer (all ``C_in`` when None).
+    number of input channels computed by the previous layer (all ``C_in`` when None);
+    ``pack_groups`` the core's packing window (golden.step_work).
     """
     x_nonzero = np.asarray(x_nonzero, bool)
     w_nonzero = np.asarray(w_nonzero, bool)
@@ -58,8 +60,10 @@ def layer_counts(x_nonzero: np.ndarray, w_nonzero: np.ndarray, padding: int, lan
     chan = (np.ones((n, c_out), bool) if channels is None
             else np.broadcast_to(np.asarray(channels, bool), (n, c_out)))
     groups = -(-c_out // lanes)
+    # Packing windows of pack_groups groups (docs/INTEGER_SPEC.md section 9, `events`).
+    windows, span = -(-groups // pack_groups), pack_groups * lanes
     wmat = w_nonzero.reshape(c_out, fan_in).astype(np.float64)
-    w_grp = np.pad(wmat, ((0, groups * lanes - c_out), (0, 0))).reshape(groups, lanes, fan_in)
+    w_win = np.pad(wmat, ((0, windows * span - c_out), (0, 0))).reshape(windows, span, fan_in)
     totals = dict.fromkeys(("synaptic_ops", "events", "neuron_updates", "weighted_ops",
                             "useful_events", "computed_neurons"), 0)
     for s in range(0, n, CHUNK):
@@ -72,15 +76,20 @@ def layer_counts(x_nonzero: np.ndarray, w_nonzero: np.ndarray, padding: int, lan
         c = chan[s:s + b].astype(np.float64)                            # [b, C_out]
         c_grp = np.pad(c, ((0, 0), (0, groups * lanes - c_out))).reshape(b, groups, lanes)
         live = (c_grp.sum(axis=2) > 0).astype(np.float64)               # [b, G]
+        # Packed group k of a window: its computed channels of rank kL .. kL + L - 1.
+        c_win = np.pad(c, ((0, 0), (0, windows * span - c_out))).reshape(b, windows, span)
+        rank = np.cumsum(c_win, axis=2) - c_win
+        member = np.stack([c_win * (rank // lanes == k) for k in range(pack_groups)], axis=2)
+        packed = (member.sum(axis=3) > 0).astype(np.float64)            # [b, windows, k]
         seen = (cols.sum(axis=2) * p).sum(axis=1)                       # nonzero inputs issued
         totals["synaptic_ops"] += int(np.rint(seen @ c.sum(axis=1)))
-        totals["events"] += int(np.rint(seen @ live.sum(axis=1)))
+        totals["events"] += int(np.rint(seen @ packed.sum(axis=(1, 2))))
         totals["neuron_updates"] += int(np.rint(p.sum(axis=1) @ live.sum(axis=1)))
         totals["computed_neurons"] += int(np.rint(p.sum(axis=1) @ c.sum(axis=1)))
         hits = cols @ wmat.T                                            # [b, HW, C_out]
         totals["weighted_ops"] += int(np.rint(np.einsum("bpc,bp,bc->", hits, p, c)))
-        anyw = (np.einsum("bgl,glf->bgf", c_grp, w_grp) > 0).astype(np.float64)
-        totals["useful_events"] += int(np.rint(np.einsum("bpf,bp,bgf->", cols, p, anyw)))
+        anyw = (np.einsum("bwks,wsf->bwkf", member, w_win) > 0).astype(np.float64)
+        totals["useful_events"] += int(np.rint(np.einsum("bpf,bp,bwkf->", cols, p, anyw)))
     totals["ideal_cycles"] = totals["events"] + totals["neuron_updates"]
     totals["useful_ideal_cycles"] = totals["useful_events"] + totals["neuron_updates"]
     geometry = SimpleNamespace(kind="conv", in_channels=c_in, in_height=x_nonzero.shape[2],

@@ -22,7 +22,7 @@ class GoldenResult:
     positions: list = None   # bool [B, T, H, W]: visited and not pruned
     channels: list = None    # bool [B, T, C]: channel mask and gate open
     inputs: np.ndarray = None  # the inputs, time-major [B, T, C, H, W]
-    # step_work's result per lane count: a testbench asks for it once per sample compared.
+    # step_work's result per (lanes, pack_groups): a testbench asks once per sample compared.
     _work: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
@@ -206,14 +206,17 @@ def dense_counts(layer, steps: int) -> dict:
                                 * layer.out_width * layer.fan_in}
 
 
-def step_work(net: NetworkExport, res: GoldenResult, lanes: int) -> list:
+def step_work(net: NetworkExport, res: GoldenResult, lanes: int, pack_groups: int = 2) -> list:
     """Per layer, per sample and step: the work a core that skips zero inputs, masked and
     gated-off channels and masked and pruned positions must do, with ``lanes`` output
-    channels per group. A list (one per layer) of dicts of int64 arrays [B, T]:
+    channels per group, packing the computed channels of each window of ``pack_groups``
+    consecutive groups into ceil(computed / lanes) packed groups (docs/INTEGER_SPEC.md
+    section 9). A list (one per layer) of dicts of int64 arrays [B, T]:
 
-    - ``events``: nonzero inputs issued, once per (computed position, live channel group)
-      (one event feeds all lanes in one cycle);
+    - ``events``: nonzero inputs issued, once per (computed position, packed group) (one
+      event feeds all lanes in one cycle); the classifier's channels are all computed;
     - ``synaptic_ops``: shift-adds of a nonzero input into a computed output neuron;
+    - ``packed_groups``: packed groups per computed position (the issues of an event);
     - ``neuron_updates``: (computed position, live group) pairs, one cycle of the neuron units;
     - ``positions`` / ``channels``: computed positions and channels;
     - ``ops`` / ``ops_output_only``: the operation counts of :func:`operation_counts` (not
@@ -222,12 +225,13 @@ def step_work(net: NetworkExport, res: GoldenResult, lanes: int) -> list:
     ``res`` must be ``net``'s result; the counts are computed once per lane count and kept
     with ``res``.
     """
-    if lanes not in res._work:
-        res._work[lanes] = _step_work(net, res, lanes)
-    return res._work[lanes]
+    key = (lanes, pack_groups)
+    if key not in res._work:
+        res._work[key] = _step_work(net, res, lanes, pack_groups)
+    return res._work[key]
 
 
-def _step_work(net: NetworkExport, res: GoldenResult, lanes: int) -> list:
+def _step_work(net: NetworkExport, res: GoldenResult, lanes: int, pack_groups: int) -> list:
     x = res.inputs
     B, T = x.shape[:2]
     x = x.reshape((-1,) + x.shape[2:])                    # [B*T, C, H, W]
@@ -249,8 +253,13 @@ def _step_work(net: NetworkExport, res: GoldenResult, lanes: int) -> list:
         groups = -(-layer.out_channels // lanes)
         pad_c = groups * lanes - layer.out_channels
         live = np.pad(chan, ((0, 0), (0, pad_c))).reshape(B * T, groups, lanes).any(axis=2).sum(axis=1)
+        windows = -(-groups // pack_groups)
+        per_window = np.pad(chan, ((0, 0), (0, windows * pack_groups * lanes - layer.out_channels)))
+        per_window = per_window.reshape(B * T, windows, pack_groups * lanes).sum(axis=2)
+        packed = (-(-per_window // lanes)).sum(axis=1)
         seen = (window.reshape(B * T, -1) * pos).sum(axis=1)          # per (b, t)
-        rows = {"events": seen * live, "synaptic_ops": seen * chan.sum(axis=1),
+        rows = {"events": seen * packed, "packed_groups": packed,
+                "synaptic_ops": seen * chan.sum(axis=1),
                 "neuron_updates": pos.sum(axis=1) * live,
                 "positions": pos.sum(axis=1), "channels": chan.sum(axis=1)}
         open_in = (res.channels[i - 1].reshape(B * T, -1).sum(axis=1) if i > 0

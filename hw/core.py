@@ -33,9 +33,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .channel_gate import ChannelGateLanes
+from .compaction import PackNetwork, PackRouter
 from .neuron_unit import NeuronUnit
 from .params import CoreParams, bits_for
-from .protocol import (KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE, KIND_SPIKES, TARGET_CHANNEL_MASK,
+from .protocol import (KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE, KIND_SPIKES, PRELOADED,
+                       TARGET_CHANNEL_MASK,
                        TARGET_GATE_THRESHOLDS, TARGET_GATE_WEIGHTS, TARGET_LAYER_PRUNING,
                        TARGET_POSITION_MASK, TARGET_THRESHOLDS, TARGET_WEIGHTS, param_fields,
                        record_fields)
@@ -144,8 +146,7 @@ class SnnCore(wiring.Component):
         XB, CIN = p.max_x_bits, p.max_in_channels
         TLW = p.threshold_lane_width
         n_layers = len(p.layers)
-        unknown = set(self.init_files) - {"weight_sram", "threshold_sram", "channel_mask_sram",
-                                          "position_mask_sram"}
+        unknown = set(self.init_files) - set(PRELOADED)
         if unknown:
             raise ValueError(f"init_files: no preloadable memory named {sorted(unknown)}")
 
@@ -154,7 +155,9 @@ class SnnCore(wiring.Component):
             return Sram(name, width=width, depth=max(1, depth), granularity=granularity,
                         init_file=self.init_files.get(name), broadcast=broadcast).add_to(m)
 
-        weights = sram("weight_sram", L * b, p.weight_depth)
+        # Two weight banks, the even and the odd groups of each packing window, read together.
+        weight_banks = [sram("weight_sram_even", L * b, p.weight_depth),
+                        sram("weight_sram_odd", L * b, p.weight_depth_odd)]
         # Thresholds are loaded one lane at a time: one lane of data, fanned out.
         thresholds = sram("threshold_sram", L * TLW, p.group_depth, TLW, broadcast=True)
         channel_masks = sram("channel_mask_sram", L, p.group_depth)
@@ -177,9 +180,10 @@ class SnnCore(wiring.Component):
         prm = Signal(self.param_layout)
         load = Signal()
         m.d.core += [load.eq(self.param.valid), prm.eq(self.param.payload)]
+        for bank, mem in enumerate(weight_banks):     # weight transfer address: 2 * word + bank
+            m.d.comb += [mem.waddr.eq(prm.addr[1:]), mem.wdata.eq(prm.data),
+                         mem.wen.eq(load & (prm.target == TARGET_WEIGHTS) & (prm.addr[0] == bank))]
         m.d.comb += [
-            weights.waddr.eq(prm.addr), weights.wdata.eq(prm.data),
-            weights.wen.eq(load & (prm.target == TARGET_WEIGHTS)),
             thresholds.waddr.eq(prm.addr), thresholds.wdata.eq(prm.data[:TLW]),
             thresholds.wen.eq(Mux(load & (prm.target == TARGET_THRESHOLDS), (Const(1, L) << prm.lane)[:L], 0)),
             channel_masks.waddr.eq(prm.addr), channel_masks.wdata.eq(prm.data),
@@ -215,7 +219,7 @@ class SnnCore(wiring.Component):
         m.d.comb += first_step.eq(step == 0)
         wy, wx = Signal(16), Signal(16)            # pool window (= position of the next layer)
         dy, dx = Signal(1), Signal(1)              # position inside the window
-        group = Signal(bits_for(p.max_groups))
+        group = Signal(bits_for(p.max_groups + 1))    # reaches `groups` in a one-group window
         pos_live = Signal()                        # position mask bit (always 1 when skipping)
         in_addr = Signal(bits_for(p.input_height * p.input_width))
         # Tap pipeline: fetch pointer -> one input-word read in flight -> the word whose
@@ -257,6 +261,7 @@ class SnnCore(wiring.Component):
             "x_mask": const("x_mask", XB, lambda lp: (1 << lp.x_bits) - 1),
             "is_fc": const("is_fc", 1, lambda lp: int(lp.kind == "fc")),
             "w_base": const("w_base", 32, lambda lp: lp.weight_base),
+            "w_base_odd": const("w_base_odd", 32, lambda lp: lp.weight_base_odd),
             "g_base": const("g_base", 32, lambda lp: lp.group_base),
             "m_base": const("m_base", 32, lambda lp: lp.membrane_base),
             "p_base": const("p_base", 32, lambda lp: lp.position_base),
@@ -329,18 +334,23 @@ class SnnCore(wiring.Component):
         ev_valid = Signal()
         ev_x = Signal(XB)
         ci = first_set(m, nonzero, "event_channel")
+        # Both banks at the window's offset: the codes of (tap, ci) for its two groups.
+        weight_offset = Signal(32)
         m.d.comb += [
-            weights.raddr.eq(cur["w_base"] + (group * cur["taps"] + tap) * cur["cin"] + ci),
-            lanes.valid.eq(ev_valid), lanes.x.eq(ev_x), lanes.codes.eq(weights.rdata),
+            weight_offset.eq((group[1:] * cur["taps"] + tap) * cur["cin"] + ci),
+            weight_banks[0].raddr.eq(cur["w_base"] + weight_offset),
+            weight_banks[1].raddr.eq(cur["w_base_odd"] + weight_offset),
+            lanes.valid.eq(ev_valid), lanes.x.eq(ev_x),
         ]
         m.d.core += ev_valid.eq(0)
         x_of_ci = Signal(XB)
         m.d.comb += x_of_ci.eq(Cat(*(plane.bit_select(ci, 1) for plane in xplanes)) & cur["x_mask"])
 
         # ---------------- channel gate ----------------
-        # open_bits[c]: channel c of the current layer is open this step (all 1 when the
-        # layer has no gate in use).
-        open_bits = Signal(p.max_groups * L, init=(1 << (p.max_groups * L)) - 1)
+        # open_bits[c]: channel c of the current layer is computed this step: its channel mask
+        # and, where the layer's gate is in use, the gate (the MASK pass at each layer start).
+        OW = max(lp.windows for lp in p.layers) * 2 * L
+        open_bits = Signal(OW, init=(1 << OW) - 1)
         gate_c = Signal(bits_for(p.max_in_channels + 1))     # input channel being fed
         gate_feed = Signal()                                 # a fed word arrives this cycle
         gate_feed_lane = Signal(bits_for(L))
@@ -356,25 +366,83 @@ class SnnCore(wiring.Component):
                 gate.thresholds.eq(gate_thresholds.rdata),
             ]
 
+        # ---------------- packing (docs/HARDWARE.md, "Dense lanes") ----------------
+        # A window is two consecutive groups (2L channels). `win_cmask`: its channels computed
+        # at this position (open bits: mask and gate; position); `sched`: the channels its packed groups
+        # run, cmask itself where packing applies (skipping core, spiking layers), else every
+        # valid channel of each live group (the classifier, whose currents are all emitted)
+        # or of every group (skipping off). Packed group k (0 or 1) runs the sched channels
+        # of rank kL..kL+L-1; the routing is registered once per window.
+        win_cmask = Signal(2 * L)
+        sched = Signal(2 * L)
+        packed_k = Signal()
+        m.submodules.pack_router = router = PackRouter(2 * L)
+        m.submodules.pack_codes = pack_codes = PackNetwork(2 * L, b)
+        m.submodules.unpack_currents = unpack = PackNetwork(2 * L, W, expand=True)
+        moves = Signal(len(router.moves))
+        packed_valid = Signal(2 * L)
+        upper = Signal(2 * L)             # sched channels of packed group 1
+        synaptic_per_event = [Signal(bits_for(L + 1), name=f"synaptic_per_event{k}") for k in (0, 1)]
+        RW = router.rank_width
+        m.d.comb += router.keep.eq(sched)
+        m.d.core += [moves.eq(router.moves), packed_valid.eq(router.packed_valid),
+                     upper.eq(Cat(*(sched[i] & (router.ranks[i * RW:(i + 1) * RW] >= L)
+                                    for i in range(2 * L)))),
+                     synaptic_per_event[0].eq(popcount(win_cmask & sched & ~upper)),
+                     synaptic_per_event[1].eq(popcount(win_cmask & upper))]
+        m.d.comb += [
+            pack_codes.data.eq(Cat(weight_banks[0].rdata, weight_banks[1].rdata)),
+            pack_codes.moves.eq(moves), pack_codes.mask.eq(packed_valid),
+            lanes.codes.eq(Mux(packed_k, pack_codes.out[L * b:], pack_codes.out[:L * b])),
+            unpack.data.eq(Cat(lanes.acc, lanes.acc)),
+            unpack.moves.eq(moves), unpack.mask.eq(sched),
+        ]
+        win_current = Signal(2 * L * W)   # the window's currents, channel order
+        # The window's valid channels (those below C_out) and the channels of each half.
+        remaining_channels = Signal(signed(18))
+        m.d.comb += remaining_channels.eq(cur["cout"] - group[1:] * (2 * L))
+        window_valid = Cat(*(remaining_channels > i for i in range(2 * L)))
+
+        def set_window():
+            """Register the window's channels; start its first packed group, if any."""
+            cm = Signal(2 * L, name="window_cmask_next")
+            nxt = Signal(2 * L, name="sched_next")
+            # Open bits past C_out are another layer's (the MASK pass writes the layer's own).
+            m.d.comb += cm.eq(open_bits.word_select(group[1:], 2 * L) & window_valid
+                              & Mux(pos_live, (1 << 2 * L) - 1, 0))
+            if p.skipping:
+                live_halves = Cat(Mux(cm[:L].any(), (1 << L) - 1, 0),
+                                  Mux(cm[L:].any(), (1 << L) - 1, 0))
+                m.d.comb += nxt.eq(Mux(cur["is_fc"], window_valid & live_halves, cm))
+            else:
+                m.d.comb += nxt.eq(window_valid)
+            m.d.core += [win_cmask.eq(cm), sched.eq(nxt)]
+            with m.If(nxt.any()):
+                start_pack(0)
+            with m.Else():
+                m.next = "WIN_EMPTY"
+
         # ---------------- neuron units ----------------
         spikes = Signal(L)
         q_next = Signal(L * MB)
-        cmask = Signal(L)                 # lanes computed in this group: mask and gate
-        m.d.comb += cmask.eq(channel_masks.rdata & open_bits.word_select(group, L))
+        cmask = Signal(L)                 # lanes computed in this group: mask, gate, position
+        m.d.comb += cmask.eq(win_cmask.word_select(group[0], L))
+        group_current = Signal(L * W)
+        m.d.comb += group_current.eq(win_current.word_select(group[0], L * W))
         for j in range(L):
             nu = NeuronUnit(membrane=p.membrane, acc_width=W)
             m.submodules[f"neuron_unit{j}"] = nu
             m.d.comb += [
-                nu.current.eq(lanes.lane_acc(j)),
+                nu.current.eq(group_current[j * W:(j + 1) * W].as_signed()),
                 nu.q_prev.eq(membranes.rdata[j * MB:(j + 1) * MB]),
                 nu.first_step.eq(first_step),
-                nu.active.eq(cmask[j] & pos_live),
+                nu.active.eq(cmask[j]),
                 nu.thresholds.eq(thresholds.rdata[j * TLW:(j + 1) * TLW]),
                 spikes[j].eq(nu.spike),
                 q_next[j * MB:(j + 1) * MB].eq(nu.q_next),
             ]
         live = Signal()                            # this (position, group) is computed
-        m.d.comb += live.eq(pos_live & cmask.any())
+        m.d.comb += live.eq(cmask.any())
 
         # ---------------- membrane prior: importance and channel sums ----------------
         def level(code):
@@ -458,12 +526,60 @@ class SnnCore(wiring.Component):
                 m.d.core += [dx.eq(~dx), dy.eq(dy ^ dx), group.eq(0)]
                 m.next = "POSITION"
 
-        def next_group():
-            with m.If(last_group):
+        # The window's groups after its packed groups: NEURON for a computed group (every
+        # group when skipping is off), INIT_ZERO for an uncomputed one at step 0 of a pruning
+        # core, nothing otherwise. The odd group's NEURON needs one GROUP cycle first (its
+        # threshold, membrane and channel-sum reads); the even group's were presented since
+        # the window's last mask read.
+        has_odd = Signal()                         # group 2w + 1 exists
+        m.d.comb += has_odd.eq(Cat(C(1, 1), group[1:]) < cur["groups"])
+        next_window_group = Cat(C(0, 1), group[1:] + 1)
+        half_live = [win_cmask[:L].any(), win_cmask[L:].any()]
+
+        def needs_neuron(half):
+            return half_live[half] if p.skipping else C(1, 1)
+
+        def needs_zero(half):                      # only where INIT_ZERO exists (pruning)
+            return first_step & ~cur["is_fc"] & ~half_live[half]
+
+        def next_window():
+            with m.If(next_window_group >= cur["groups"]):
                 next_position()
             with m.Else():
-                m.d.core += group.eq(group + 1)
+                m.d.core += group.eq(next_window_group)
+                m.next = "WINDOW"
+
+        def odd_group_or_next_window():            # the even group is done (group = 2w)
+            with m.If(has_odd & needs_neuron(1)):
+                m.d.core += group.eq(group | 1)
                 m.next = "GROUP"
+            if pruning:
+                with m.Elif(has_odd & needs_zero(1)):
+                    m.d.core += group.eq(group | 1)
+                    m.next = "INIT_ZERO"
+            with m.Else():
+                next_window()
+
+        def even_group():                          # the packed groups are done (group = 2w)
+            with m.If(needs_neuron(0)):
+                m.next = "NEURON"
+            if pruning:
+                with m.Elif(needs_zero(0)):
+                    m.next = "INIT_ZERO"
+            with m.Else():
+                odd_group_or_next_window()
+
+        def next_group():                          # group is done (NEURON, INIT_ZERO)
+            with m.If(group[0]):
+                next_window()
+            with m.Else():
+                odd_group_or_next_window()
+
+        def start_pack(k):
+            m.d.comb += lanes.clear.eq(1)
+            m.d.core += [fetch_tap.eq(0), ky.eq(0), kx.eq(0), read_pending.eq(0),
+                         nonzero.eq(0), packed_k.eq(k)]
+            m.next = "ACCUMULATE"
 
         def start_layer():
             m.d.core += [wy.eq(0), wx.eq(0), dy.eq(0), dx.eq(0), group.eq(0),
@@ -496,7 +612,7 @@ class SnnCore(wiring.Component):
                         elif pruning:
                             m.next = "LAYER_START"
                         else:
-                            m.next = "POSITION"
+                            m.next = "MASK_ADDR"
 
             if p.channel_gating:
                 with m.State("PRIOR_CLEAR"):   # the channel sums start at 0 each inference
@@ -508,13 +624,11 @@ class SnnCore(wiring.Component):
 
             if pruning:
                 with m.State("LAYER_START"):   # `layer` now selects the new layer's constants
-                    m.next = "POSITION"
+                    m.next = "MASK_ADDR"
                     if p.channel_gating:
                         with m.If(cur_gate_on):
                             m.d.core += group.eq(0)
                             m.next = "GATE_CLEAR"
-                        with m.Else():
-                            m.d.core += open_bits.eq(open_bits.init)
 
             if p.channel_gating:
                 gate_lane = Signal(bits_for(L))
@@ -546,15 +660,32 @@ class SnnCore(wiring.Component):
                             m.d.core += open_bits[g * L:(g + 1) * L].eq(gate.open)
                     with m.If(last_group):
                         m.d.core += group.eq(0)
-                        m.next = "POSITION"
+                        m.next = "MASK_ADDR"
                     with m.Else():
                         m.d.core += group.eq(group + 1)
                         m.next = "GATE_CLEAR"
 
+            # MASK pass: the layer's channel masks into its open bits, one group per two
+            # cycles (ANDed with the gates' open bits where the layer's gate is in use).
+            with m.State("MASK_ADDR"):         # channel-mask address of the group presented
+                m.next = "MASK_AND"
+
+            with m.State("MASK_AND"):
+                for g in range(p.max_groups):
+                    with m.If(group == g):
+                        word = open_bits[g * L:(g + 1) * L]
+                        m.d.core += word.eq(channel_masks.rdata & Mux(cur_gate_on, word, (1 << L) - 1))
+                with m.If(last_group):
+                    m.d.core += group.eq(0)
+                    m.next = "POSITION"
+                with m.Else():
+                    m.d.core += group.eq(group + 1)
+                    m.next = "MASK_ADDR"
+
             with m.State("POSITION"):          # position-mask address is presented
                 m.d.core += pos_live.eq(1)
                 with m.If(cur["is_fc"]):
-                    m.next = "GROUP"
+                    m.next = "WINDOW"
                 with m.Else():
                     m.next = "POSITION_CHECK"
 
@@ -563,39 +694,36 @@ class SnnCore(wiring.Component):
                 if p.skipping:
                     with m.If(position_masks.rdata[0]):
                         if p.spatial_pruning:
-                            with m.If(spatial_live):
-                                m.d.core += importance.eq(0)
-                                m.next = "SCORE_ADDR"
+                            with m.If(spatial_live):     # group 0's word was presented
+                                m.d.core += [importance.eq(0), group.eq(1)]
+                                m.next = "SCORE_ACC"
                             with m.Else():
-                                m.next = "GROUP"
+                                m.next = "WINDOW"
                         else:
-                            m.next = "GROUP"
+                            m.next = "WINDOW"
                     with m.Else():
                         next_position()
                 else:
-                    m.next = "GROUP"
+                    m.next = "WINDOW"
 
             if p.spatial_pruning:
-                # Membrane importance e = sum of the stored levels over all channels (read one
-                # group per two cycles); below theta_s the position is pruned: its membranes
-                # are reset to 0 and nothing is accumulated.
-                with m.State("SCORE_ADDR"):    # membrane address of (pos, group) presented
-                    m.next = "SCORE_ACC"
-
-                with m.State("SCORE_ACC"):
+                # Membrane importance e = sum of the stored levels over all channels, one
+                # group's word per cycle (group g's address presented while g - 1's word is
+                # added); below theta_s the position is pruned: its membranes are reset to 0
+                # and nothing is accumulated.
+                with m.State("SCORE_ACC"):     # the word of group - 1 has arrived
                     m.d.core += importance.eq(importance + word_level_sum)
-                    with m.If(last_group):
+                    with m.If(group == cur["groups"]):
                         m.d.core += group.eq(0)
                         m.next = "SCORE_DECIDE"
                     with m.Else():
                         m.d.core += group.eq(group + 1)
-                        m.next = "SCORE_ADDR"
 
-                with m.State("SCORE_DECIDE"):
+                with m.State("SCORE_DECIDE"):  # group 0's address presented
                     with m.If(importance >= cur_theta):
-                        m.next = "GROUP"
+                        m.next = "WINDOW"
                     with m.Else():
-                        m.next = "PRUNE_ADDR"
+                        m.next = "PRUNE_WRITE"
 
                 with m.State("PRUNE_ADDR"):
                     m.next = "PRUNE_WRITE"
@@ -612,30 +740,16 @@ class SnnCore(wiring.Component):
                         m.d.core += group.eq(group + 1)
                         m.next = "PRUNE_ADDR"
 
-            with m.State("GROUP"):             # threshold, mask, membrane addresses presented
-                m.next = "GROUP_CHECK"
+            # A window: its computed channels and their routing, then its packed groups,
+            # then its groups' updates.
+            with m.State("WINDOW"):
+                set_window()
 
-            with m.State("GROUP_CHECK"):
-                def start_group():
-                    m.d.comb += lanes.clear.eq(1)
-                    m.d.core += [fetch_tap.eq(0), ky.eq(0), kx.eq(0), read_pending.eq(0),
-                                 nonzero.eq(0)]
-                    m.next = "ACCUMULATE"
-                if p.skipping:
-                    with m.If(cmask == 0):
-                        if pruning:
-                            # A group skipped at step 0 still gets its membranes zeroed: later
-                            # steps read every group (importance, channel sums) as stored.
-                            with m.If(first_step & ~cur["is_fc"]):
-                                m.next = "INIT_ZERO"
-                            with m.Else():
-                                next_group()
-                        else:
-                            next_group()
-                    with m.Else():
-                        start_group()
-                else:
-                    start_group()
+            with m.State("WIN_EMPTY"):         # no channel to run: only the groups' updates
+                even_group()
+
+            with m.State("GROUP"):             # the odd group's threshold, membrane, sums presented
+                m.next = "NEURON"
 
             if pruning:
                 with m.State("INIT_ZERO"):
@@ -655,7 +769,9 @@ class SnnCore(wiring.Component):
                 with m.If(nonzero.any()):
                     m.d.core += [ev_valid.eq(1), ev_x.eq(x_of_ci),
                                  event_count.eq(event_count + 1),
-                                 synaptic_count.eq(synaptic_count + popcount(cmask))]
+                                 synaptic_count.eq(synaptic_count
+                                                   + Mux(packed_k, synaptic_per_event[1],
+                                                         synaptic_per_event[0]))]
                 after = Signal(CIN)                # the current word's channels after this cycle
                 with m.If(remaining.any()):
                     m.d.comb += after.eq(remaining)
@@ -692,14 +808,25 @@ class SnnCore(wiring.Component):
                     m.next = "DRAIN"
 
             with m.State("DRAIN"):             # the last event's add lands this cycle
-                m.next = "NEURON"
+                m.next = "EXPAND"
+
+            with m.State("EXPAND"):            # the packed currents back to their channels
+                for i in range(2 * L):
+                    # Packed group 0 writes every field (unscheduled ones 0), group 1 its own.
+                    with m.If(~packed_k | upper[i]):
+                        m.d.core += win_current[i * W:(i + 1) * W].eq(unpack.out[i * W:(i + 1) * W])
+                with m.If(~packed_k & packed_valid[L]):
+                    start_pack(1)
+                with m.Else():
+                    even_group()
 
             with m.State("NEURON"):
                 m.d.comb += self.record.valid.eq(emit)
                 with m.If(cur["is_fc"]):
                     m.d.comb += rec.kind.eq(KIND_CURRENT)
                     for j in range(L):
-                        m.d.comb += rec.data[j * LW:(j + 1) * LW].eq(lanes.lane_acc(j))
+                        m.d.comb += rec.data[j * LW:(j + 1) * LW].eq(
+                            group_current[j * W:(j + 1) * W].as_signed())
                 with m.Else():
                     m.d.comb += [rec.kind.eq(KIND_SPIKES),
                                  rec.data[:L].eq(spikes), rec.data[L:L * (1 + MB)].eq(q_next)]
@@ -724,7 +851,8 @@ class SnnCore(wiring.Component):
                             bias = thresholds.rdata[j * TLW:j * TLW + W].as_signed()
                             base = Mux(first_step, 0, logits[c])
                             with m.If((group == c // L) & cmask[j]):
-                                m.d.core += logits[c].eq(base + lanes.lane_acc(j) + bias)
+                                m.d.core += logits[c].eq(
+                                    base + group_current[j * W:(j + 1) * W].as_signed() + bias)
                     next_group()
 
             with m.State("POOL_WRITE"):        # close the window
@@ -768,7 +896,7 @@ class SnnCore(wiring.Component):
                     with m.If(self.record.ready):
                         m.d.core += layer.eq(layer + 1)
                         start_layer()
-                        m.next = "LAYER_START" if pruning else "POSITION"
+                        m.next = "LAYER_START" if pruning else "MASK_ADDR"
 
             with m.State("LOGITS"):            # one record per group of the classifier
                 m.d.comb += [self.record.valid.eq(1), rec.kind.eq(KIND_LOGITS)]

@@ -44,7 +44,9 @@ def _hex_lines(fields: np.ndarray, field_width: int) -> bytes:
 
 def image_bytes(p: CoreParams, net) -> dict:
     """Per preloadable SRAM: the contents of its image file."""
-    return {name: _hex_lines(fields, fw) for name, (fields, fw) in memory_fields(p, net).items()}
+    # A memory no layer uses (the odd weight bank of one-group layers) gets no image.
+    return {name: _hex_lines(fields, fw) for name, (fields, fw) in memory_fields(p, net).items()
+            if len(fields)}
 
 
 def write_images(p: CoreParams, net, out_dir, export_dir=None) -> dict:

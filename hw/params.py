@@ -12,6 +12,10 @@ from project_config.geometry import MAX_ACC_WIDTH, GeometryView, LayerGeometry, 
 
 # Signature record data: CRC-32 at [0, 32), spike count and work counters above.
 SIGNATURE_CRC_WIDTH = 32
+# Channel groups per packing window: the open channels of each window of this many
+# consecutive groups are packed into the lanes (docs/HARDWARE.md, "Dense lanes"). Group g's
+# weights live in weight bank g mod PACK_GROUPS.
+PACK_GROUPS = 2
 
 
 def bits_for(n: int) -> int:
@@ -25,7 +29,8 @@ class LayerPlan(GeometryView):
     group count and its regions in each memory."""
     geometry: LayerGeometry
     groups: int            # ceil(out_channels / lanes)
-    weight_base: int       # word address in weight_sram
+    weight_base: int       # word address in weight_sram_even (the even groups' weights)
+    weight_base_odd: int   # word address in weight_sram_odd (the odd groups' weights)
     group_base: int        # word address in threshold_sram / channel_mask_sram
     membrane_base: int     # word address in membrane_sram (spiking layers)
     position_base: int     # bit address in position_mask_sram (spiking layers)
@@ -44,8 +49,17 @@ class LayerPlan(GeometryView):
     def act_depth(self) -> int:
         return self.in_height * self.in_width
 
-    def weight_addr(self, group: int, tap: int, ci: int) -> int:
-        return self.weight_base + (group * self.taps + tap) * self.in_channels + ci
+    @property
+    def windows(self) -> int:
+        """Packing windows: ceil(groups / PACK_GROUPS)."""
+        return -(-self.groups // PACK_GROUPS)
+
+    def weight_addr(self, group: int, tap: int, ci: int) -> tuple[int, int]:
+        """(bank, word address) of group ``group``'s codes for (``tap``, ``ci``): both banks
+        hold a window's two groups at the same offset from their layer's base."""
+        bank, window = group % PACK_GROUPS, group // PACK_GROUPS
+        base = self.weight_base_odd if bank else self.weight_base
+        return bank, base + (window * self.taps + tap) * self.in_channels + ci
 
 
 def hardware_form(cfg: Config) -> tuple[int, str]:
@@ -67,17 +81,19 @@ def hardware_form(cfg: Config) -> tuple[int, str]:
 def plan_layers(layers: list, lanes: int, channel_gating: bool) -> tuple[list, dict]:
     """Lay the layers out in the core's memories: (plans, {memory: depth in words})."""
     plans = []
-    depth = dict.fromkeys(("weight", "group", "membrane", "position", "prior", "gate_weight",
+    depth = dict.fromkeys(("weight", "weight_odd", "group", "membrane", "position", "prior", "gate_weight",
                            "gate_group"), 0)
     for geom in layers:
         groups = -(-geom.out_channels // lanes)
         gated = channel_gating and geom.kind == "conv" and geom.index > 0
-        plan = LayerPlan(geom, groups, weight_base=depth["weight"], group_base=depth["group"],
+        plan = LayerPlan(geom, groups, weight_base=depth["weight"],
+                         weight_base_odd=depth["weight_odd"], group_base=depth["group"],
                          membrane_base=depth["membrane"], position_base=depth["position"],
                          prior_base=depth["prior"], gate_weight_base=depth["gate_weight"],
                          gate_group_base=depth["gate_group"], gated=gated)
         plans.append(plan)
-        depth["weight"] += groups * plan.taps * geom.in_channels
+        depth["weight"] += plan.windows * plan.taps * geom.in_channels
+        depth["weight_odd"] += groups // PACK_GROUPS * plan.taps * geom.in_channels
         depth["group"] += groups
         if geom.kind == "conv":
             depth["membrane"] += plan.positions * groups
@@ -118,6 +134,7 @@ class CoreParams:
         self.input_bits = inp["bits"]
         self.layers, depth = plan_layers(cfg.layers, self.lanes, self.channel_gating)
         self.weight_depth, self.group_depth = depth["weight"], depth["group"]
+        self.weight_depth_odd = depth["weight_odd"]
         self.membrane_depth, self.position_depth = depth["membrane"], depth["position"]
         self.prior_depth = depth["prior"]
         self.gate_weight_depth, self.gate_group_depth = depth["gate_weight"], depth["gate_group"]
@@ -162,7 +179,8 @@ class CoreParams:
         self.param_data_width = max(self.lanes * self.weight_bits, self.threshold_lane_width,
                                     self.lanes, 1, 2 * self.lanes, self.gate_width,
                                     1 + self.importance_width)
-        self.param_addr_width = bits_for(max(self.weight_depth, self.group_depth,
+        # Weight transfers address bank b's word a as 2a + b.
+        self.param_addr_width = bits_for(max(2 * self.weight_depth, self.group_depth,
                                              self.position_depth, self.gate_weight_depth, 2))
 
     @property
@@ -174,9 +192,12 @@ class CoreParams:
         (no stalls on any stream). It visits every position and group and issues every input
         channel of every kernel tap, so the count depends on the shape only:
 
-        - per (position, group): GROUP, GROUP_CHECK, 2 + taps * C_in in ACCUMULATE (one
-          cycle to fetch the first word, one to load it, then one per channel), DRAIN,
-          NEURON: ``taps * C_in + 6``;
+        - per (layer, step): the MASK pass, 2 per group;
+        - per (position, packing window): WINDOW; per group in it ``2 + taps * C_in`` in
+          ACCUMULATE (one cycle to fetch the first word, one to load it, then one per
+          channel), DRAIN and EXPAND; then NEURON for the even group, GROUP and NEURON for
+          the odd one: ``taps * C_in + 6`` for a one-group window, ``2 * (taps * C_in) + 12``
+          for a pair;
         - per position: POSITION and POSITION_CHECK (the classifier only POSITION);
         - per pool window: POOL_WRITE; per layer: LAYER_DONE;
         - per step: LOAD, one cycle per input position; at the end, LOGITS, one per group.
@@ -192,12 +213,14 @@ class CoreParams:
         T = self.timesteps
         body = []
         for lp in self.layers:
-            per_group = lp.taps * lp.in_channels + 6
+            issue = lp.taps * lp.in_channels
+            pairs, singles = lp.groups // PACK_GROUPS, lp.groups % PACK_GROUPS
+            per_position = pairs * (2 * issue + 12) + singles * (issue + 6)
             if lp.kind == "fc":
-                body.append(1 + lp.groups * per_group)          # POSITION + groups
+                body.append(2 * lp.groups + 1 + per_position)    # MASK, POSITION, windows
             else:
                 windows = lp.positions // (lp.pool * lp.pool)
-                body.append(lp.positions * (2 + lp.groups * per_group) + windows + 1)
+                body.append(2 * lp.groups + lp.positions * (2 + per_position) + windows + 1)
         load = self.input_height * self.input_width
         fc_tail = 2                                              # POOL_WRITE, LAYER_DONE
         layers = [T * b for b in body]
@@ -212,7 +235,7 @@ class CoreParams:
     def memory_bits(self) -> dict:
         """SRAM bits by kind, as generated."""
         return {
-            "weights": self.weight_depth * self.lanes * self.weight_bits,
+            "weights": (self.weight_depth + self.weight_depth_odd) * self.lanes * self.weight_bits,
             "membrane": self.membrane_depth * self.lanes * self.membrane_bits,
             "spikes_and_inputs": sum(p.act_depth * p.act_width for p in self.layers),
             "thresholds": self.group_depth * self.lanes * self.threshold_lane_width,

@@ -37,7 +37,7 @@ from model_export.format import ExportError, NetworkExport, load_export
 from project_config import Config, UserError, cli_main, load_config
 from project_config.cli import add_config, add_export, add_json, parser
 from project_config.files import check_output_file, write_json_report
-from .params import CoreParams, LayerPlan
+from .params import PACK_GROUPS, CoreParams, LayerPlan
 
 
 @dataclass
@@ -124,11 +124,45 @@ def visit_positions(lp: LayerPlan) -> list:
     return out
 
 
-def _group_open(lp: LayerPlan, channels: np.ndarray, lanes: int) -> np.ndarray:
-    """Per group: any computed channel (the group's lanes are not all masked or closed)."""
-    padded = np.zeros(lp.groups * lanes, bool)
-    padded[:lp.out_channels] = channels
-    return padded.reshape(lp.groups, lanes).any(axis=1)
+def _padded(lp: LayerPlan, bits: np.ndarray, lanes: int) -> np.ndarray:
+    """Per-channel bits padded to whole windows: [windows, PACK_GROUPS, lanes]."""
+    out = np.zeros(lp.windows * PACK_GROUPS * lanes, bool)
+    out[:lp.out_channels] = bits
+    return out.reshape(lp.windows, PACK_GROUPS, lanes)
+
+
+def window_plan(p: CoreParams, lp: LayerPlan, computed: np.ndarray, first_step: bool) -> list:
+    """Per packing window of one computed position: (packed groups, fixed cycles), the
+    fixed cycles being every state but ACCUMULATE, DRAIN and EXPAND (docs/HARDWARE.md,
+    "Schedule"). ``computed``: the layer's computed channels at this step (bool [C_out])."""
+    L = p.lanes
+    live = _padded(lp, computed, L).any(axis=2)                  # [windows, 2]
+    valid = _padded(lp, np.ones(lp.out_channels, bool), L)
+    exists = valid.any(axis=2)
+    if not p.skipping:
+        sched = valid.sum(axis=(1, 2))
+    elif lp.kind == "fc":
+        sched = (valid & live[:, :, None]).sum(axis=(1, 2))
+    else:
+        sched = _padded(lp, computed, L).sum(axis=(1, 2))
+    zero_ok = (p.spatial_pruning or p.channel_gating) and first_step and lp.kind == "conv"
+    out = []
+    for w in range(lp.windows):
+        packed = -(-int(sched[w]) // L)
+        fixed = 1 + int(packed == 0)                              # WINDOW, WIN_EMPTY
+        neuron = [not p.skipping or bool(live[w, h]) for h in (0, 1)]
+        zero = [zero_ok and not live[w, h] for h in (0, 1)]
+        fixed += int(neuron[0] or zero[0])                        # NEURON / INIT_ZERO
+        if exists[w, 1]:
+            fixed += 2 if neuron[1] else int(zero[1])             # GROUP + NEURON / INIT_ZERO
+        out.append((packed, fixed))
+    return out
+
+
+def _position_cycles(plan: list, acc: int) -> int:
+    """Cycles of one computed position's windows: each packed group ACCUMULATE + DRAIN +
+    EXPAND."""
+    return sum(packed * (acc + 2) + fixed for packed, fixed in plan)
 
 
 def _spiking_layer(p: CoreParams, lp: LayerPlan, le, counts, res, index, t) -> int:
@@ -138,39 +172,39 @@ def _spiking_layer(p: CoreParams, lp: LayerPlan, le, counts, res, index, t) -> i
     cycles = 1 if pruning else 0                                  # LAYER_START
     if p.channel_gating and lp.gated and le.gated:
         cycles += lp.groups * (lp.in_channels + 3)                # GATE_CLEAR, _FEED, _STORE
+    cycles += 2 * lp.groups                                       # MASK_ADDR, MASK_AND
     if p.skipping:
         computed = res.positions[lp.index][index, t]
-        groups_open = _group_open(lp, res.channels[lp.index][index, t], p.lanes)
+        channels = res.channels[lp.index][index, t]
     else:
         computed = np.ones((lp.out_height, lp.out_width), bool)
-        groups_open = np.ones(lp.groups, bool)
+        channels = np.ones(lp.out_channels, bool)
     static = le.position_mask.astype(bool) if p.skipping else computed
     scoring = (p.spatial_pruning and t > 0 and le.spatial_pruning
                and int(le.spatial_threshold[0]) > -lp.out_channels)
-    open_count = int(groups_open.sum())
+    plan = window_plan(p, lp, channels, t == 0)
     for y, x, closes_window in visit_positions(lp):
         cycles += 2                                               # POSITION, POSITION_CHECK
         if static[y, x]:
             if scoring:
-                cycles += 2 * lp.groups + 1                       # SCORE_ADDR/_ACC, DECIDE
+                cycles += lp.groups + 1                           # SCORE_ACC, SCORE_DECIDE
             if scoring and not computed[y, x]:
-                cycles += 2 * lp.groups                           # PRUNE_ADDR/_WRITE
+                cycles += 2 * lp.groups - 1                       # PRUNE_WRITE, _ADDR
             else:
                 acc = accumulate_cycles(tuple(int(n) for n in counts[t, y, x]), p.skipping)
-                cycles += 2 * lp.groups                           # GROUP, GROUP_CHECK
-                cycles += open_count * (acc + 2)                  # ACCUMULATE, DRAIN, NEURON
-                if pruning and t == 0:
-                    cycles += lp.groups - open_count              # INIT_ZERO
+                cycles += _position_cycles(plan, acc)
         cycles += int(closes_window)                              # POOL_WRITE
     return cycles + 1                                             # LAYER_DONE
 
 
-def _classifier_groups(p: CoreParams, lp: LayerPlan, counts, t) -> int:
+def _classifier_groups(p: CoreParams, lp: LayerPlan, le, counts, t) -> int:
     """Cycles of the classifier at step ``t`` from LAYER_START (or POSITION) to the NEURON
     cycle of its last group, that cycle included (its last record)."""
     pruning = p.spatial_pruning or p.channel_gating
     acc = accumulate_cycles(tuple(int(n) for n in counts[t, 0, 0]), p.skipping)
-    return int(pruning) + 1 + lp.groups * (acc + 4)
+    channels = le.channel_mask.astype(bool).reshape(-1)
+    return (int(pruning) + 2 * lp.groups + 1                      # LAYER_START, MASK, POSITION
+            + _position_cycles(window_plan(p, lp, channels, t == 0), acc))
 
 
 def core_cycles(p: CoreParams, net: NetworkExport, res: GoldenResult, index: int = 0) -> CoreCycles:
@@ -196,7 +230,7 @@ def core_cycles(p: CoreParams, net: NetworkExport, res: GoldenResult, index: int
         for lp, le in zip(p.spiking_layers, net.spiking_layers):
             now += _spiking_layer(p, lp, le, counts[lp.index], res, index, t)
             stamps[lp.index, t] = now
-        now += _classifier_groups(p, fc, counts[fc.index], t)
+        now += _classifier_groups(p, fc, net.layers[fc.index], counts[fc.index], t)
         stamps[fc.index, t] = now
         now += 2                  # POOL_WRITE, LAYER_DONE
     total = now + fc.groups + 1   # LOGITS, then the edge that closes the last one

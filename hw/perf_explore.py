@@ -1,11 +1,13 @@
 """Design-space estimates for making closed and masked channels free (docs/HARDWARE.md,
 "Dense lanes: the alternatives").
 
-Each :class:`Variant` changes one thing in the schedule of hw.perf's exact model of the
-built core: how output channels are packed into lane groups, what a (position, group) costs
+Each :class:`Variant` changes one thing in the schedule of the core as it was before
+packing (fixed groups of consecutive channels, the schedule these estimates were made to
+choose from): how output channels are packed into lane groups, what a (position, group) costs
 besides issuing inputs, how kernel taps are fetched, whether the frame load overlaps the
 previous step. The estimates share the exact model's activity (golden's nonzero inputs per
-tap, computed positions and channels), so they differ from it only by the change named.
+tap, computed positions and channels), so they differ from it only by the change named;
+hw.perf is the exact model of the core as built (packing within windows of 2 groups).
 
 ``python -m hw.perf_explore --config vgg9.yaml`` prints the table for the case the last
 ``make sim CONFIG=vgg9`` ran.
@@ -24,7 +26,7 @@ from project_config import cli_main, load_config
 from project_config.cli import add_config, add_export, add_json, parser
 from project_config.files import check_output_file, write_json_report
 from .params import CoreParams
-from .perf import _case, accumulate_cycles, layer_inputs, tap_counts, visit_positions
+from .perf import _case, accumulate_cycles, core_cycles, layer_inputs, tap_counts, visit_positions
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class Variant:
     name : str
     packing : str
         ``"fixed"``: group g holds channels [gL, (g+1)L) and is skipped only when all are
-        closed (today); ``"dense"``: the open channels of a (layer, step) packed into
+        closed (the core before packing); ``"dense"``: the open channels of a (layer, step) packed into
         ceil(open / L) groups; ``"lane_banks"``: lane j may take any channel c = j mod L
         (a weight bank per lane), so a step needs max_j |open channels of lane j| groups;
         ``"permuted"``: fixed groups over channels relabelled at export time by how often
@@ -44,7 +46,7 @@ class Variant:
         ``"window<k>"``: dense packing within each window of k consecutive groups (a
         compaction network over k x L channels instead of all of them).
     group_overhead : int
-        Cycles of a computed (position, group) besides issuing its inputs: today 6
+        Cycles of a computed (position, group) besides issuing its inputs: 6 before packing
         (GROUP, GROUP_CHECK, two cycles of first fetch, DRAIN, NEURON); a closed group
         visited costs min(2, this).
     window_fetch : bool
@@ -61,13 +63,13 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("today", group_overhead=6),
+    Variant("fixed groups (before packing)", group_overhead=6),
     Variant("dense packing", packing="dense"),
     Variant("packing within windows of 2 groups", packing="window2"),
     Variant("packing within windows of 4 groups", packing="window4"),
     Variant("export-time permutation", packing="permuted"),
     Variant("per-lane weight banks", packing="lane_banks"),
-    Variant("today + overlapped set-up", group_overhead=1),
+    Variant("fixed groups + overlapped set-up", group_overhead=1),
     Variant("dense + overlapped set-up", packing="dense", group_overhead=1),
     Variant("dense + overlap + window fetch + frame overlap", packing="dense",
             group_overhead=1, window_fetch=True, load_overlap=True),
@@ -152,7 +154,11 @@ def explore(p: CoreParams, net: NetworkExport, res: GoldenResult, variants=VARIA
     B = res.inputs.shape[0]
     ops = np.array([w["synaptic_ops"].sum() / B for w in step_work(net, res, p.lanes)])
     dense = sum(p.skip_disabled_cycles()["layers"])
-    out = []
+    built = np.mean([core_cycles(p, net, res, i).per_layer for i in range(B)], axis=0)
+    out = [{"variant": "as built (hw.perf, exact)", "cycles": float(built.sum()),
+            "utilization": float(ops.sum() / (p.lanes * built.sum())),
+            "layer_utilization": [float(o / (p.lanes * c)) for o, c in zip(ops, built)],
+            "vs_skipping_off": float(dense / built.sum())}]
     for v in variants:
         cyc = np.mean([estimate(p, net, res, v, i) for i in range(B)], axis=0)
         out.append({"variant": v.name, "cycles": float(cyc.sum()),

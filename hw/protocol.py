@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .params import SIGNATURE_CRC_WIDTH, CoreParams, LayerPlan, bits_for
+from .params import PACK_GROUPS, SIGNATURE_CRC_WIDTH, CoreParams, LayerPlan, bits_for
 
 # Parameter-load targets (param_in.payload.target).
 (TARGET_WEIGHTS, TARGET_THRESHOLDS, TARGET_CHANNEL_MASK, TARGET_POSITION_MASK,
@@ -33,7 +33,8 @@ KIND_SPIKES, KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE = range(4)
 COUNTERS = ("events", "synaptic_ops", "neuron_updates")
 # The SRAMs that can start from image files, and the parameter targets that write them;
 # runtime-pruning settings always stream.
-PRELOADED = ("weight_sram", "threshold_sram", "channel_mask_sram", "position_mask_sram")
+PRELOADED = ("weight_sram_even", "weight_sram_odd", "threshold_sram", "channel_mask_sram",
+             "position_mask_sram")
 PRELOADED_TARGETS = (TARGET_WEIGHTS, TARGET_THRESHOLDS, TARGET_CHANNEL_MASK, TARGET_POSITION_MASK)
 # A gate weight in {-1, 0, 1} as its 2-bit lane field.
 _GATE_CODE = {0: 0b00, 1: 0b01, -1: 0b11}
@@ -104,7 +105,8 @@ def layer_memory_fields(p: CoreParams, lp: LayerPlan, le) -> dict:
     width)}, word ``a`` being ``sum_i fields[a, i] << (i * field width)``; lane j of group g
     is channel ``g * lanes + j``, padding lanes 0.
 
-    - ``weight_sram``: address order (group, tap, input channel), one b-bit code per lane;
+    - ``weight_sram_even`` / ``weight_sram_odd``: the even / odd groups' weights, address
+      order (window of two groups, tap, input channel), one b-bit code per lane;
     - ``threshold_sram``: one word per group, each lane F, P, N per membrane level in
       W bits (the classifier: its bias in the first field);
     - ``channel_mask_sram``: one bit per lane, a word per group;
@@ -118,8 +120,10 @@ def layer_memory_fields(p: CoreParams, lp: LayerPlan, le) -> dict:
     else:
         lane = np.zeros((le.out_channels, p.levels * 3), np.uint64)
         lane[:, 0] = twos(le.bias, W)
+    words = codes.reshape(lp.groups, -1, L).astype(np.uint64)       # [groups, taps * C_in, L]
     out = {
-        "weight_sram": (codes.reshape(-1, L).astype(np.uint64), p.weight_bits),
+        "weight_sram_even": (words[0::PACK_GROUPS].reshape(-1, L), p.weight_bits),
+        "weight_sram_odd": (words[1::PACK_GROUPS].reshape(-1, L), p.weight_bits),
         "threshold_sram": (_pad_channels(lane, n).reshape(lp.groups, -1), W),
         "channel_mask_sram": (_pad_channels(le.channel_mask.astype(np.uint64), n)
                               .reshape(lp.groups, L), 1),
@@ -158,14 +162,17 @@ def param_transfers(p: CoreParams, net) -> list[int]:
     out = []
     for lp, le in zip(p.layers, net.layers):
         mem = layer_memory_fields(p, lp, le)
-        (weights, wb), (thresholds, tw), (cmasks, _) = (
-            mem["weight_sram"], mem["threshold_sram"], mem["channel_mask_sram"])
+        banks = (mem["weight_sram_even"][0], mem["weight_sram_odd"][0])
+        wb = p.weight_bits
+        (thresholds, tw), (cmasks, _) = mem["threshold_sram"], mem["channel_mask_sram"]
         per_group = lp.taps * lp.in_channels
         lane_fields = thresholds.shape[1] // L
         for g in range(lp.groups):
-            for a in range(g * per_group, (g + 1) * per_group):
-                out.append(pack_fields(fields, target=TARGET_WEIGHTS, addr=lp.weight_base + a,
-                                       data=pack_row(weights[a], wb)))
+            bank, base = lp.weight_addr(g, 0, 0)
+            offset = base - (lp.weight_base_odd if bank else lp.weight_base)
+            for a in range(per_group):
+                out.append(pack_fields(fields, target=TARGET_WEIGHTS, addr=2 * (base + a) + bank,
+                                       data=pack_row(banks[bank][offset + a], wb)))
             for j in range(L):
                 lane = thresholds[g, j * lane_fields:(j + 1) * lane_fields]
                 out.append(pack_fields(fields, target=TARGET_THRESHOLDS, addr=lp.group_base + g,

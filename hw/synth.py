@@ -45,6 +45,9 @@ UNIT_ROLES = {
     "pot_shift_add": "PoT shift-add synapse lanes, one accumulator per lane",
     "neuron_unit": "compare-only neuron update, one per lane (combinational)",
     "channel_gate": "runtime channel gate: ternary gate weights x channel sums, per lane",
+    "pack_router": "packing routing: prefix count and per-stage moves of a window's channels",
+    "pack_codes": "packing: the window's weight codes compacted into the lanes",
+    "unpack_currents": "packing: the lanes' currents expanded back to their channels",
 }
 TOP_ROLE = "scheduler FSM, address generation, datapath glue"
 

@@ -162,9 +162,9 @@ def _cycles(result: dict) -> list:
           "closed form; lane bound: synaptic ops / lanes, the fewest cycles a lane-parallel "
           "core can take; ideal: events + neuron updates; lane utilization: synaptic ops / "
           "(lanes x cycles); lane-cycles = lanes x cycles, split "
-          "into lane additions, lanes idle while their group takes an input (closed, masked "
-          "or padding channels) and lanes idle in cycles that issue no input: neuron "
-          "updates, group set-up, pruning passes, frame load):", ""]
+          "into lane additions, lanes idle while their packed group takes an input (the lanes "
+          "a packed group does not fill) and lanes idle in cycles that issue no input: "
+          "neuron updates, window set-up, pruning passes, frame load):", ""]
     hdr = ["layer", "cycles (RTL)", "lane bound", "ideal", "cycles / ideal", "skipping off",
            "skipping off / cycles", "input issues skipped: positions / groups / zero inputs",
            "lane utilization", "idle in issue", "idle, no issue"]

@@ -161,10 +161,11 @@ def _param_stream(params, net, fault, loaded: bool):
     if fault != "drop_layer0_weights":
         return streamed
     # Self-check of the scoreboard: load zero weights into layer 0 behind golden's back.
-    end = params.layers[1].weight_base
+    # Weight transfer address: 2 * (word in its bank) + bank.
+    ends = (params.layers[1].weight_base, params.layers[1].weight_base_odd)
     out = []
     for w, f in ((w, unpack_fields(fields, w)) for w in transfers):
-        if f["target"] == TARGET_WEIGHTS and f["addr"] < end:
+        if f["target"] == TARGET_WEIGHTS and f["addr"] >> 1 < ends[f["addr"] & 1]:
             out.append(pack_fields(fields, **{**f, "data": 0}))
         elif not loaded or f["target"] not in PRELOADED_TARGETS:
             out.append(w)

@@ -37,8 +37,9 @@ def test_units_match_the_configured_lanes(slice_synth):
     lanes = load_config("slice_digits.yaml").hardware["lanes"]
     units = {u["unit"]: u for u in rep["units"]}
     # The slice prunes at run time, so its core has the channel-gate lanes too.
-    assert set(units) == {"snn_core", "pot_shift_add", "neuron_unit", "channel_gate"}
-    assert units["channel_gate"]["role"]
+    assert set(units) == {"snn_core", "pot_shift_add", "neuron_unit", "channel_gate",
+                          "pack_router", "pack_codes", "unpack_currents"}
+    assert all(u["role"] for u in units.values())
     assert units["neuron_unit"]["instances"] == lanes == rep["lanes"]
     assert units["pot_shift_add"]["instances"] == 1 and units["snn_core"]["instances"] == 1
     t = rep["totals"]
@@ -60,14 +61,14 @@ def test_srams_are_the_expected_black_boxes(slice_synth):
     params = CoreParams(load_config("slice_digits.yaml"))
     bb = rep["sram_blackboxes"]
     names = {s["name"] for s in bb["instances"]}
-    expected = ({"weight_sram", "threshold_sram", "membrane_sram", "channel_mask_sram",
+    expected = ({"weight_sram_even", "weight_sram_odd", "threshold_sram", "membrane_sram", "channel_mask_sram",
                  "position_mask_sram", "prior_sram", "gate_weight_sram", "gate_threshold_sram"}
                 | {f"act_sram{i}" for i in range(len(params.layers))})
     assert names == expected
     assert rep["blackbox_instances_by_module"] == {"spquant_sram": len(expected)}
     bits = {s["name"]: s["bits"] for s in bb["instances"]}
     mem = params.memory_bits()
-    assert bits["weight_sram"] == mem["weights"]
+    assert bits["weight_sram_even"] + bits["weight_sram_odd"] == mem["weights"]
     assert bits["membrane_sram"] == mem["membrane"]
     assert bits["threshold_sram"] == mem["thresholds"]
     assert sum(v for k, v in bits.items() if k.startswith("act_sram")) == mem["spikes_and_inputs"]
