@@ -60,7 +60,7 @@ def generate_verilog(params: CoreParams, init_files: dict | None = None) -> str:
     try:
         text = verilog.convert(SnnCore(params, init_files), name=TOP, emit_src=False)
     except RecursionError:
-        # A safety net: the generator builds log-depth trees (hw.core.tree_sum), so no
+        # A safety net: the generator builds log-depth trees (hw.logic.tree_sum), so no
         # config inside the schema is known to get here.
         raise UserError(f"{params.config_path}: hardware.lanes: {params.lanes}: the generator "
                         "cannot build this core (expression too deep)") from None

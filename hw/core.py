@@ -33,8 +33,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .channel_gate import ChannelGateLanes
-from .compaction import PackNetwork, PackRouter
+from .logic import first_set, popcount, tree_sum
 from .neuron_unit import NeuronUnit
+from .packer import WindowPacker
 from .params import CoreParams, bits_for
 from .protocol import (KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE, KIND_SPIKES, PRELOADED,
                        TARGET_CHANNEL_MASK,
@@ -44,44 +45,6 @@ from .protocol import (KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE, KIND_SPIKES, P
 from .pot_shift_add import PotShiftAdd
 from .signature import CRC_INIT, CRC_WIDTH, CRC_XOROUT, update_masks
 from .sram import Sram
-
-
-def first_set(m, vec, name):
-    """Index of the lowest set bit of ``vec`` (0 when ``vec`` is 0), comb.
-
-    A binary search: is the lower half nonzero? then keep it, else the upper half; one
-    index bit per halving, most significant first. Every step is a whole-slice OR and mux
-    (no carry chain, no per-bit gathers), which keeps the logic small in simulators too.
-    """
-    n = len(vec)
-    bits = bits_for(n)
-    index = Signal(bits, name=name)
-    part = Signal(1 << bits, name=f"{name}_search{bits}")
-    m.d.comb += part.eq(vec)
-    for b in reversed(range(bits)):
-        half = 1 << b
-        low_empty = ~part[:half].any()
-        m.d.comb += index[b].eq(low_empty)
-        nxt = Signal(half, name=f"{name}_search{b}")
-        m.d.comb += nxt.eq(Mux(low_empty, part[half:2 * half], part[:half]))
-        part = nxt
-    return index
-
-
-def popcount(vec):
-    """Number of set bits of ``vec`` (a balanced adder tree)."""
-    return tree_sum([vec[i] for i in range(len(vec))])
-
-
-def tree_sum(terms):
-    """The sum of ``terms`` as a balanced adder tree: log-depth expressions, where Python's
-    ``sum`` nests one Operator per term and overflows the recursion limit of Amaranth's
-    transformers at a few hundred terms (``hardware.lanes`` = 384 did)."""
-    terms = list(terms)
-    while len(terms) > 1:
-        terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
-                 for i in range(0, len(terms), 2)]
-    return terms[0]
 
 
 class SnnCore(wiring.Component):
@@ -366,38 +329,21 @@ class SnnCore(wiring.Component):
                 gate.thresholds.eq(gate_thresholds.rdata),
             ]
 
-        # ---------------- packing (docs/HARDWARE.md, "Dense lanes") ----------------
+        # ---------------- packing (docs/HARDWARE.md, "Dense lanes"; hw.packer) ----------------
         # A window is two consecutive groups (2L channels). `win_cmask`: its channels computed
-        # at this position (open bits: mask and gate; position); `sched`: the channels its packed groups
-        # run, cmask itself where packing applies (skipping core, spiking layers), else every
-        # valid channel of each live group (the classifier, whose currents are all emitted)
-        # or of every group (skipping off). Packed group k (0 or 1) runs the sched channels
-        # of rank kL..kL+L-1; the routing is registered once per window.
-        win_cmask = Signal(2 * L)
-        sched = Signal(2 * L)
+        # at this position (open bits: mask and gate; position). Scheduled: the channels its
+        # packed groups run, cmask itself where packing applies (skipping core, spiking
+        # layers), else every valid channel of each live group (the classifier, whose
+        # currents are all emitted) or of every group (skipping off).
         packed_k = Signal()
-        m.submodules.pack_router = router = PackRouter(2 * L)
-        m.submodules.pack_codes = pack_codes = PackNetwork(2 * L, b)
-        m.submodules.unpack_currents = unpack = PackNetwork(2 * L, W, expand=True)
-        moves = Signal(len(router.moves))
-        packed_valid = Signal(2 * L)
-        upper = Signal(2 * L)             # sched channels of packed group 1
-        synaptic_per_event = [Signal(bits_for(L + 1), name=f"synaptic_per_event{k}") for k in (0, 1)]
-        RW = router.rank_width
-        m.d.comb += router.keep.eq(sched)
-        m.d.core += [moves.eq(router.moves), packed_valid.eq(router.packed_valid),
-                     upper.eq(Cat(*(sched[i] & (router.ranks[i * RW:(i + 1) * RW] >= L)
-                                    for i in range(2 * L)))),
-                     synaptic_per_event[0].eq(popcount(win_cmask & sched & ~upper)),
-                     synaptic_per_event[1].eq(popcount(win_cmask & upper))]
+        packer = WindowPacker(lanes=L, weight_bits=b, acc_width=W)
+        m.submodules.window_packer = DomainRenamer("core")(packer)
+        win_cmask = packer.win_computed
         m.d.comb += [
-            pack_codes.data.eq(Cat(weight_banks[0].rdata, weight_banks[1].rdata)),
-            pack_codes.moves.eq(moves), pack_codes.mask.eq(packed_valid),
-            lanes.codes.eq(Mux(packed_k, pack_codes.out[L * b:], pack_codes.out[:L * b])),
-            unpack.data.eq(Cat(lanes.acc, lanes.acc)),
-            unpack.moves.eq(moves), unpack.mask.eq(sched),
+            packer.k.eq(packed_k), packer.acc.eq(lanes.acc),
+            packer.codes.eq(Cat(weight_banks[0].rdata, weight_banks[1].rdata)),
+            lanes.codes.eq(packer.lane_codes),
         ]
-        win_current = Signal(2 * L * W)   # the window's currents, channel order
         # The window's valid channels (those below C_out) and the channels of each half.
         remaining_channels = Signal(signed(18))
         m.d.comb += remaining_channels.eq(cur["cout"] - group[1:] * (2 * L))
@@ -416,7 +362,7 @@ class SnnCore(wiring.Component):
                 m.d.comb += nxt.eq(Mux(cur["is_fc"], window_valid & live_halves, cm))
             else:
                 m.d.comb += nxt.eq(window_valid)
-            m.d.core += [win_cmask.eq(cm), sched.eq(nxt)]
+            m.d.comb += [packer.load.eq(1), packer.computed.eq(cm), packer.scheduled.eq(nxt)]
             with m.If(nxt.any()):
                 start_pack(0)
             with m.Else():
@@ -428,7 +374,7 @@ class SnnCore(wiring.Component):
         cmask = Signal(L)                 # lanes computed in this group: mask, gate, position
         m.d.comb += cmask.eq(win_cmask.word_select(group[0], L))
         group_current = Signal(L * W)
-        m.d.comb += group_current.eq(win_current.word_select(group[0], L * W))
+        m.d.comb += group_current.eq(packer.currents.word_select(group[0], L * W))
         for j in range(L):
             nu = NeuronUnit(membrane=p.membrane, acc_width=W)
             m.submodules[f"neuron_unit{j}"] = nu
@@ -770,8 +716,7 @@ class SnnCore(wiring.Component):
                     m.d.core += [ev_valid.eq(1), ev_x.eq(x_of_ci),
                                  event_count.eq(event_count + 1),
                                  synaptic_count.eq(synaptic_count
-                                                   + Mux(packed_k, synaptic_per_event[1],
-                                                         synaptic_per_event[0]))]
+                                                   + packer.synaptic)]
                 after = Signal(CIN)                # the current word's channels after this cycle
                 with m.If(remaining.any()):
                     m.d.comb += after.eq(remaining)
@@ -811,11 +756,8 @@ class SnnCore(wiring.Component):
                 m.next = "EXPAND"
 
             with m.State("EXPAND"):            # the packed currents back to their channels
-                for i in range(2 * L):
-                    # Packed group 0 writes every field (unscheduled ones 0), group 1 its own.
-                    with m.If(~packed_k | upper[i]):
-                        m.d.core += win_current[i * W:(i + 1) * W].eq(unpack.out[i * W:(i + 1) * W])
-                with m.If(~packed_k & packed_valid[L]):
+                m.d.comb += packer.expand.eq(1)
+                with m.If(~packed_k & packer.second):
                     start_pack(1)
                 with m.Else():
                     even_group()

@@ -45,6 +45,7 @@ UNIT_ROLES = {
     "pot_shift_add": "PoT shift-add synapse lanes, one accumulator per lane",
     "neuron_unit": "compare-only neuron update, one per lane (combinational)",
     "channel_gate": "runtime channel gate: ternary gate weights x channel sums, per lane",
+    "window_packer": "packing unit: the window's routing, computed bits and current register",
     "pack_router": "packing routing: prefix count and per-stage moves of a window's channels",
     "pack_codes": "packing: the window's weight codes compacted into the lanes",
     "unpack_currents": "packing: the lanes' currents expanded back to their channels",
@@ -150,6 +151,16 @@ def unit_of(module: str, top: str) -> str:
         return top
     leaf = module[len(top) + 1:] if module.startswith(top + ".") else module
     return re.sub(r"\d+$", "", leaf.split(".")[-1]) or leaf
+
+
+# Yosys 0.23's ``stat -json`` prints the instance tree of a design with nested submodules
+# ("   snn_core.window_packer.pack_codes      1") into the JSON, just before "design".
+_STAT_TREE_LINE = re.compile(r"^\s+[\w.$\\]+\s+\d+\s*$", re.MULTILINE)
+
+
+def read_stat_json(text: str) -> dict:
+    """Yosys' ``stat -json`` output, without the instance-tree lines some versions add."""
+    return json.loads(_STAT_TREE_LINE.sub("", text))
 
 
 def _count(by_type: dict, pattern: re.Pattern) -> int:
@@ -266,7 +277,7 @@ def synthesize(cfg: Config, out: str | Path | None = None, ice40: bool = False) 
         script = generic_synth_script(f"{TOP}.v", f"{SRAM_MODULE}.v", TOP, stat_json.name,
                                       dump.name)
         yosys_s = run_yosys(yosys, script, out_dir)
-        summary = summarize(json.loads(stat_json.read_text()), TOP)
+        summary = summarize(read_stat_json(stat_json.read_text()), TOP)
         srams = parse_blackbox_dump(dump.read_text())
         if ice40:
             ice40_report = implement(params, out_dir, f"{TOP}.v", f"{SRAM_MODULE}.v", srams,

@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from hw.params import CoreParams
-from hw.synth import parse_blackbox_dump, summarize, unit_of
+from hw.synth import parse_blackbox_dump, read_stat_json, summarize, unit_of
 from project_config import load_config
 from conftest import ROOT, run_cli
 
@@ -38,7 +38,7 @@ def test_units_match_the_configured_lanes(slice_synth):
     units = {u["unit"]: u for u in rep["units"]}
     # The slice prunes at run time, so its core has the channel-gate lanes too.
     assert set(units) == {"snn_core", "pot_shift_add", "neuron_unit", "channel_gate",
-                          "pack_router", "pack_codes", "unpack_currents"}
+                          "window_packer", "pack_router", "pack_codes", "unpack_currents"}
     assert all(u["role"] for u in units.values())
     assert units["neuron_unit"]["instances"] == lanes == rep["lanes"]
     assert units["pot_shift_add"]["instances"] == 1 and units["snn_core"]["instances"] == 1
@@ -172,3 +172,11 @@ def test_ice40_without_nextpnr_is_one_line(tmp_path):
                        capture_output=True, text=True)
     _one_line_exit_2(r, "nextpnr-ice40: not installed")
     assert not (tmp_path / "out").exists()
+
+
+def test_stat_json_survives_the_instance_tree_lines():
+    """Yosys 0.23 writes the nested-instance tree into stat -json; the reader drops it."""
+    text = ('{"modules": {},\n   },\n       snn_core.window_packer.pack_codes      1\n'
+            '       snn_core.window_packer      1\n   "design": {"num_cells": 3}\n}')
+    text = text.replace(",\n   },", ",")
+    assert read_stat_json(text) == {"modules": {}, "design": {"num_cells": 3}}

@@ -9,7 +9,7 @@ import pytest
 
 import golden
 from hw.params import CoreParams
-from hw.perf import accumulate_cycles, core_cycles, lane_report
+from hw.perf import accumulate_cycles, core_cycles, lane_report, window_plan
 from model_export import save_export
 from model_export.random_net import random_export, random_inputs
 from project_config import config_from_dict, load_config
@@ -129,3 +129,24 @@ def test_perf_model_equals_rtl_cycles(tmp_path, config, sim, stall, skipping):
     want = np.array([core_cycles(p, net, golden.run(net, x), i).layer_step for i in range(2)])
     if not stall:
         assert np.array_equal(np.array(r["jobs"][0]["step_cycles"]), want)
+
+
+def test_closed_channels_cost_no_packed_group():
+    """Packing (docs/HARDWARE.md, "Dense lanes"): a window of two groups whose computed
+    channels fit one group of lanes runs one packed group, wherever they sit; all computed
+    needs two, none runs nothing (one WIN_EMPTY cycle)."""
+    raw = {"model": {"name": "pack", "input": {"channels": 2, "height": 4, "width": 4, "bits": 2},
+                     "timesteps": 1, "classes": 3,
+                     "layers": [{"channels": 8, "kernel": 3, "padding": 1}]},
+           "hardware": {"lanes": 4}}
+    p = CoreParams(config_from_dict(raw, "pack"))
+    lp = p.layers[0]
+    assert lp.groups == 2 and lp.windows == 1
+    spread = np.array([1, 0, 1, 0, 0, 1, 0, 1], bool)       # 2 open in each group
+    packed = {name: window_plan(p, lp, chans, False)[0][0]
+              for name, chans in (("spread", spread), ("all", np.ones(8, bool)),
+                                  ("none", np.zeros(8, bool)))}
+    assert packed == {"spread": 1, "all": 2, "none": 0}
+    # The fixed cycles: WINDOW, then NEURON for the even group and GROUP + NEURON for the odd.
+    assert window_plan(p, lp, spread, False)[0][1] == 1 + 1 + 2
+    assert window_plan(p, lp, np.zeros(8, bool), False)[0][1] == 1 + 1
