@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from golden.model import step_work
-from hw.params import CoreParams
+from hw.params import PACK_GROUPS, CoreParams
 from hw.protocol import (COUNTERS, KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE, KIND_SPIKES,
                          RecordDecoder, pack_fields, record_fields, signature_fields, twos)
 from hw.signature import crc32_packed
@@ -79,7 +79,7 @@ def counter_mismatches(golden, index: int, dec) -> list:
     from golden.step_work (the skipping core only: the reference core issues everything)."""
     if not dec.p.skipping:
         return []
-    work = step_work(dec.net, golden, dec.p.lanes)
+    work = step_work(dec.net, golden, dec.p.lanes, PACK_GROUPS)
     out = []
     for lp in dec.p.spiking_layers:
         for t in range(dec.p.timesteps):
@@ -234,7 +234,7 @@ def expected_records(p: CoreParams, net: NetworkExport, golden, index: int) -> l
     step, per spiking layer its spike records (visiting order, live groups) and its
     signature; the classifier's currents per group; the logits after the last step."""
     fields, L, MB, LW = record_fields(p), p.lanes, p.membrane_bits, p.logit_width
-    work = step_work(net, golden, L)
+    work = step_work(net, golden, L, PACK_GROUPS)
     sigs = expected_signatures(p, net, golden, index)
     out = []
     for t in range(p.timesteps):
