@@ -10,7 +10,9 @@ in integers, and the network trains with them in the loop (end to end):
 - :class:`ChannelGate`: a 2-bit PoT pointwise conv over the previous layer's membranes summed
   over positions; channel ``o`` is computed when ``z[o] >= theta_g[o]``, the integer form of
   ``sigmoid(alpha * z / HW + b[o]) > threshold``. Its weights and biases learn through a
-  sigmoid straight-through estimator, pushed toward closing by the ``gate_penalty`` loss.
+  sigmoid straight-through estimator, pushed toward closing by the ``gate_penalty`` loss
+  (the operations budget); the prior is an input only and passes no gradient back, and in
+  the recovery phase the gate is a hard mask.
 """
 from __future__ import annotations
 
