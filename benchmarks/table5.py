@@ -81,7 +81,8 @@ def parse_args(argv):
         f"5 recordings per digit (6735 training, 2250 test samples): FP, Quant-SNN and the "
         f"sweep {DEFAULT_EPOCHS} epochs from scratch; the SpQuant rungs fine-tuned "
         f"{DEFAULT_FINETUNE['finetune_epochs']} epochs from the same seed's Quant-SNN "
-        "checkpoint (operations budget ramped, then a recovery epoch with the masks frozen), "
+        f"checkpoint (operations budget ramped, then {DEFAULT_FINETUNE['recovery_epochs']} recovery epochs with the "
+        "masks frozen), "
         "after it. Resumes: finished runs with the same settings are reused, interrupted "
         "ones continue.")
     ap.add_argument("--epochs", type=bounded_int(1, EPOCHS_MAX), default=None,

@@ -15,14 +15,25 @@ from hw.memory_report import formula_section, megabytes, network_counts
 # The event digits have 5 recordings per digit image (6735 training samples): an epoch is
 # 5x the 1347-sample one above.
 DEFAULT_EPOCHS = 5
-DEFAULT_GATE_PENALTY = 2.0       # weight of the operations budget's hinge
+# Weight of the operations budget's hinge: strong enough that the budget holds (seed 0,
+# 8 fine-tuning epochs: at 2 the kept fraction settled at 0.29 against a target of 0.22,
+# at 10 it met it, 0.219).
+DEFAULT_GATE_PENALTY = 10.0
 # The paper's workflow for the SpQuant rungs: fine-tuned from the same seed's Quant-SNN
 # checkpoint under an operations budget (a kept fraction of the operations, ramped from 1),
-# ending with a recovery phase in which the masks are frozen and the penalty is off.
-DEFAULT_FINETUNE = {"finetune_epochs": 4, "recovery_epochs": 1, "budget_ramp_epochs": 2,
-                    "target_kept": 0.22}
+# ending with a recovery phase in which the masks are frozen and the penalty is off. The
+# target 0.24 is 4.2x fewer operations; most of the accuracy comes back in the recovery
+# epochs (seed 0: train accuracy 0.906 -> 0.947 in the first one), hence 3 of the 8.
+DEFAULT_FINETUNE = {"finetune_epochs": 8, "recovery_epochs": 3, "budget_ramp_epochs": 2,
+                    "target_kept": 0.24}
 RECORDINGS = 5       # event recordings per digit image: 2250 test samples (450 images)
 VTH_LR = 0.01        # the learnable threshold's own learning rate (train.vth_lr), every rung
+# ... and in the fine-tuned rungs: the paper's Adam lr (1e-3). Fine-tuning starts from a
+# Quant-SNN trained at vth = 1, where the loss is flat in vth (measured by finite
+# differences on seed 0), but the threshold's surrogate gradient keeps one sign there, so
+# Adam moves vth by about its lr every step: at 0.01 layers 0 and 1 ran from 1.0 to 3.3
+# and 3.8 in 4 epochs and the rung lost 3.2 points to the fixed threshold (5 seeds).
+FINETUNE_VTH_LR = 0.001
 MASK_LR = 0.01       # the channel gates' learning rate (train.mask_lr), fine-tuned rungs
 QUICK = {"epochs": 1, "max_train": 128, "max_test": 64, "finetune_epochs": 2,
          "recovery_epochs": 1, "budget_ramp_epochs": 1, "target_kept": 0.2}
@@ -72,7 +83,7 @@ def rung_overrides(gate_penalty: float, target_kept: float = 0.0, ramp: int = 0,
     off = pruning_overrides(False, gate_penalty)
     on = pruning_overrides(True, gate_penalty, target_kept, ramp)
     scratch = {"init_from": "", "recovery_epochs": 0, "vth_lr": VTH_LR}
-    tuned = {"recovery_epochs": int(recovery), "vth_lr": VTH_LR, "mask_lr": MASK_LR}
+    tuned = {"recovery_epochs": int(recovery), "vth_lr": FINETUNE_VTH_LR, "mask_lr": MASK_LR}
     rungs = {
         "fp": {"quant": {"membrane": "float", "weight_bits": None, "learnable_vth": False},
                "pruning": off, "train": scratch},

@@ -9,7 +9,8 @@ import yaml
 
 from benchmarks import vgg9_ladder
 from benchmarks.table5 import main, parse_args
-from benchmarks.table5_plan import plan_runs
+from benchmarks.table5_plan import (DEFAULT_FINETUNE, DEFAULT_GATE_PENALTY, FINETUNE_VTH_LR,
+                                    plan_runs)
 from benchmarks.table5_report import paired_gain
 from project_config.schema import load_raw_config
 
@@ -31,10 +32,22 @@ def test_spquant_rungs_finetune_from_their_seeds_quant():
             assert cfg["train"]["recovery_epochs"] == args.recovery_epochs >= 1
             assert j["settings"]["epochs"] == args.finetune_epochs
             assert cfg["data"]["event_recordings"] == 5
-            assert cfg["train"]["vth_lr"] > 0
+            assert cfg["train"]["vth_lr"] == FINETUNE_VTH_LR == 1e-3
+            assert cfg["pruning"]["gate_penalty"] == args.gate_penalty
     q = yaml.safe_load(by[("quant", 0)]["settings"]["config_text"])
     assert q["train"]["init_from"] == "" and by[("quant", 0)]["after"] is None
     assert q["pruning"]["target_kept"] == 0.0
+
+
+def test_default_recipe_holds_the_budget_and_recovers():
+    """The ladder's defaults (issue 13): a hinge strong enough to hold the budget (at 2 the
+    kept fraction settled 30% above its target), a >= 4x target, and several recovery
+    epochs after the ramp, within the fine-tuning."""
+    args = parse_args([])
+    assert args.gate_penalty == DEFAULT_GATE_PENALTY >= 10
+    assert args.target_kept == DEFAULT_FINETUNE["target_kept"] <= 0.25
+    assert args.recovery_epochs >= 3
+    assert args.budget_ramp_epochs + args.recovery_epochs < args.finetune_epochs
 
 
 def test_paired_gain_and_its_ci():
