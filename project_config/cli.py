@@ -22,6 +22,7 @@ import re
 import signal
 import sys
 import threading
+import warnings
 
 
 class UserError(Exception):
@@ -40,6 +41,13 @@ def _stop(signum, frame):
     raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
 
+def _quiet_exit(code: int):
+    """Exit after the one error line: work abandoned mid-way (an elaboration cut short)
+    must not add warnings at shutdown, such as Amaranth's UnusedElaboratable."""
+    warnings.simplefilter("ignore")
+    sys.exit(code)
+
+
 def cli_main(main, argv=None):
     """Run ``main(argv)``; turn :class:`UserError` (and its subclasses) into one line + exit 2.
 
@@ -52,11 +60,11 @@ def cli_main(main, argv=None):
         rc = main(argv)
     except UserError as e:
         print(f"error: {one_line(e)}", file=sys.stderr)
-        sys.exit(2)
+        _quiet_exit(2)
     except KeyboardInterrupt as e:
         print("error: terminated" if isinstance(e, Terminated) else "error: interrupted",
               file=sys.stderr)
-        sys.exit(143 if isinstance(e, Terminated) else 130)
+        _quiet_exit(143 if isinstance(e, Terminated) else 130)
     finally:
         for s, handler in (saved or {}).items():
             signal.signal(s, handler)
