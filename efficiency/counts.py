@@ -27,6 +27,7 @@ import numpy as np
 
 import golden
 from golden.model import dense_counts, operation_counts, time_major_inputs
+from project_config.geometry import PACK_GROUPS
 
 CHUNK = 128    # samples x steps per block (bounds the im2col buffer)
 
@@ -39,7 +40,7 @@ def nonzero_codes(w_code: np.ndarray, bits: int) -> np.ndarray:
 def layer_counts(x_nonzero: np.ndarray, w_nonzero: np.ndarray, padding: int, lanes: int,
                  positions: np.ndarray | None = None, channels: np.ndarray | None = None,
                  kind: str = "conv", open_in: np.ndarray | None = None,
-                 pack_groups: int = 2) -> dict:
+                 pack_groups: int = PACK_GROUPS) -> dict:
     """Counts of one layer over a batch of inputs.
 
     ``x_nonzero`` bool [N, C_in, H, W] (N = samples x steps), ``w_nonzero`` bool

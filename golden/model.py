@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from model_export.format import LayerExport, NetworkExport
+from project_config.geometry import PACK_GROUPS
 
 
 @dataclass
@@ -206,7 +207,8 @@ def dense_counts(layer, steps: int) -> dict:
                                 * layer.out_width * layer.fan_in}
 
 
-def step_work(net: NetworkExport, res: GoldenResult, lanes: int, pack_groups: int = 2) -> list:
+def step_work(net: NetworkExport, res: GoldenResult, lanes: int,
+              pack_groups: int = PACK_GROUPS) -> list:
     """Per layer, per sample and step: the work a core that skips zero inputs, masked and
     gated-off channels and masked and pruned positions must do, with ``lanes`` output
     channels per group, packing the computed channels of each window of ``pack_groups``

@@ -527,6 +527,22 @@ class SnnCore(wiring.Component):
                          nonzero.eq(0), packed_k.eq(k)]
             m.next = "ACCUMULATE"
 
+        def store_open_word(value_of):
+            """Set the current group's open bits to ``value_of(their current value)``."""
+            for g in range(p.max_groups):
+                with m.If(group == g):
+                    word = open_bits[g * L:(g + 1) * L]
+                    m.d.core += word.eq(value_of(word))
+
+        def next_group_of_pass(done, again):
+            """A per-group pass (gate scoring, MASK): the next group, or ``done`` at group 0."""
+            with m.If(last_group):
+                m.d.core += group.eq(0)
+                m.next = done
+            with m.Else():
+                m.d.core += group.eq(group + 1)
+                m.next = again
+
         def start_layer():
             m.d.core += [wy.eq(0), wx.eq(0), dy.eq(0), dx.eq(0), group.eq(0),
                          crc.eq(CRC_INIT), spike_count.eq(0), event_count.eq(0),
@@ -601,15 +617,8 @@ class SnnCore(wiring.Component):
                         m.next = "GATE_STORE"
 
                 with m.State("GATE_STORE"):    # scores complete: keep the group's open bits
-                    for g in range(p.max_groups):
-                        with m.If(group == g):
-                            m.d.core += open_bits[g * L:(g + 1) * L].eq(gate.open)
-                    with m.If(last_group):
-                        m.d.core += group.eq(0)
-                        m.next = "MASK_ADDR"
-                    with m.Else():
-                        m.d.core += group.eq(group + 1)
-                        m.next = "GATE_CLEAR"
+                    store_open_word(lambda word: gate.open)
+                    next_group_of_pass("MASK_ADDR", "GATE_CLEAR")
 
             # MASK pass: the layer's channel masks into its open bits, one group per two
             # cycles (ANDed with the gates' open bits where the layer's gate is in use).
@@ -617,16 +626,9 @@ class SnnCore(wiring.Component):
                 m.next = "MASK_AND"
 
             with m.State("MASK_AND"):
-                for g in range(p.max_groups):
-                    with m.If(group == g):
-                        word = open_bits[g * L:(g + 1) * L]
-                        m.d.core += word.eq(channel_masks.rdata & Mux(cur_gate_on, word, (1 << L) - 1))
-                with m.If(last_group):
-                    m.d.core += group.eq(0)
-                    m.next = "POSITION"
-                with m.Else():
-                    m.d.core += group.eq(group + 1)
-                    m.next = "MASK_ADDR"
+                store_open_word(lambda word: channel_masks.rdata
+                                & Mux(cur_gate_on, word, (1 << L) - 1))
+                next_group_of_pass("POSITION", "MASK_ADDR")
 
             with m.State("POSITION"):          # position-mask address is presented
                 m.d.core += pos_live.eq(1)

@@ -8,14 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from project_config import Config, ConfigError
-from project_config.geometry import MAX_ACC_WIDTH, GeometryView, LayerGeometry, first_difference
+from project_config.geometry import (MAX_ACC_WIDTH, PACK_GROUPS, GeometryView, LayerGeometry,
+                                     first_difference)
 
 # Signature record data: CRC-32 at [0, 32), spike count and work counters above.
 SIGNATURE_CRC_WIDTH = 32
-# Channel groups per packing window: the open channels of each window of this many
-# consecutive groups are packed into the lanes (docs/HARDWARE.md, "Dense lanes"). Group g's
-# weights live in weight bank g mod PACK_GROUPS.
-PACK_GROUPS = 2
+# Group g's weights live in weight bank g mod PACK_GROUPS (project_config.geometry).
 
 
 def bits_for(n: int) -> int:

@@ -18,6 +18,10 @@ from dataclasses import dataclass
 WEIGHT_BITS = (2, 4, 8)        # PoT code widths with a hardware form
 MAX_SHIFT_SUPPORTED = 48       # largest K the integer datapath handles
 MAX_ACC_WIDTH = 62             # accumulators fit golden's int64 and the testbench's decoding
+# Channel groups per packing window: the core packs the computed channels of each window of
+# this many consecutive groups of lanes into the lanes (docs/HARDWARE.md, "Dense lanes");
+# golden's work counts pack the same way (docs/INTEGER_SPEC.md section 9).
+PACK_GROUPS = 2
 # Upper bounds of a manifest's fields, as the config schema allows them (project_config.schema).
 MANIFEST_LIMITS = {"in_channels": 65536, "out_channels": 65536, "in_height": 4096,
                    "in_width": 4096, "out_height": 4096, "out_width": 4096, "padding": 7,
