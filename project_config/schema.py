@@ -164,10 +164,10 @@ HARDWARE_KEYS = {
 }
 DATA_KEYS = {
     "dataset": Key(str, "digits", choices=("digits", "event_digits", "cifar10", "cifar100",
-                                            "dvs_cifar10", "ncaltech101")),
+                                            "dvs_cifar10", "ncaltech101", "nmnist")),
     "test_fraction": Key(float, 0.25, lo=0.05, hi=0.9),   # not used by cifar10/100 (fixed split)
     "seed": Key(int, 0, lo=0, hi=SEED_MAX),   # the RNGs take 32-bit seeds
-    "root": Key(str, ""),                   # folder of the dataset files (cifar*, dvs_*, ncaltech101)
+    "root": Key(str, ""),                   # folder of the dataset files (cifar*, dvs_*, ncaltech101, nmnist)
     "event_size": Key(int, 16, lo=8, hi=256),             # event_digits: frame height = width
     "event_threshold": Key(float, 0.15, lo=0.01, hi=4.0), # event_digits: log-contrast step C
     "event_motion": Key(float, 1.5, lo=0.0, hi=16.0),     # event_digits: saccade size in pixels

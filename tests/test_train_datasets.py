@@ -26,14 +26,27 @@ def cifar_images(n, seed):
     return np.random.default_rng(seed).integers(0, 256, (n, 3072), dtype=np.uint8)
 
 
-def write_aedat(path, events, header=(b"#!AER-DAT2.0\r\n", b"# synthetic\r\n")):
-    """events: (x, y, p, t) tuples; DVS128 address = y << 8 | x << 1 | p, big-endian."""
-    body = b"".join(struct.pack(">II", (y << 8) | (x << 1) | p, t) for x, y, p, t in events)
-    path.write_bytes(b"".join(header) + body)
+AEDAT2_HEADER = (b"#!AER-DAT2.0\r\n", b"# synthetic\r\n")
+
+
+def write_aedat_raw(path, words, header=AEDAT2_HEADER):
+    """words: (address, timestamp) uint32 pairs, big-endian, after the header lines."""
+    path.write_bytes(b"".join(header) + b"".join(struct.pack(">II", a, t) for a, t in words))
+
+
+def dvs128_address(x, y, p):
+    """The raw DVS128 address jAER decodes to (x, y, p): x mirrored, bit 0 = 1 - p."""
+    return (y << 8) | ((127 - x) << 1) | (1 - p)
+
+
+def write_aedat(path, events, header=AEDAT2_HEADER):
+    """events: (x, y, p, t) tuples as jAER shows them, encoded as the DVS128 wrote them."""
+    write_aedat_raw(path, [(dvs128_address(x, y, p), t) for x, y, p, t in events], header)
 
 
 def write_ncaltech(path, events):
-    """events: (x, y, p, t) tuples; 5 bytes: x, y, p << 23 | t as 24 bits big-endian."""
+    """events: (x, y, p, t) tuples; 5 bytes: x, y, p << 23 | t as 24 bits big-endian
+    (y = 240: a timestamp-overflow marker)."""
     out = bytearray()
     for x, y, p, t in events:
         v = (p << 23) | t
@@ -114,13 +127,14 @@ def test_aedat_decoding(tmp_path):
     ev = [(0, 0, 1, 10), (127, 5, 0, 20), (3, 127, 1, 30), (64, 64, 0, 2**32 - 1)]
     f = tmp_path / "a.aedat"
     write_aedat(f, ev)
-    x, y, p, t = read_aedat2(f)
+    ev_read = read_aedat2(f)
+    x, y, p, t = (ev_read[k] for k in "xypt")
     assert x.tolist() == [e[0] for e in ev] and y.tolist() == [e[1] for e in ev]
     assert p.tolist() == [e[2] for e in ev] and t.tolist() == [e[3] for e in ev]
     write_aedat(f, ev, header=())          # no header at all is fine
-    assert read_aedat2(f)[0].tolist() == [e[0] for e in ev]
+    assert read_aedat2(f)["x"].tolist() == [e[0] for e in ev]
     write_aedat(f, [])
-    assert len(read_aedat2(f)[3]) == 0
+    assert len(read_aedat2(f)) == 0
 
 
 def test_aedat_errors(tmp_path):
@@ -173,7 +187,8 @@ def test_ncaltech_decoding(tmp_path):
     ev = [(0, 0, 1, 0), (239, 179, 0, 2**23 - 1), (17, 3, 1, 0x12345), (200, 100, 0, 70000)]
     f = tmp_path / "image_0001.bin"
     write_ncaltech(f, ev)
-    x, y, p, t = read_ncaltech_bin(f)
+    ev_read = read_ncaltech_bin(f)
+    x, y, p, t = (ev_read[k] for k in "xypt")
     assert x.tolist() == [e[0] for e in ev] and y.tolist() == [e[1] for e in ev]
     assert p.tolist() == [e[2] for e in ev] and t.tolist() == [e[3] for e in ev]
 

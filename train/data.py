@@ -14,7 +14,7 @@ from .datasets import load_cifar, load_event_folder
 from .events import event_digits, resize_images, sklearn_digits
 
 STATIC_DATASETS = ("digits", "cifar10", "cifar100")
-EVENT_DATASETS = ("event_digits", "dvs_cifar10", "ncaltech101")
+EVENT_DATASETS = ("event_digits", "dvs_cifar10", "ncaltech101", "nmnist")
 
 
 def load_dataset(cfg):
