@@ -64,7 +64,9 @@ def read_graph(path) -> nir.NIRGraph:
     if not Path(path).is_file():
         raise UserError(f"{path}: NIR file not found")
     try:
-        return nir.read(str(path))
+        # nir's type inference stops at the first shape mismatch with a generic message;
+        # map_graph checks every node against the config and names the node instead.
+        return nir.read(str(path), type_check=False)
     except Exception as e:      # h5py and nir raise many types for a damaged or foreign file
         raise UserError(f"{path}: not a readable NIR file ({type(e).__name__})") from None
 
@@ -173,8 +175,9 @@ def _check_conv(node, name, spec, where):
                              (spec.out_channels, spec.in_channels, *spec.kernel))):
         if got != want:
             extra = " (the core computes stride 1 only)" if what == "stride" else ""
-            raise UserError(f"{where}: node {name!r}: {what} {list(np.atleast_1d(got))} where "
-                            f"model.layers[{spec.index}] needs {list(np.atleast_1d(want))}{extra}")
+            ints = lambda v: [int(a) for a in np.atleast_1d(v)]
+            raise UserError(f"{where}: node {name!r}: {what} {ints(got)} where "
+                            f"model.layers[{spec.index}] needs {ints(want)}{extra}")
 
 
 def map_graph(graph, cfg, where) -> dict:
