@@ -33,7 +33,9 @@ What NIR cannot express, in node metadata (key ``spquant``): the membrane quanti
 ``lif<i>``), the integer thresholds of the export ``[C, levels, 3]`` (F, P, N per
 previous level), the channel and position masks, runtime pruning (spatial threshold,
 channel-gate codes and thresholds: a NIR consumer runs the network unpruned), the PoT
-codes' ``alpha_log2`` and ``weight_bits``. The graph metadata ``spquant`` holds the
+codes' ``alpha_log2`` and ``weight_bits``. A full-precision model (``quant.weight_bits:
+null`` or a float membrane) has no integer form: it is written with its float weights and
+without the integer metadata, ready for train.nir_import to quantize. The graph metadata ``spquant`` holds the
 training config (YAML) and the checkpoint's state_dict, float32, unchanged:
 ``python -m train.nir_import`` rebuilds the exact model from it (so its export is
 identical), and from the NIR parameters alone with ``--ignore-metadata``.
@@ -52,7 +54,7 @@ from project_config.files import atomic_write, check_output_file
 from train.quant import pot_value
 from train.trainer import load_checkpoint, _read_checkpoint
 
-from .from_torch import export_model
+from .from_torch import _check_finite, export_model
 
 DT = 1e-4                     # seconds per step: snnTorch's NIR convention
 LEAK = 0.5                    # the core's fixed leak: v <- LEAK * v + I
@@ -64,10 +66,18 @@ def _f32(t) -> np.ndarray:
                                 dtype=np.float32)
 
 
+def _weight(layer):
+    """(the layer's forward weight as float64, its PoT metadata); full precision: no codes."""
+    if layer.weight_bits is None:
+        return layer.masked_weight().detach().cpu().double().numpy(), {}
+    sign, k, alpha = layer.pot_codes()
+    return (pot_value(sign, k, alpha, torch.float64).numpy(),
+            {"alpha_log2": int(alpha), "weight_bits": int(layer.weight_bits)})
+
+
 def _conv_node(block, spec, scale_in: float, net_layer):
     """Conv2d with batch norm and input scale folded per channel; unfolded in metadata."""
-    sign, k, alpha = block.conv.pot_codes()
-    w_q = pot_value(sign, k, alpha, torch.float64).numpy()
+    w_q, pot = _weight(block.conv)
     bn = block.bn
     f64 = lambda t: t.detach().cpu().double().numpy()
     inv_std = f64(bn.weight) / np.sqrt(f64(bn.running_var) + bn.eps)
@@ -75,10 +85,11 @@ def _conv_node(block, spec, scale_in: float, net_layer):
     a = inv_std * scale_in
     b = inv_std * (conv_bias - f64(bn.running_mean)) + f64(bn.bias)
     weight = (a[:, None, None, None] * w_q).astype(np.float32)
-    meta = {"spquant": {"pot_weight": w_q.astype(np.float32), "alpha_log2": int(alpha),
-                        "weight_bits": int(block.conv.weight_bits), "channel_scale": a,
-                        "channel_offset": b, "input_scale": float(scale_in),
-                        "w_code": net_layer.w_code}}
+    meta = {"pot_weight" if pot else "weight": w_q.astype(np.float32), **pot,
+            "channel_scale": a, "channel_offset": b, "input_scale": float(scale_in)}
+    if net_layer is not None:
+        meta["w_code"] = net_layer.w_code
+    meta = {"spquant": meta}
     return nir.Conv2d(input_shape=(spec.in_height, spec.in_width), weight=weight, stride=1,
                       padding=(int(spec.padding), int(spec.padding)), dilation=1, groups=1,
                       bias=b.astype(np.float32), metadata=meta)
@@ -92,12 +103,13 @@ def _lif_node(block, spec, membrane: str, net_layer):
     meta = {"membrane": membrane, "leak": LEAK, "reset": "to 0 in the step that spikes",
             "spike": "v > v_threshold", "dt": DT,
             "membrane_rule": "ternary: q = 1 if r > 0.5, -1 if r <= -0.5, else 0; "
-                             "binary: q = 1 if r > 0.5 else 0 (r: the membrane after reset)",
-            "integer_thresholds": net_layer.thresholds,
-            "channel_mask": net_layer.channel_mask, "position_mask": net_layer.position_mask}
-    for name in net_layer.PRUNING_ARRAYS:
-        if getattr(net_layer, name) is not None:
-            meta[name] = getattr(net_layer, name)
+                             "binary: q = 1 if r > 0.5 else 0 (r: the membrane after reset)"}
+    if net_layer is not None:
+        meta.update(integer_thresholds=net_layer.thresholds, channel_mask=net_layer.channel_mask,
+                    position_mask=net_layer.position_mask)
+        for name in net_layer.PRUNING_ARRAYS:
+            if getattr(net_layer, name) is not None:
+                meta[name] = getattr(net_layer, name)
     return nir.LIF(tau=full(tau), r=full(tau / DT), v_leak=full(0.0),
                    v_threshold=full(float(block.neuron.vth)), v_reset=full(0.0),
                    metadata={"spquant": meta})
@@ -105,10 +117,17 @@ def _lif_node(block, spec, membrane: str, net_layer):
 
 @torch.no_grad()
 def to_nir(model, cfg, config_text: str) -> nir.NIRGraph:
-    """The NIR graph of a trained ``SpikingConvNet`` (module doc). Needs an exportable
-    model (ternary or binary membrane, PoT weights): the integer metadata comes from
-    :func:`model_export.from_torch.export_model`."""
-    net = export_model(model, cfg)          # checks the model; integer metadata
+    """The NIR graph of a trained ``SpikingConvNet`` (module doc). The integer metadata
+    comes from :func:`model_export.from_torch.export_model`; a model without an integer
+    form (full-precision weights or a float or multi-bit membrane: a model to bring to
+    the core through train.nir_import) is written with its float parameters only."""
+    if cfg.model.get("arch", "convnet") != "convnet":
+        raise UserError(f"{cfg.path}: model.arch: {cfg.model['arch']!r}: NIR export writes "
+                        "'convnet' chains")
+    integer = cfg.quant["weight_bits"] is not None and cfg.quant["membrane"] in ("ternary", "binary")
+    _check_finite(model, cfg)
+    net = export_model(model, cfg) if integer else None    # integer metadata
+    layer_of = lambda i: net.layers[i] if net is not None else None
     inp = cfg.model["input"]
     nodes = {"input": nir.Input(input_type=np.array([inp["channels"], inp["height"],
                                                      inp["width"]]))}
@@ -122,8 +141,8 @@ def to_nir(model, cfg, config_text: str) -> nir.NIRGraph:
 
     scale_in = float(inp["scale"])
     for i, (block, spec) in enumerate(zip(model.blocks, cfg.spiking_layers)):
-        add(f"conv{i}", _conv_node(block, spec, scale_in, net.layers[i]))
-        add(f"lif{i}", _lif_node(block, spec, cfg.quant["membrane"], net.layers[i]))
+        add(f"conv{i}", _conv_node(block, spec, scale_in, layer_of(i)))
+        add(f"lif{i}", _lif_node(block, spec, cfg.quant["membrane"], layer_of(i)))
         if spec.pool > 1:
             p = int(spec.pool)
             add(f"pool{i}", nir.AvgPool2d(kernel_size=np.array([p, p]), stride=np.array([p, p]),
@@ -132,13 +151,12 @@ def to_nir(model, cfg, config_text: str) -> nir.NIRGraph:
     fc = cfg.layers[-1]
     flat_in = np.array([fc.in_channels, fc.in_height, fc.in_width])
     add("flatten", nir.Flatten(input_type={"input": flat_in}, start_dim=0, end_dim=-1))
-    sign, k, alpha = model.classifier.pot_codes()
-    w = pot_value(sign, k, alpha, torch.float64).numpy().astype(np.float32)
+    w, pot = _weight(model.classifier)
     bias = _f32(model.classifier.quantized_bias())
-    add("fc", nir.Affine(weight=w, bias=bias, metadata={"spquant": {
-        "alpha_log2": int(alpha), "weight_bits": int(model.classifier.weight_bits),
-        "bias_int": net.classifier.bias, "w_code": net.classifier.w_code,
-        "output": "logits of every step; the class is the argmax of their sum over time"}}))
+    fc_meta = {**pot, "output": "logits of every step; the class is the argmax of their sum over time"}
+    if net is not None:
+        fc_meta.update(bias_int=net.classifier.bias, w_code=net.classifier.w_code)
+    add("fc", nir.Affine(weight=w.astype(np.float32), bias=bias, metadata={"spquant": fc_meta}))
     add("output", nir.Output(output_type=np.array([fc.out_channels])))
     state = {k: _f32(v) for k, v in model.state_dict().items() if v.is_floating_point()}
     meta = {"dt": DT, "producer": PRODUCER, "timesteps": int(cfg.timesteps),

@@ -341,3 +341,61 @@ def test_unsupported_graph_cli_exit_2(tmp_path):
     (tmp_path / "bad.nir").write_bytes(b"not hdf5")
     r = run_cli("train.nir_import", str(tmp_path / "bad.nir"), "--config", str(cfg), "--out", str(out))
     assert r.returncode == 2 and "bad.nir: not a readable NIR file" in r.stderr
+
+
+def test_bn_to_data_statistics_keeps_the_function(tmp_path):
+    from project_config import load_config
+    from train.nir_import import bn_to_data_statistics, build_from_graph
+    cfg = load_config(_config_file(tmp_path))
+    model = build_from_graph(nir_graph(seed=4, per_channel=True), cfg, "g.nir")
+    x = _inputs(cfg, 64)
+    xt = x[None].repeat(cfg.timesteps, 1, 1, 1, 1)
+    with torch.no_grad():
+        before = model(xt)
+        bn_to_data_statistics(model, x.to(torch.uint8).numpy(), cfg.timesteps)
+        after = model(xt)
+    bn = model.blocks[1].bn
+    assert float(bn.running_var.min()) != 1.0 or float(bn.running_mean.abs().max()) > 0
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-4)
+
+
+def test_import_with_qat_epochs(trained, tmp_path, capsys):
+    import json
+    from train.nir_import import main as import_main
+    from train.trainer import load_checkpoint
+    out = tmp_path / "ft"
+    assert import_main([str(trained / "model.nir"), "--config", str(_config_file(tmp_path)),
+                        "--out", str(out), "--epochs", "1", "--eval-samples", "100"]) == 0
+    assert "accuracy after 1 QAT epochs" in capsys.readouterr().out
+    report = json.loads((out / "nir_import.json").read_text())
+    assert report["finetuned"]["epochs"] == 1 and len(report["steps"]) == 3
+    model, cfg = load_checkpoint(out / "model.pt")
+    assert cfg.quant["membrane"] == "ternary"
+
+
+def test_full_precision_model_exports_float_parameters(tmp_path):
+    """A full-precision model (no integer form) goes out with its float weights and no
+    integer metadata; the import's float step reproduces its accuracy."""
+    from project_config import config_from_dict
+    from train.model import build_model
+    from train.nir_import import build_from_graph, save_checkpoint, set_quantization
+    from train.trainer import evaluate
+    raw = {**RAW, "quant": {**RAW["quant"], "membrane": "float", "weight_bits": None}}
+    path = tmp_path / "fp.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    cfg = config_from_dict(raw, where=str(path))
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    save_checkpoint(model, cfg, path.read_text(), tmp_path / "fp.pt", {})
+    r = run_cli("model_export.nir", "--checkpoint", str(tmp_path / "fp.pt"), "--out", str(tmp_path / "fp.nir"))
+    assert r.returncode == 0, r.stderr
+    g = nir.read(str(tmp_path / "fp.nir"))
+    assert "integer_thresholds" not in g.nodes["lif0"].metadata["spquant"]
+    np.testing.assert_array_equal(g.nodes["fc"].weight, model.classifier.weight.detach().numpy())
+    from project_config import load_config
+    qcfg = load_config(_config_file(tmp_path))
+    imported = build_from_graph(g, qcfg, "fp.nir", use_metadata=False)
+    set_quantization(imported, None, "float")
+    from train.data import load_dataset
+    _, _, x, y = load_dataset(qcfg)
+    assert evaluate(imported, x[:200], y[:200], 4) == evaluate(model, x[:200], y[:200], 4)

@@ -41,7 +41,7 @@ from project_config.cli import nonnegative_int, parser, positive_int
 from project_config.files import atomic_write, check_output_dir
 from project_config.schema import deep_merge, load_raw_config
 
-from .data import load_dataset
+from .data import load_dataset, to_time_major
 from .model import build_model
 from .trainer import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, evaluate, train
 
@@ -294,6 +294,34 @@ def build_from_graph(graph, cfg, where, use_metadata=True):
     return model
 
 
+@torch.no_grad()
+def bn_to_data_statistics(model, x, T):
+    """Give every batch norm the statistics of its input on ``x`` (the quantized model's
+    conv outputs), with its scale and shift changed so that the eval-mode function stays
+    the same. The mapped model's batch norms are plain per-channel scales (mean 0,
+    variance 1), which training would replace by batch statistics at its first step;
+    after this, batch statistics are close to the running ones and QAT starts from the
+    imported network."""
+    outs = {}
+    hooks = [b.conv.register_forward_hook(lambda m, i, o, k=k: outs.setdefault(k, o))
+             for k, b in enumerate(model.blocks)]
+    try:
+        model.eval()
+        model(to_time_major(x, T))
+    finally:
+        for h in hooks:
+            h.remove()
+    for k, block in enumerate(model.blocks):
+        y, bn = outs[k].double(), block.bn
+        mean, var = y.mean((0, 2, 3)), y.var((0, 2, 3), unbiased=False)
+        a = bn.weight.double() / torch.sqrt(bn.running_var.double() + bn.eps)
+        c = bn.bias.double() - a * bn.running_mean.double()
+        bn.running_mean.copy_(mean)
+        bn.running_var.copy_(var)
+        bn.weight.copy_(a * torch.sqrt(var + bn.eps))
+        bn.bias.copy_(c + a * mean)
+
+
 def set_quantization(model, weight_bits, membrane):
     """Switch the model's PoT weights (None: float) and membrane mode in place."""
     for block in model.blocks:
@@ -346,7 +374,7 @@ def main(argv=None):
     check_output_dir(out, "--out")
     graph = read_graph(args.graph)
     model = build_from_graph(graph, cfg, args.graph, use_metadata=not args.ignore_metadata)
-    _, _, x, y = load_dataset(cfg)
+    x_tr, _, x, y = load_dataset(cfg)
     x, y = x[:args.eval_samples], y[:args.eval_samples]
     steps = quantization_steps(model, cfg, x, y)
     prev = None
@@ -358,6 +386,8 @@ def main(argv=None):
     report = {"graph": str(args.graph), "steps": [{"step": s, "accuracy": a} for s, a in steps],
               "metadata_used": bool(not args.ignore_metadata and
                                     ((graph.metadata or {}).get("spquant") or {}).get("state_dict"))}
+    if args.epochs:
+        bn_to_data_statistics(model, x_tr[:512], cfg.timesteps)
     save_checkpoint(model, cfg, text, out / "model.pt", {"test_accuracy": steps[-1][1]})
     if args.epochs:
         raw = deep_merge(raw, {"train": {"init_from": str(out / "model.pt"), "out_dir": str(out)}})
