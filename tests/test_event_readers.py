@@ -145,6 +145,59 @@ def test_aedat31_truncated(tmp_path):
 
 # --- AEDAT 4 (optional aedat package) --------------------------------------------------------
 
+AEDAT4_DESCRIPTION = (
+    '<dv version="2.0"><node name="outInfo" path="/mainloop/Recorder/outInfo/">'
+    '<node name="0" path="/mainloop/Recorder/outInfo/0/">'
+    '<attr key="typeIdentifier" type="string">EVTS</attr>'
+    '<node name="info" path="/mainloop/Recorder/outInfo/0/info/">'
+    '<attr key="sizeX" type="int">128</attr><attr key="sizeY" type="int">128</attr>'
+    '</node></node></node></dv>').encode()
+
+
+def aedat4_ioheader():
+    """The IOHeader flatbuffer (ioheader.fbs): root offset, vtable (3 fields), table
+    (soffset, compression None, file_data_position -1 = packets up to the end, offset of
+    the description), then the description string (length, bytes, NUL)."""
+    vtable = struct.pack("<HHHHH", 10, 20, 4, 8, 16) + b"\0\0"       # at 4
+    table = struct.pack("<iiqI", 16 - 4, 0, -1, 36 - 32)               # at 16
+    return (struct.pack("<I", 16) + vtable + table + struct.pack("<I", len(AEDAT4_DESCRIPTION))
+            + AEDAT4_DESCRIPTION + b"\0")
+
+
+def aedat4_event_packet(events):
+    """A size-prefixed EventPacket flatbuffer (events.fbs, identifier EVTS): vtable at 12,
+    table at 20, the vector of 16-byte Event structs (t int64, x, y int16, on bool) at 28."""
+    body = (struct.pack("<I", 20 - 4) + b"EVTS" + struct.pack("<HHH", 6, 8, 4) + b"\0\0"
+            + struct.pack("<iI", 20 - 12, 28 - 24) + struct.pack("<I", len(events))
+            + b"".join(struct.pack("<qhhB3x", t, x, y, on) for t, x, y, on in events))
+    return struct.pack("<I", len(body)) + body
+
+
+def write_aedat4(path, packets):
+    """``#!AER-DAT4.0``, the IOHeader's length and bytes, then per packet: stream id 0,
+    length, the packet (no compression)."""
+    head = aedat4_ioheader()
+    data = b"#!AER-DAT4.0\r\n" + struct.pack("<I", len(head)) + head
+    for events in packets:
+        buf = aedat4_event_packet(events)
+        data += struct.pack("<II", 0, len(buf)) + buf
+    path.write_bytes(data)
+
+
+def test_aedat4_events(tmp_path):
+    pytest.importorskip("aedat")
+    f = tmp_path / "e.aedat4"
+    write_aedat4(f, [[(10, 3, 4, 1), (20, 127, 0, 0)], [(2**40, 5, 6, 1)]])
+    for ev in (read_aedat4(f), read_aedat(f)):
+        assert ev.dtype == EVENT_DTYPE
+        assert ev["x"].tolist() == [3, 127, 5] and ev["y"].tolist() == [4, 0, 6]
+        assert ev["t"].tolist() == [10, 20, 2**40] and ev["p"].tolist() == [1, 0, 1]
+    (tmp_path / "cat").mkdir()
+    write_aedat4(tmp_path / "cat" / "r.aedat4", [[(0, 0, 0, 1), (99, 127, 127, 0)]])
+    x, y, classes = load_event_folder(tmp_path, "dvs_cifar10", 2, 2, 2, max_count=3)
+    assert classes == ["cat"] and x[0, 0, 1, 0, 0] == 1 and x[0, 1, 0, 1, 1] == 1
+
+
 def test_aedat4_damaged_file_is_one_error(tmp_path):
     pytest.importorskip("aedat")
     f = tmp_path / "d.aedat4"
@@ -152,6 +205,10 @@ def test_aedat4_damaged_file_is_one_error(tmp_path):
     with pytest.raises(UserError, match=r"d\.aedat4: not a readable AEDAT 4 file") as e:
         read_aedat(f)
     assert "\n" not in str(e.value)
+    write_aedat4(f, [[(10, 3, 4, 1), (20, 127, 0, 0)]])
+    f.write_bytes(f.read_bytes()[:-5])                   # the last packet cut short
+    with pytest.raises(UserError, match=r"d\.aedat4: not a readable AEDAT 4 file"):
+        read_aedat4(f)
 
 
 # --- tonic: same layout, same binning ---------------------------------------------------------
