@@ -44,7 +44,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nir
+try:
+    import nir
+except ImportError:      # the optional extra .[nir]; the CLI says so in one line
+    nir = None
 import numpy as np
 import torch
 
@@ -172,11 +175,18 @@ def write_nir(graph, out: Path):
         raise UserError(f"--out: {out}: cannot write ({e.strerror or e})") from None
 
 
+def require_nir():
+    """UserError (one line, exit 2) when the optional ``nir`` package is missing."""
+    if nir is None:
+        raise UserError("NIR export needs the 'nir' package: pip install 'spquant-rtl[nir]'")
+
+
 def main(argv=None):
     ap = parser("python -m model_export.nir", __doc__.split("\n\n")[0])
     ap.add_argument("--checkpoint", required=True, help="model.pt written by python -m train")
     ap.add_argument("--out", help="the NIR file (default: <checkpoint dir>/model.nir)")
     args = ap.parse_args(argv)
+    require_nir()
     out = Path(args.out) if args.out else Path(args.checkpoint).parent / "model.nir"
     check_output_file(out, "--out")           # before the work: nothing written on error
     model, cfg = load_checkpoint(args.checkpoint)

@@ -32,7 +32,10 @@ import math
 from collections import defaultdict
 from pathlib import Path
 
-import nir
+try:
+    import nir
+except ImportError:      # the optional extra .[nir]; the CLI says so in one line
+    nir = None
 import numpy as np
 import torch
 
@@ -47,7 +50,6 @@ from .trainer import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, evaluate, train
 
 SNNTORCH_DT = 1e-4
 LEAK = 0.5
-POOLS = (nir.AvgPool2d, nir.SumPool2d)
 NEURON_REASONS = {
     "IF": "an IF neuron has no leak; the core's membrane leaks by 1/2 per step",
     "LI": "an LI neuron does not spike",
@@ -210,7 +212,7 @@ def map_graph(graph, cfg, where) -> dict:
         b = (np.asarray(conv.bias, np.float64) if conv.bias is not None else 0.0) * k
         i += 2
         carry = 1.0
-        if i < len(chain) and isinstance(chain[i][1], POOLS):
+        if i < len(chain) and isinstance(chain[i][1], (nir.AvgPool2d, nir.SumPool2d)):
             pname, pool = chain[i]
             p = int(spec.pool)
             if (_pair(pool.kernel_size) != (p, p) or _pair(pool.stride) != (p, p)
@@ -354,6 +356,12 @@ def save_checkpoint(model, cfg, config_text, path, metrics):
     atomic_write(path, lambda p: torch.save(ckpt, p))
 
 
+def require_nir():
+    """UserError (one line, exit 2) when the optional ``nir`` package is missing."""
+    if nir is None:
+        raise UserError("NIR import needs the 'nir' package: pip install 'spquant-rtl[nir]'")
+
+
 def main(argv=None):
     ap = parser("python -m train.nir_import", __doc__.split("\n\n")[0])
     ap.add_argument("graph", help="the NIR file")
@@ -366,6 +374,7 @@ def main(argv=None):
     ap.add_argument("--eval-samples", type=positive_int, default=None,
                     help="evaluate on the first N test samples only")
     args = ap.parse_args(argv)
+    require_nir()
     path, raw = load_raw_config(args.config)
     cfg = load_config(args.config)
     if cfg.model.get("arch", "convnet") != "convnet":
