@@ -298,7 +298,8 @@ def read_aedat4(path: Path) -> np.ndarray:
                 e = packet["events"]
                 parts.append(make_events(e["x"], e["y"], e["t"], e["on"].astype(np.int8)))
     except Exception as e:    # the decoder raises plain exceptions on damaged files
-        raise UserError(f"{path}: not a readable AEDAT 4 file ({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise UserError(f"{path}: not a readable AEDAT 4 file ({why})") from None
     return np.concatenate(parts) if parts else np.zeros(0, EVENT_DTYPE)
 
 
