@@ -5,6 +5,7 @@ import contextlib
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -71,8 +72,32 @@ class PortsOnlyVerilator(Verilator):
         return cmds
 
 
-def build_simulator(simulator: str, hw_dir: Path, build_dir: Path):
-    """Compile the generated Verilog for ``simulator`` once; returns the runner."""
+# Icarus: dump every signal when +waves=PATH is given (Verilog-2005, which the core is read
+# as; cocotb's own dump module needs SystemVerilog). vvp writes FST with its -fst flag.
+_ICARUS_WAVES = """module spquant_waves;
+  reg [8*1024-1:0] path;
+  initial if ($value$plusargs("waves=%s", path)) begin
+    $dumpfile(path);
+    $dumpvars(0, {top});
+  end
+endmodule
+"""
+
+
+def waves_format(simulator: str) -> str:
+    """The waveform format a ``waves`` build writes: "fst", or on Verilator "vcd" where the
+    C++ compiler has no lz4.h (Verilator's FST writer needs it: apt-get install liblz4-dev)."""
+    if simulator != "verilator":
+        return "fst"
+    r = subprocess.run(["c++", "-E", "-x", "c++", "-"], input="#include <lz4.h>\n",
+                       capture_output=True, text=True)
+    return "fst" if r.returncode == 0 else "vcd"
+
+
+def build_simulator(simulator: str, hw_dir: Path, build_dir: Path, waves: bool = False):
+    """Compile the generated Verilog for ``simulator`` once; returns the runner. ``waves``:
+    build with signal tracing (Verilator ``--trace-fst``, Icarus a dump module), for
+    :func:`run_case`'s ``waves``; use another ``build_dir`` than a build without it."""
     if simulator not in SIMULATORS:
         raise UserError(f"simulator {simulator!r} is not one of {list(SIMULATORS)}")
     build_dir, hw_dir = Path(build_dir).resolve(), Path(hw_dir).resolve()
@@ -94,8 +119,17 @@ def build_simulator(simulator: str, hw_dir: Path, build_dir: Path):
     build_args = ["-g2005"]
     if simulator == "verilator":
         build_args = [str(LINT_WAIVERS), "-Wno-fatal", "-O3"]
+        if waves:                  # after the runner's --trace (VCD): FST where it builds
+            build_args += ["--trace-structs"] + (["--trace-fst"] if waves_format(simulator) == "fst" else [])
+    elif waves:
+        build_dir.mkdir(parents=True, exist_ok=True)
+        dump = build_dir / "spquant_waves.v"
+        dump.write_text(_ICARUS_WAVES.format(top=top))
+        sources = [*sources, dump]
+        build_args += ["-s", "spquant_waves"]
     runner.build(sources=sources, hdl_toplevel=top, build_dir=str(build_dir),
-                 timescale=("1ns", "1ps"), build_args=build_args, always=False)
+                 timescale=("1ns", "1ps"), build_args=build_args, always=False,
+                 waves=waves and simulator == "verilator")
     return runner
 
 
@@ -125,7 +159,8 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
              fault: str | None = None, records: str = "full",
              preloaded: str | None = None, debug_rerun: bool = True,
              skipping: bool | None = None, keep_records: bool = False,
-             top: str = TOP, test_module: str = "sim.tb_core") -> dict:
+             top: str = TOP, test_module: str = "sim.tb_core",
+             waves: str | os.PathLike | None = None) -> dict:
     """Run one simulation over ``jobs``: dicts with ``export`` (a directory), ``inputs``
     (integers [B, T, C, H, W]) and optionally ``tag`` and ``reset_mid_inference``. Each job
     loads its export's parameters into the core (not if the core already holds them:
@@ -135,6 +170,7 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
     ``skipping``: how the core was built, if not as its config says (hw.build
     ``skipping``). ``keep_records``: also return every record word, per job and sample.
     ``top``, ``test_module``: the AXI wrapper's (snn_core_axi, sim.tb_axi) or the core's.
+    ``waves``: write the run's waveform (FST) to this path (a runner built with ``waves``).
     Returns results. Raises RuntimeError if the testbench did not get through every job
     (a crash or a hang): its partial results would read as a pass."""
     build_dir = Path(build_dir).resolve()
@@ -159,9 +195,15 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
                                           os.environ.get("PYTHONPATH", "")])}
     try:
+        trace = {}
+        if waves is not None:
+            waves = Path(waves).resolve()
+            waves.unlink(missing_ok=True)
+            trace = (dict(waves=True, test_args=["--trace-file", str(waves)])
+                     if simulator == "verilator" else dict(waves=True, plusargs=[f"+waves={waves}"]))
         runner.test(hdl_toplevel=top, test_module=test_module, build_dir=str(build_dir),
                     test_dir=str(case_dir), extra_env=env,
-                    results_xml=str(case_dir / "results.xml"))
+                    results_xml=str(case_dir / "results.xml"), **trace)
     except SystemExit as e:        # cocotb_tools exits non-zero on a failing test under pytest
         if not results.exists():
             raise RuntimeError(f"{simulator}: testbench failed without results (exit {e.code}); "
