@@ -7,8 +7,9 @@ sits inside :class:`hw.synth_ice40.PinHarness` (its ports would exceed any packa
 serial input pin, one XOR-folded registered output pin), so nothing is optimized away and
 the core's own register-to-register paths set fmax.
 
-Reported: LUT4s (TRELLIS_COMB used as LUTs), flip-flops (TRELLIS_FF), DP16KD block RAMs,
-MULT18X18D DSPs, each with the device's total, and nextpnr's achieved fmax on ``clk``.
+Reported: LUT4s as Yosys maps them (``luts``), nextpnr's TRELLIS_COMB slots (``comb_cells``:
+LUT4s, carry halves and distributed-RAM LUTs), flip-flops (TRELLIS_FF), DP16KD block RAMs
+and MULT18X18D DSPs, each with the device's total, and nextpnr's achieved fmax on ``clk``.
 """
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ DEVICE = {"name": "LFE5U-85F-6BG381C", "nextpnr_args": ["--85k", "--package", "C
                                                         "--speed", "6"]}
 TARGET_MHZ = 50.0          # nextpnr's constraint; the achieved fmax is reported regardless
 # nextpnr-ecp5's utilization entries -> the report's names.
-RESOURCES = {"TRELLIS_COMB": "luts", "TRELLIS_FF": "flip_flops", "DP16KD": "block_rams",
+RESOURCES = {"TRELLIS_COMB": "comb_cells", "TRELLIS_FF": "flip_flops", "DP16KD": "block_rams",
              "MULT18X18D": "dsps", "TRELLIS_RAMW": "distributed_ram_writers"}
 
 
@@ -83,6 +84,7 @@ def implement_ecp5(params, out_dir: Path, core_v: str, sram_v: str, top: str, ru
     for key, name in RESOURCES.items():
         v = util.get(key, {"used": 0, "available": 0})
         rep[name] = [v["used"], v["available"]]
+    rep["luts"] = [cells.get("LUT4", 0), util.get("TRELLIS_COMB", {"available": 0})["available"]]
     clocks = {name: v["achieved"] for name, v in pnr.get("fmax", {}).items()}
     rep["fmax_mhz"] = round(min(clocks.values()), 2) if clocks else None
     rep["fmax_by_clock_mhz"] = clocks
@@ -95,6 +97,7 @@ def format_ecp5(rep: dict) -> str:
     if not rep["fits"]:
         return head + f"\n  ECP5 place and route failed: {rep['blocked_by']}"
     parts = ", ".join(f"{name} {u:,}/{a:,}" for name, (u, a) in
-                      ((n, rep[n]) for n in ("luts", "flip_flops", "block_rams", "dsps")))
+                      ((n, rep[n]) for n in ("luts", "comb_cells", "flip_flops",
+                                             "block_rams", "dsps")))
     return (head + f"\n  ECP5 placed and routed in {rep['seconds']['nextpnr_ecp5']:.1f} s: "
             f"fmax {rep['fmax_mhz']} MHz; {parts} (harness included)")
