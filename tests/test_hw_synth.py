@@ -179,3 +179,25 @@ def test_stat_json_survives_the_instance_tree_lines():
             '       snn_core.window_packer      1\n   "design": {"num_cells": 3}\n}')
     text = text.replace(",\n   },", ",")
     assert read_stat_json(text) == {"modules": {}, "design": {"num_cells": 3}}
+
+
+@needs_yosys
+def test_axi_wrapper_synthesizes_with_the_core_as_a_unit(tmp_path):
+    """--bus axi: the wrapper is the top unit, the core's scheduler the `core` unit; the
+    wrapper adds its registers (four 64-bit counters at least) to the core's flip-flops."""
+    r = run_cli("hw.synth", "--config", "slice_digits.yaml", "--bus", "axi",
+                "--json", str(tmp_path / "s.json"))
+    assert r.returncode == 0, r.stderr
+    rep = json.loads((tmp_path / "s.json").read_text())
+    units = {u["unit"]: u for u in rep["units"]}
+    assert rep["top"] == "snn_core_axi" and {"snn_core_axi", "core", "neuron_unit"} <= set(units)
+    assert units["snn_core_axi"]["flip_flops"] >= 4 * 64
+    assert all(u["role"] for u in units.values())
+    assert sum(u["flip_flops"] for u in units.values()) == rep["totals"]["flip_flops"]
+
+
+def test_axi_bus_with_place_and_route_is_one_line(tmp_path):
+    r = run_cli("hw.synth", "--config", "slice_digits.yaml", "--bus", "axi", "--ecp5",
+                "--out", str(tmp_path / "out"))
+    _one_line_exit_2(r, "--bus axi: generic synthesis only")
+    assert not (tmp_path / "out").exists()
