@@ -89,8 +89,11 @@ def waves_format(simulator: str) -> str:
     C++ compiler has no lz4.h (Verilator's FST writer needs it: apt-get install liblz4-dev)."""
     if simulator != "verilator":
         return "fst"
-    r = subprocess.run(["c++", "-E", "-x", "c++", "-"], input="#include <lz4.h>\n",
-                       capture_output=True, text=True)
+    try:
+        r = subprocess.run(["c++", "-E", "-x", "c++", "-"], input="#include <lz4.h>\n",
+                           capture_output=True, text=True)
+    except OSError:                # no compiler: Verilator's build will say so
+        return "vcd"
     return "fst" if r.returncode == 0 else "vcd"
 
 
