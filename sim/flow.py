@@ -11,7 +11,8 @@ spikes at a realistic rate (sim.calibrate).
 Large networks (configs/vgg9.yaml) set ``sim.preload`` (parameters from memory images
 instead of the param stream), ``sim.records: signature`` (one CRC-32 and spike count per
 layer and step instead of a record per position and group) and ``stall_probability: 0``
-(one stall-free pass). The per-layer table compares the cycles with the ideal
+(one stall-free pass). ``--waves`` also writes each simulator's waveform and prints its
+path (docs: README, "Waveforms"). The per-layer table compares the cycles with the ideal
 (golden.work_counts) and with the core built without skipping (closed form,
 CoreParams.skip_disabled_cycles).
 
@@ -38,7 +39,7 @@ from project_config.cli import SAMPLES_MAX, add_config, bounded_int, parser, see
 from project_config.files import atomic_write, save_npy, write_json_report
 from project_config.schema import SIMULATORS
 from sim.calibrate import add_runtime_pruning, calibrated_export, spike_rates
-from sim.runner import build_simulator, output_to, preloaded_sha256, run_case
+from sim.runner import build_simulator, output_to, preloaded_sha256, run_case, waves_format
 
 SPIKE_RATE = 0.15        # random networks: every layer's target rate (sim.calibrate)
 
@@ -137,14 +138,15 @@ def run_golden(case: Case, log=print) -> tuple[golden.GoldenResult, list, dict]:
 
 
 def simulate(simulator: str, case: Case, core: Core, work: Path, records: str,
-             golden_predictions: np.ndarray, verbose: bool = False) -> dict:
+             golden_predictions: np.ndarray, verbose: bool = False, waves: bool = False) -> dict:
     """Compile the core for ``simulator`` and run the case with the config's random stalls
     (Verilator: also stall-free, for the core's own cycles per layer). Returns the summary
     entry; the simulator's output goes to ``work/sim_<simulator>/simulator.log`` unless
-    ``verbose``."""
+    ``verbose``. ``waves``: trace the (first) run into ``entry["waves"]`` (FST; VCD on a
+    Verilator without lz4), built in ``work/sim_<simulator>_waves``."""
     cfg = case.cfg
     t0 = time.time()
-    sim_dir = work / f"sim_{simulator}"
+    sim_dir = work / (f"sim_{simulator}_waves" if waves else f"sim_{simulator}")
     sim_dir.mkdir(parents=True, exist_ok=True)
     log = sim_dir / "simulator.log"
     log.unlink(missing_ok=True)
@@ -152,10 +154,12 @@ def simulate(simulator: str, case: Case, core: Core, work: Path, records: str,
     common = dict(config=cfg, jobs=[{"export": case.export_dir, "inputs": case.inputs}],
                   seed=cfg.sim["seed"], records=records, preloaded=preloaded_sha256(core.hw_dir))
     with output_to(None if verbose else log):
-        runner = build_simulator(simulator, core.hw_dir, sim_dir)
+        runner = build_simulator(simulator, core.hw_dir, sim_dir, waves=waves)
         t_compile = time.time() - t0
-        r = run_case(runner, simulator, sim_dir, stall_probability=stall,
-                     tag="stalls" if stall else "no_stalls", **common)
+        tag = "stalls" if stall else "no_stalls"
+        trace = sim_dir / f"waves_{tag}.{waves_format(simulator)}" if waves else None
+        r = run_case(runner, simulator, sim_dir, stall_probability=stall, tag=tag,
+                     waves=trace, **common)
     entry = {"samples": r["samples"], "mismatches": r["mismatches"],
              "perf_mismatches": r["perf_mismatches"],
              "cycles_with_stalls": float(np.mean(r["cycles"])),
@@ -163,7 +167,8 @@ def simulate(simulator: str, case: Case, core: Core, work: Path, records: str,
              "rtl_predictions_equal_golden": bool(np.array_equal(r["predictions"],
                                                                  golden_predictions)),
              "testbench_failed": r["testbench_failed"], "details": r["details"][:3],
-             "compile_s": round(t_compile, 1)}
+             "compile_s": round(t_compile, 1),
+             **({"waves": str(trace)} if waves else {})}
     if simulator == "verilator":
         r0 = r
         if stall:
@@ -195,6 +200,8 @@ def print_simulator(simulator: str, entry: dict, records: str, log_path: Path, l
         f"(compile {entry['compile_s']} s, run {entry['run_s']} s)")
     for d in entry["details"]:
         log(f"      sample {d['sample']}: {d['problems'][:3]}")
+    if "waves" in entry:
+        log(f"      waves: {entry['waves']}")
     if entry["mismatches"] or entry["perf_mismatches"] or entry["testbench_failed"]:
         log(f"      simulator log: {log_path}")
 
@@ -249,9 +256,10 @@ def print_totals(case: Case, summary: dict, sims: list, mismatches: int,
 
 def run(cfg: Config, sims: list, samples: int, seed: int = 7, retrain: bool = False,
         random_weights: bool = False, records: str | None = None, preload: bool | None = None,
-        verbose: bool = False, log=print) -> int:
+        verbose: bool = False, waves: bool = False, log=print) -> int:
     """The whole flow for ``cfg`` on ``sims``; writes ``build/<name>/sim_summary.json``.
-    ``records`` and ``preload`` default to the config's. Returns 1 on any mismatch, else 0."""
+    ``records`` and ``preload`` default to the config's; ``waves``: also write each
+    simulator's waveform (:func:`simulate`). Returns 1 on any mismatch, else 0."""
     work = Path("build") / cfg.name
     params = CoreParams(cfg)        # a config without a hardware form stops here, in one line
     t_start = time.time()
@@ -269,7 +277,8 @@ def run(cfg: Config, sims: list, samples: int, seed: int = 7, retrain: bool = Fa
                "verilog_bytes": core.verilog_bytes, "hw_build_s": round(core.build_s, 1)}
     mismatches = 0
     for sim in sims:
-        entry = simulate(sim, case, core, work, records, ref.predictions, verbose=verbose)
+        entry = simulate(sim, case, core, work, records, ref.predictions, verbose=verbose,
+                         waves=waves)
         summary["simulators"][sim] = entry
         mismatches += (entry["mismatches"] + entry["perf_mismatches"]
                        + int(entry["testbench_failed"]))
@@ -321,11 +330,15 @@ def main(argv=None):
     ap.add_argument("--preload", action=argparse.BooleanOptionalAction, default=None,
                     help="parameters from memory images, not the param stream (default sim.preload)")
     ap.add_argument("--verbose", action="store_true", help="show simulator output (else in simulator.log)")
+    ap.add_argument("--waves", action="store_true",
+                    help="write each simulator's waveform (FST; VCD on a Verilator without lz4) "
+                         "and print its path")
     args = ap.parse_args(argv)
     cfg = load_config(args.config)
     return run(cfg, simulators(args.simulators, cfg), args.samples or cfg.sim["samples"],
                seed=args.seed, retrain=args.retrain, random_weights=args.random_weights,
-               records=args.records, preload=args.preload, verbose=args.verbose)
+               records=args.records, preload=args.preload, verbose=args.verbose,
+               waves=args.waves)
 
 
 def cli():

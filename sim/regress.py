@@ -2,14 +2,16 @@
 
     python -m sim.regress --simulator verilator --cases 1000 --workers 2
     python -m sim.regress --simulator both --cases 40 --per-shape 10
-    python -m sim.regress --simulator icarus --repro SHAPE_SEED CASE_SEED
+    python -m sim.regress --simulator icarus --repro SHAPE_SEED CASE_SEED [--waves]
 
 Cases are grouped by shape (one generated core per shape, ``--per-shape`` cases each: every
 case loads its own export into the same core, so parameter reloading is exercised too);
 shapes run in parallel worker processes. Prints the pass count, the seeds of every failing
 case and a one-line command that reproduces it. ``both`` runs each shape on Icarus and
 Verilator and also requires identical predictions and cycle counts from the two.
-Exit code 1 if any case fails.
+Exit code 1 if any case fails. ``--waves`` writes each shape's waveform (FST; VCD on a
+Verilator without lz4) into its folder, kept, and prints the path; a failing ``--repro``
+is run again with waves automatically.
 """
 from __future__ import annotations
 
@@ -28,12 +30,14 @@ from project_config.cli import add_out, bounded_int, parser, seed, stall_probabi
 from project_config.files import atomic_write, check_output_dir, write_json_report
 from project_config.schema import SIMULATORS
 from sim.random_cases import random_case, random_shape
-from sim.runner import build_simulator, output_to, run_case
+from sim.runner import build_simulator, output_to, run_case, waves_format
 
 
 def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
-              stall: float) -> list:
-    """Build one random core and run its cases; returns one result dict per case."""
+              stall: float, waves: bool = False) -> list:
+    """Build one random core and run its cases; returns one result dict per case.
+    ``waves``: trace the run on each simulator (``result["waves"]``: simulator -> path) and
+    keep the shape's folder."""
     work = Path(out_dir) / f"shape{shape_seed}"
     work.mkdir(parents=True, exist_ok=True)
     # The shape's config as a file: the testbench (another process) loads it, and a failing
@@ -55,10 +59,15 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
             hw = build(cfg, work / "hw")                # lint included
             runs = {}
             for sim in simulators:
-                runner = build_simulator(sim, hw, work / f"sim_{sim}")
-                runs[sim] = run_case(runner, sim, work / f"sim_{sim}", config=cfg,
+                sim_dir = work / (f"sim_{sim}_waves" if waves else f"sim_{sim}")
+                trace = sim_dir / f"waves.{waves_format(sim)}" if waves else None
+                runner = build_simulator(sim, hw, sim_dir, waves=waves)
+                runs[sim] = run_case(runner, sim, sim_dir, config=cfg,
                                      jobs=jobs, stall_probability=stall, seed=shape_seed,
-                                     tag="regress", max_cycles=3_000_000)
+                                     tag="regress", max_cycles=3_000_000, waves=trace)
+                if waves:
+                    for s in case_seeds:
+                        results[s].setdefault("waves", {})[sim] = str(trace)
         for sim, r in runs.items():
             by_tag = {j["tag"]: j for j in r["jobs"]}
             for s in case_seeds:
@@ -85,7 +94,7 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
         (work / "crash.txt").write_text(traceback.format_exc())
     for r in results.values():
         r["ok"] = not r["problems"]
-    if all(r["ok"] for r in results.values()):
+    if all(r["ok"] for r in results.values()) and not waves:
         shutil.rmtree(work, ignore_errors=True)   # keep only failing shapes on disk
     return list(results.values())
 
@@ -103,7 +112,9 @@ def main(argv=None):
                     help="random idle/backpressure probability, 0 to 0.95")
     add_out(ap, "work and summary folder (default build/regress)", default="build/regress")
     ap.add_argument("--repro", nargs=2, type=bounded_int(0, 2 ** 63 - 1), metavar=("SHAPE_SEED", "CASE_SEED"),
-                    help="run one case")
+                    help="run one case (again with --waves if it fails)")
+    ap.add_argument("--waves", action="store_true",
+                    help="write each shape's waveform and keep its folder")
     args = ap.parse_args(argv)
     sims = list(SIMULATORS) if args.simulator == "both" else [args.simulator]
 
@@ -118,13 +129,19 @@ def main(argv=None):
     t0 = time.time()
     results = []
     with futures.ProcessPoolExecutor(max_workers=min(args.workers, len(plan))) as pool:
-        jobs = [pool.submit(run_shape, shape, cases, sims, args.out, args.stall)
+        jobs = [pool.submit(run_shape, shape, cases, sims, args.out, args.stall, args.waves)
                 for shape, cases in plan]
         for done in futures.as_completed(jobs):
             results += done.result()
             print(f"  {sum(r['ok'] for r in results)}/{len(results)} passed "
                   f"({time.time() - t0:.0f} s)", flush=True)
     failed = [r for r in results if not r["ok"]]
+    if args.repro and failed and not args.waves:
+        # A failing repro is for debugging: run it again with waves.
+        print("  the case failed: running it again with waves", flush=True)
+        results = run_shape(args.repro[0], [args.repro[1]], sims, args.out, args.stall,
+                            waves=True)
+        failed = [r for r in results if not r["ok"]]
     write_json_report(Path(args.out) / "summary.json",
                       {"simulators": sims, "cases": len(results),
                        "passed": len(results) - len(failed),
@@ -135,6 +152,9 @@ def main(argv=None):
         print(f"FAILED shape {r['shape']} case {r['case']} ({r['notes']}): {r['problems'][0]}")
         print(f"  repro: python -m sim.regress --simulator {args.simulator} "
               f"--repro {r['shape']} {r['case']}")
+    for r in results:
+        for sim, path in r.get("waves", {}).items():
+            print(f"waves ({sim}, shape {r['shape']}): {path}")
     return 1 if failed else 0
 
 

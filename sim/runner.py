@@ -5,16 +5,21 @@ import contextlib
 import json
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 from cocotb_tools.runner import Verilator, get_results, get_runner
 
-from hw.build import TOP, build
+from hw.build import AXI_TOP, TOP, build
 from hw.toolchain import LINT_WAIVERS, apply_verilator_env
 from project_config import Config, UserError, load_config
 from project_config.schema import SIMULATORS
+
+
+# The testbench module of each top module (sim.tb_axi drives the AXI wrapper's buses).
+TESTBENCHES = {TOP: "sim.tb_core", AXI_TOP: "sim.tb_axi"}
 
 
 @contextlib.contextmanager
@@ -40,14 +45,12 @@ def output_to(log_path: Path | None):
                 os.close(fd)
 
 
-def _top_ports(verilog: Path) -> list[str]:
-    """Port names of the top module, from its header line."""
-    with open(verilog) as f:
-        for line in f:
-            mo = re.match(rf"module {TOP}\((.*)\);", line)
-            if mo:
-                return [name.strip() for name in mo.group(1).split(",")]
-    raise RuntimeError(f"{verilog}: no module {TOP}")
+def _top_ports(verilog: Path, top: str = TOP) -> list[str]:
+    """Port names of the top module, from its header (which Yosys wraps when it is long)."""
+    mo = re.search(rf"^module {top}\(([^;]*)\);", Path(verilog).read_text(), re.M)
+    if not mo:
+        raise RuntimeError(f"{verilog}: no module {top}")
+    return [name.strip() for name in mo.group(1).split(",")]
 
 
 class PortsOnlyVerilator(Verilator):
@@ -69,18 +72,46 @@ class PortsOnlyVerilator(Verilator):
         return cmds
 
 
-def build_simulator(simulator: str, hw_dir: Path, build_dir: Path):
-    """Compile the generated Verilog for ``simulator`` once; returns the runner."""
+# Icarus: dump every signal when +waves=PATH is given (Verilog-2005, which the core is read
+# as; cocotb's own dump module needs SystemVerilog). vvp writes FST with its -fst flag.
+_ICARUS_WAVES = """module spquant_waves;
+  reg [8*1024-1:0] path;
+  initial if ($value$plusargs("waves=%s", path)) begin
+    $dumpfile(path);
+    $dumpvars(0, {top});
+  end
+endmodule
+"""
+
+
+def waves_format(simulator: str) -> str:
+    """The waveform format a ``waves`` build writes: "fst", or on Verilator "vcd" where the
+    C++ compiler has no lz4.h (Verilator's FST writer needs it: apt-get install liblz4-dev)."""
+    if simulator != "verilator":
+        return "fst"
+    try:
+        r = subprocess.run(["c++", "-E", "-x", "c++", "-"], input="#include <lz4.h>\n",
+                           capture_output=True, text=True)
+    except OSError:                # no compiler: Verilator's build will say so
+        return "vcd"
+    return "fst" if r.returncode == 0 else "vcd"
+
+
+def build_simulator(simulator: str, hw_dir: Path, build_dir: Path, waves: bool = False):
+    """Compile the generated Verilog for ``simulator`` once; returns the runner. ``waves``:
+    build with signal tracing (Verilator ``--trace-fst``, Icarus a dump module), for
+    :func:`run_case`'s ``waves``; use another ``build_dir`` than a build without it."""
     if simulator not in SIMULATORS:
         raise UserError(f"simulator {simulator!r} is not one of {list(SIMULATORS)}")
     build_dir, hw_dir = Path(build_dir).resolve(), Path(hw_dir).resolve()
-    sources = [hw_dir / f"{TOP}.v", hw_dir / "spquant_sram.v"]
+    top = build_top(hw_dir)
+    sources = [hw_dir / f"{top}.v", hw_dir / "spquant_sram.v"]
     if simulator == "verilator":
         apply_verilator_env()
         build_dir.mkdir(parents=True, exist_ok=True)
         ports_vlt = build_dir / "ports.vlt"
         ports_vlt.write_text("`verilator_config\n" + "".join(
-            f'public_flat_rw -module "{TOP}" -var "{port}"\n' for port in _top_ports(sources[0])))
+            f'public_flat_rw -module "{top}" -var "{port}"\n' for port in _top_ports(sources[0], top)))
         runner = PortsOnlyVerilator(ports_vlt)
     else:
         runner = get_runner(simulator)
@@ -91,9 +122,23 @@ def build_simulator(simulator: str, hw_dir: Path, build_dir: Path):
     build_args = ["-g2005"]
     if simulator == "verilator":
         build_args = [str(LINT_WAIVERS), "-Wno-fatal", "-O3"]
-    runner.build(sources=sources, hdl_toplevel=TOP, build_dir=str(build_dir),
-                 timescale=("1ns", "1ps"), build_args=build_args, always=False)
+        if waves:                  # after the runner's --trace (VCD): FST where it builds
+            build_args += ["--trace-structs"] + (["--trace-fst"] if waves_format(simulator) == "fst" else [])
+    elif waves:
+        build_dir.mkdir(parents=True, exist_ok=True)
+        dump = build_dir / "spquant_waves.v"
+        dump.write_text(_ICARUS_WAVES.format(top=top))
+        sources = [*sources, dump]
+        build_args += ["-s", "spquant_waves"]
+    runner.build(sources=sources, hdl_toplevel=top, build_dir=str(build_dir),
+                 timescale=("1ns", "1ps"), build_args=build_args, always=False,
+                 waves=waves and simulator == "verilator")
     return runner
+
+
+def build_top(hw_dir: Path) -> str:
+    """The top module of the build in ``hw_dir``: snn_core, or snn_core_axi (--bus axi)."""
+    return json.loads((Path(hw_dir) / "report.json").read_text()).get("top", TOP)
 
 
 def preloaded_sha256(hw_dir: Path) -> str | None:
@@ -116,7 +161,9 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
              stall_probability: float, seed: int, tag: str, max_cycles: int = 2_000_000,
              fault: str | None = None, records: str = "full",
              preloaded: str | None = None, debug_rerun: bool = True,
-             skipping: bool | None = None, keep_records: bool = False) -> dict:
+             skipping: bool | None = None, keep_records: bool = False,
+             top: str = TOP, test_module: str = "sim.tb_core",
+             waves: str | os.PathLike | None = None) -> dict:
     """Run one simulation over ``jobs``: dicts with ``export`` (a directory), ``inputs``
     (integers [B, T, C, H, W]) and optionally ``tag`` and ``reset_mid_inference``. Each job
     loads its export's parameters into the core (not if the core already holds them:
@@ -125,6 +172,8 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
     testbench loads the file). ``records``: "full" or "signature" (sim.tb_core).
     ``skipping``: how the core was built, if not as its config says (hw.build
     ``skipping``). ``keep_records``: also return every record word, per job and sample.
+    ``top``, ``test_module``: the AXI wrapper's (snn_core_axi, sim.tb_axi) or the core's.
+    ``waves``: write the run's waveform (FST) to this path (a runner built with ``waves``).
     Returns results. Raises RuntimeError if the testbench did not get through every job
     (a crash or a hang): its partial results would read as a pass."""
     build_dir = Path(build_dir).resolve()
@@ -149,9 +198,15 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
                                           os.environ.get("PYTHONPATH", "")])}
     try:
-        runner.test(hdl_toplevel=TOP, test_module="sim.tb_core", build_dir=str(build_dir),
+        trace = {}
+        if waves is not None:
+            waves = Path(waves).resolve()
+            waves.unlink(missing_ok=True)
+            trace = (dict(waves=True, test_args=["--trace-file", str(waves)])
+                     if simulator == "verilator" else dict(waves=True, plusargs=[f"+waves={waves}"]))
+        runner.test(hdl_toplevel=top, test_module=test_module, build_dir=str(build_dir),
                     test_dir=str(case_dir), extra_env=env,
-                    results_xml=str(case_dir / "results.xml"))
+                    results_xml=str(case_dir / "results.xml"), **trace)
     except SystemExit as e:        # cocotb_tools exits non-zero on a failing test under pytest
         if not results.exists():
             raise RuntimeError(f"{simulator}: testbench failed without results (exit {e.code}); "
@@ -176,20 +231,23 @@ def cosimulate(config: Config | str, export: Path, inputs: np.ndarray, simulator
                work_dir: Path, stall_probability: float = 0.25, seed: int = 1,
                hw_dir: Path | None = None, tag: str = "main", fault: str | None = None,
                preload: bool = False, records: str = "full", skipping: bool | None = None,
-               max_cycles: int = 2_000_000, keep_records: bool = False) -> dict:
+               max_cycles: int = 2_000_000, keep_records: bool = False, bus: str = "none") -> dict:
     """Generate (unless ``hw_dir`` given; preloading ``export`` if ``preload``), build and
     run one co-simulation (``max_cycles``: per inference, before the testbench calls it a hang).
+    ``bus``: "axi" builds the core in its AXI wrapper and runs sim.tb_axi (cocotbext-axi).
     ``config``: the loaded config, or its file's path or name (the testbench loads the file)."""
     _config_file(config)                       # no file for the testbench: say so before building
     work_dir = Path(work_dir)
     if hw_dir is None:
         cfg = config if isinstance(config, Config) else load_config(config)
         hw_dir = build(cfg, work_dir / "hw", do_lint=False,
-                       export=export if preload else None, skipping=skipping)
+                       export=export if preload else None, skipping=skipping, bus=bus)
     sim_dir = work_dir / f"sim_{simulator}"
+    top = build_top(hw_dir)
     runner = build_simulator(simulator, hw_dir, sim_dir)
     return run_case(runner, simulator, sim_dir, config=config,
                     jobs=[{"export": export, "inputs": inputs, "tag": tag}],
                     stall_probability=stall_probability, seed=seed, tag=tag, fault=fault,
                     records=records, preloaded=preloaded_sha256(hw_dir), skipping=skipping,
-                    max_cycles=max_cycles, keep_records=keep_records)
+                    max_cycles=max_cycles, keep_records=keep_records, top=top,
+                    test_module=TESTBENCHES[top])
