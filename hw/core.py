@@ -265,15 +265,37 @@ class SnnCore(wiring.Component):
         m.d.comb += in_pos.eq(iy * cur["in_w"] + ix)
 
         # Memory addresses follow the scheduler registers; data arrives one cycle later and
-        # stays valid while the registers hold.
+        # stays valid while the registers hold. The group's reads (threshold, membrane,
+        # channel sum) follow `read_group`: the group itself, or the odd group of the window
+        # in the cycle that moves to its NEURON (its reads are then in flight while the even
+        # group writes). The position mask is read one position ahead (`mask_pos`): in
+        # POSITION_CHECK its bit for the position just entered has arrived.
+        read_group = Signal.like(group)
+        m.d.comb += read_group.eq(group)
+        pos_after = Signal.like(pos)               # the position visited after this one
+        with m.If(~cur["pool2"] | ~dx):
+            m.d.comb += pos_after.eq(pos + 1)
+        with m.Elif(~dy):
+            m.d.comb += pos_after.eq(pos + cur["out_w"] - 1)
+        with m.Elif(wx == cur["win_w"] - 1):
+            m.d.comb += pos_after.eq(pos + 1)
+        with m.Else():
+            m.d.comb += pos_after.eq(pos + 1 - cur["out_w"])
+        at_layer_start = Signal()                  # no position visited yet: read position 0
+        mask_pos = Signal.like(pos)
+        m.d.comb += mask_pos.eq(Mux(at_layer_start, 0, pos_after))
+        membrane_waddr = Signal.like(membranes.waddr)
         m.d.comb += [
-            position_masks.raddr.eq(cur["p_base"] + pos),
-            thresholds.raddr.eq(cur["g_base"] + group),
+            position_masks.raddr.eq(cur["p_base"] + mask_pos),
+            thresholds.raddr.eq(cur["g_base"] + read_group),
             channel_masks.raddr.eq(cur["g_base"] + group),
-            membranes.raddr.eq(cur["m_base"] + pos * cur["groups"] + group),
+            membranes.raddr.eq(cur["m_base"] + pos * cur["groups"] + read_group),
+            membrane_waddr.eq(cur["m_base"] + pos * cur["groups"] + group),
         ]
         if p.channel_gating:
-            m.d.comb += priors.raddr.eq(cur["r_base"] + group)
+            prior_waddr = Signal.like(priors.waddr)
+            m.d.comb += [priors.raddr.eq(cur["r_base"] + read_group),
+                         prior_waddr.eq(cur["r_base"] + group)]
         for act in acts:
             m.d.comb += act.raddr.eq(in_pos[:len(act.raddr)])
 
@@ -349,13 +371,13 @@ class SnnCore(wiring.Component):
         m.d.comb += remaining_channels.eq(cur["cout"] - group[1:] * (2 * L))
         window_valid = Cat(*(remaining_channels > i for i in range(2 * L)))
 
-        def set_window():
+        def set_window(position_live):
             """Register the window's channels; start its first packed group, if any."""
             cm = Signal(2 * L, name="window_cmask_next")
             nxt = Signal(2 * L, name="sched_next")
             # Open bits past C_out are another layer's (the MASK pass writes the layer's own).
             m.d.comb += cm.eq(open_bits.word_select(group[1:], 2 * L) & window_valid
-                              & Mux(pos_live, (1 << 2 * L) - 1, 0))
+                              & Mux(position_live, (1 << 2 * L) - 1, 0))
             if p.skipping:
                 live_halves = Cat(Mux(cm[:L].any(), (1 << L) - 1, 0),
                                   Mux(cm[L:].any(), (1 << L) - 1, 0))
@@ -470,13 +492,13 @@ class SnnCore(wiring.Component):
                 m.next = "POOL_WRITE"
             with m.Else():
                 m.d.core += [dx.eq(~dx), dy.eq(dy ^ dx), group.eq(0)]
-                m.next = "POSITION"
+                m.next = "POSITION_CHECK"
 
         # The window's groups after its packed groups: NEURON for a computed group (every
         # group when skipping is off), INIT_ZERO for an uncomputed one at step 0 of a pruning
-        # core, nothing otherwise. The odd group's NEURON needs one GROUP cycle first (its
-        # threshold, membrane and channel-sum reads); the even group's were presented since
-        # the window's last mask read.
+        # core, nothing otherwise. The odd group's reads (threshold, membrane, channel sum)
+        # are presented in the cycle that moves to its NEURON (read_group); the even group's
+        # were presented since the window was set up.
         has_odd = Signal()                         # group 2w + 1 exists
         m.d.comb += has_odd.eq(Cat(C(1, 1), group[1:]) < cur["groups"])
         next_window_group = Cat(C(0, 1), group[1:] + 1)
@@ -497,8 +519,9 @@ class SnnCore(wiring.Component):
 
         def odd_group_or_next_window():            # the even group is done (group = 2w)
             with m.If(has_odd & needs_neuron(1)):
+                m.d.comb += read_group.eq(group | 1)
                 m.d.core += group.eq(group | 1)
-                m.next = "GROUP"
+                m.next = "NEURON"
             if pruning:
                 with m.Elif(has_odd & needs_zero(1)):
                     m.d.core += group.eq(group | 1)
@@ -544,7 +567,7 @@ class SnnCore(wiring.Component):
                 m.next = again
 
         def start_layer():
-            m.d.core += [wy.eq(0), wx.eq(0), dy.eq(0), dx.eq(0), group.eq(0),
+            m.d.core += [wy.eq(0), wx.eq(0), dy.eq(0), dx.eq(0), group.eq(0), at_layer_start.eq(1),
                          crc.eq(CRC_INIT), spike_count.eq(0), event_count.eq(0),
                          synaptic_count.eq(0), update_count.eq(0)]
 
@@ -628,17 +651,19 @@ class SnnCore(wiring.Component):
             with m.State("MASK_AND"):
                 store_open_word(lambda word: channel_masks.rdata
                                 & Mux(cur_gate_on, word, (1 << L) - 1))
-                next_group_of_pass("POSITION", "MASK_ADDR")
-
-            with m.State("POSITION"):          # position-mask address is presented
-                m.d.core += pos_live.eq(1)
                 with m.If(cur["is_fc"]):
-                    m.next = "WINDOW"
+                    next_group_of_pass("POSITION", "MASK_ADDR")
                 with m.Else():
-                    m.next = "POSITION_CHECK"
+                    next_group_of_pass("POSITION_CHECK", "MASK_ADDR")
 
-            with m.State("POSITION_CHECK"):    # mask bit has arrived
-                m.d.core += pos_live.eq(position_masks.rdata[0])
+            with m.State("POSITION"):          # the classifier's one position
+                m.d.core += pos_live.eq(1)
+                m.next = "WINDOW"
+
+            with m.State("POSITION_CHECK"):    # the position's mask bit has arrived
+                # From here the mask is read one position ahead (see mask_pos).
+                m.d.comb += mask_pos.eq(pos_after)
+                m.d.core += [pos_live.eq(position_masks.rdata[0]), at_layer_start.eq(0)]
                 if p.skipping:
                     with m.If(position_masks.rdata[0]):
                         if p.spatial_pruning:
@@ -646,13 +671,13 @@ class SnnCore(wiring.Component):
                                 m.d.core += [importance.eq(0), group.eq(1)]
                                 m.next = "SCORE_ACC"
                             with m.Else():
-                                m.next = "WINDOW"
+                                set_window(1)
                         else:
-                            m.next = "WINDOW"
+                            set_window(1)
                     with m.Else():
                         next_position()
                 else:
-                    m.next = "WINDOW"
+                    set_window(position_masks.rdata[0])
 
             if p.spatial_pruning:
                 # Membrane importance e = sum of the stored levels over all channels, one
@@ -669,7 +694,7 @@ class SnnCore(wiring.Component):
 
                 with m.State("SCORE_DECIDE"):  # group 0's address presented
                     with m.If(importance >= cur_theta):
-                        m.next = "WINDOW"
+                        set_window(pos_live)
                     with m.Else():
                         m.next = "PRUNE_WRITE"
 
@@ -677,10 +702,10 @@ class SnnCore(wiring.Component):
                     m.next = "PRUNE_WRITE"
 
                 with m.State("PRUNE_WRITE"):
-                    m.d.comb += [membranes.waddr.eq(membranes.raddr), membranes.wdata.eq(0),
+                    m.d.comb += [membranes.waddr.eq(membrane_waddr), membranes.wdata.eq(0),
                                  membranes.wen.eq(1)]
                     if p.channel_gating:
-                        m.d.comb += [priors.waddr.eq(priors.raddr),
+                        m.d.comb += [priors.waddr.eq(prior_waddr),
                                      priors.wdata.eq(prior_after_reset), priors.wen.eq(1)]
                     with m.If(last_group):
                         next_position()
@@ -691,17 +716,14 @@ class SnnCore(wiring.Component):
             # A window: its computed channels and their routing, then its packed groups,
             # then its groups' updates.
             with m.State("WINDOW"):
-                set_window()
+                set_window(pos_live)
 
             with m.State("WIN_EMPTY"):         # no channel to run: only the groups' updates
                 even_group()
 
-            with m.State("GROUP"):             # the odd group's threshold, membrane, sums presented
-                m.next = "NEURON"
-
             if pruning:
                 with m.State("INIT_ZERO"):
-                    m.d.comb += [membranes.waddr.eq(membranes.raddr), membranes.wdata.eq(0),
+                    m.d.comb += [membranes.waddr.eq(membrane_waddr), membranes.wdata.eq(0),
                                  membranes.wen.eq(1)]
                     next_group()
 
@@ -775,10 +797,10 @@ class SnnCore(wiring.Component):
                     m.d.comb += [rec.kind.eq(KIND_SPIKES),
                                  rec.data[:L].eq(spikes), rec.data[L:L * (1 + MB)].eq(q_next)]
                 with m.If(self.record.ready | ~emit):
-                    m.d.comb += [membranes.waddr.eq(membranes.raddr), membranes.wdata.eq(q_next),
+                    m.d.comb += [membranes.waddr.eq(membrane_waddr), membranes.wdata.eq(q_next),
                                  membranes.wen.eq(live & ~cur["is_fc"])]
                     if p.channel_gating:
-                        m.d.comb += [priors.waddr.eq(priors.raddr),
+                        m.d.comb += [priors.waddr.eq(prior_waddr),
                                      priors.wdata.eq(prior_after_update),
                                      priors.wen.eq(live & ~cur["is_fc"])]
                     with m.If(live & ~cur["is_fc"]):
@@ -821,7 +843,7 @@ class SnnCore(wiring.Component):
                         m.d.core += [wx.eq(0), wy.eq(wy + 1)]
                     with m.Else():
                         m.d.core += wx.eq(wx + 1)
-                    m.next = "POSITION"
+                    m.next = "POSITION_CHECK"
 
             with m.State("LAYER_DONE"):
                 with m.If(cur["is_fc"]):
