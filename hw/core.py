@@ -33,17 +33,16 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .channel_gate import ChannelGateLanes
-from .logic import first_set, popcount, tree_sum
+from .logic import first_set, tree_sum
 from .neuron_unit import NeuronUnit
 from .packer import WindowPacker
+from .param_loader import ParamLoader
 from .params import CoreParams, bits_for
 from .protocol import (KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE, KIND_SPIKES, PRELOADED,
-                       TARGET_CHANNEL_MASK,
-                       TARGET_GATE_THRESHOLDS, TARGET_GATE_WEIGHTS, TARGET_LAYER_PRUNING,
-                       TARGET_POSITION_MASK, TARGET_THRESHOLDS, TARGET_WEIGHTS, param_fields,
-                       record_fields)
+                       param_fields, record_fields)
 from .pot_shift_add import PotShiftAdd
-from .signature import CRC_INIT, CRC_WIDTH, CRC_XOROUT, update_masks
+from .pool_counter import PoolCounter
+from .signature_unit import SignatureUnit
 from .sram import Sram
 
 
@@ -139,20 +138,21 @@ class SnnCore(wiring.Component):
         # ---------------- parameter loading ----------------
         # Transfers are registered and written a cycle later, so that nothing depends on the
         # port combinationally (simulators re-evaluate such logic at every input event).
-        m.d.comb += self.param.ready.eq(1)
-        prm = Signal(self.param_layout)
-        load = Signal()
-        m.d.core += [load.eq(self.param.valid), prm.eq(self.param.payload)]
+        loader = ParamLoader(layout=self.param_layout, lanes=L)
+        m.submodules.param_loader = DomainRenamer("core")(loader)
+        m.d.comb += [loader.param.valid.eq(self.param.valid),
+                     loader.param.payload.eq(self.param.payload),
+                     self.param.ready.eq(loader.param.ready)]
         for bank, mem in enumerate(weight_banks):     # weight transfer address: 2 * word + bank
-            m.d.comb += [mem.waddr.eq(prm.addr[1:]), mem.wdata.eq(prm.data),
-                         mem.wen.eq(load & (prm.target == TARGET_WEIGHTS) & (prm.addr[0] == bank))]
+            m.d.comb += [mem.waddr.eq(loader.addr[1:]), mem.wdata.eq(loader.data),
+                         mem.wen.eq(loader.weights[bank])]
         m.d.comb += [
-            thresholds.waddr.eq(prm.addr), thresholds.wdata.eq(prm.data[:TLW]),
-            thresholds.wen.eq(Mux(load & (prm.target == TARGET_THRESHOLDS), (Const(1, L) << prm.lane)[:L], 0)),
-            channel_masks.waddr.eq(prm.addr), channel_masks.wdata.eq(prm.data),
-            channel_masks.wen.eq(load & (prm.target == TARGET_CHANNEL_MASK)),
-            position_masks.waddr.eq(prm.addr), position_masks.wdata.eq(prm.data),
-            position_masks.wen.eq(load & (prm.target == TARGET_POSITION_MASK)),
+            thresholds.waddr.eq(loader.addr), thresholds.wdata.eq(loader.data[:TLW]),
+            thresholds.wen.eq(loader.thresholds),
+            channel_masks.waddr.eq(loader.addr), channel_masks.wdata.eq(loader.data),
+            channel_masks.wen.eq(loader.channel_mask),
+            position_masks.waddr.eq(loader.addr), position_masks.wdata.eq(loader.data),
+            position_masks.wen.eq(loader.position_mask),
         ]
         # Per layer: the spatial threshold theta_s and whether the layer's gate is in use.
         # Parameters like the SRAM contents: a reset leaves them loaded.
@@ -160,19 +160,18 @@ class SnnCore(wiring.Component):
                          for lp in p.spiking_layers]
         gate_on = [Signal(name=f"gate_on{lp.index}", reset_less=True) for lp in p.spiking_layers]
         if pruning:
-            with m.If(load & (prm.target == TARGET_LAYER_PRUNING)):
+            with m.If(loader.layer_pruning):
                 for lp in p.spiking_layers:
-                    with m.If(prm.addr == lp.index):
-                        m.d.core += [spatial_theta[lp.index].eq(prm.data[:EW].as_signed()),
-                                     gate_on[lp.index].eq(prm.data[EW])]
+                    with m.If(loader.addr == lp.index):
+                        m.d.core += [spatial_theta[lp.index].eq(loader.data[:EW].as_signed()),
+                                     gate_on[lp.index].eq(loader.data[EW])]
         if p.channel_gating:
             m.d.comb += [
-                gate_weights.waddr.eq(prm.addr), gate_weights.wdata.eq(prm.data),
-                gate_weights.wen.eq(load & (prm.target == TARGET_GATE_WEIGHTS)),
-                gate_thresholds.waddr.eq(prm.addr),
-                gate_thresholds.wdata.eq(prm.data[:GW]),
-                gate_thresholds.wen.eq(Mux(load & (prm.target == TARGET_GATE_THRESHOLDS),
-                                           (Const(1, L) << prm.lane)[:L], 0)),
+                gate_weights.waddr.eq(loader.addr), gate_weights.wdata.eq(loader.data),
+                gate_weights.wen.eq(loader.gate_weights),
+                gate_thresholds.waddr.eq(loader.addr),
+                gate_thresholds.wdata.eq(loader.data[:GW]),
+                gate_thresholds.wen.eq(loader.gate_thresholds),
             ]
 
         # ---------------- scheduler state ----------------
@@ -265,15 +264,37 @@ class SnnCore(wiring.Component):
         m.d.comb += in_pos.eq(iy * cur["in_w"] + ix)
 
         # Memory addresses follow the scheduler registers; data arrives one cycle later and
-        # stays valid while the registers hold.
+        # stays valid while the registers hold. The group's reads (threshold, membrane,
+        # channel sum) follow `read_group`: the group itself, or the odd group of the window
+        # in the cycle that moves to its NEURON (its reads are then in flight while the even
+        # group writes). The position mask is read one position ahead (`mask_pos`): in
+        # POSITION_CHECK its bit for the position just entered has arrived.
+        read_group = Signal.like(group)
+        m.d.comb += read_group.eq(group)
+        pos_after = Signal.like(pos)               # the position visited after this one
+        with m.If(~cur["pool2"] | ~dx):
+            m.d.comb += pos_after.eq(pos + 1)
+        with m.Elif(~dy):
+            m.d.comb += pos_after.eq(pos + cur["out_w"] - 1)
+        with m.Elif(wx == cur["win_w"] - 1):
+            m.d.comb += pos_after.eq(pos + 1)
+        with m.Else():
+            m.d.comb += pos_after.eq(pos + 1 - cur["out_w"])
+        at_layer_start = Signal()                  # no position visited yet: read position 0
+        mask_pos = Signal.like(pos)
+        m.d.comb += mask_pos.eq(Mux(at_layer_start, 0, pos_after))
+        membrane_waddr = Signal.like(membranes.waddr)
         m.d.comb += [
-            position_masks.raddr.eq(cur["p_base"] + pos),
-            thresholds.raddr.eq(cur["g_base"] + group),
+            position_masks.raddr.eq(cur["p_base"] + mask_pos),
+            thresholds.raddr.eq(cur["g_base"] + read_group),
             channel_masks.raddr.eq(cur["g_base"] + group),
-            membranes.raddr.eq(cur["m_base"] + pos * cur["groups"] + group),
+            membranes.raddr.eq(cur["m_base"] + pos * cur["groups"] + read_group),
+            membrane_waddr.eq(cur["m_base"] + pos * cur["groups"] + group),
         ]
         if p.channel_gating:
-            m.d.comb += priors.raddr.eq(cur["r_base"] + group)
+            prior_waddr = Signal.like(priors.waddr)
+            m.d.comb += [priors.raddr.eq(cur["r_base"] + read_group),
+                         prior_waddr.eq(cur["r_base"] + group)]
         for act in acts:
             m.d.comb += act.raddr.eq(in_pos[:len(act.raddr)])
 
@@ -349,13 +370,13 @@ class SnnCore(wiring.Component):
         m.d.comb += remaining_channels.eq(cur["cout"] - group[1:] * (2 * L))
         window_valid = Cat(*(remaining_channels > i for i in range(2 * L)))
 
-        def set_window():
+        def set_window(position_live):
             """Register the window's channels; start its first packed group, if any."""
             cm = Signal(2 * L, name="window_cmask_next")
             nxt = Signal(2 * L, name="sched_next")
             # Open bits past C_out are another layer's (the MASK pass writes the layer's own).
             m.d.comb += cm.eq(open_bits.word_select(group[1:], 2 * L) & window_valid
-                              & Mux(pos_live, (1 << 2 * L) - 1, 0))
+                              & Mux(position_live, (1 << 2 * L) - 1, 0))
             if p.skipping:
                 live_halves = Cat(Mux(cm[:L].any(), (1 << L) - 1, 0),
                                   Mux(cm[L:].any(), (1 << L) - 1, 0))
@@ -422,7 +443,9 @@ class SnnCore(wiring.Component):
         spiking = p.spiking_layers
         MAXC = p.max_out_channels
         PB = max(lp.x_bits for lp in p.layers[1:])
-        pool_planes = [Signal(MAXC, name=f"pool_plane{k}") for k in range(PB)]
+        pool = PoolCounter(channels=MAXC, count_bits=PB)
+        m.submodules.pool_counter = DomainRenamer("core")(pool)
+        pool_planes = [pool.planes[k * MAXC:(k + 1) * MAXC] for k in range(PB)]
         spikes_at = Signal(MAXC)                   # this group's spikes at its channels
         with m.Switch(group):
             for g in range(max(lp.groups for lp in spiking)):
@@ -430,17 +453,15 @@ class SnnCore(wiring.Component):
                     lo, hi = g * L, min((g + 1) * L, MAXC)
                     m.d.comb += spikes_at[lo:hi].eq(spikes[:hi - lo])
 
-        # Signature of the layer's spike stream at this step (hw.signature).
-        crc = Signal(CRC_WIDTH, init=CRC_INIT)
-        crc_next = Signal(CRC_WIDTH)
-        state_mask, word_mask = update_masks(L)
-        for k in range(CRC_WIDTH):
-            m.d.comb += crc_next[k].eq((crc & state_mask[k]).xor() ^ (spikes & word_mask[k]).xor())
-        spike_count = Signal(p.spike_count_width)
-        # Work counters of the layer at this step (sent with the signature).
-        event_count = Signal(p.event_count_width)
-        synaptic_count = Signal(p.synaptic_count_width)
-        update_count = Signal(p.update_count_width)
+        # Signature of the layer's spike stream at this step and its work counters.
+        signature = SignatureUnit(lanes=L, spike_count_width=p.spike_count_width,
+                                  event_count_width=p.event_count_width,
+                                  synaptic_count_width=p.synaptic_count_width,
+                                  update_count_width=p.update_count_width,
+                                  synaptic_width=len(packer.synaptic))
+        m.submodules.signature = DomainRenamer("core")(signature)
+        m.d.comb += [signature.spikes.eq(spikes), signature.synaptic.eq(packer.synaptic),
+                     pool.spikes.eq(spikes_at)]
 
         # Classifier logits, accumulated over steps.
         fc = p.classifier
@@ -470,13 +491,13 @@ class SnnCore(wiring.Component):
                 m.next = "POOL_WRITE"
             with m.Else():
                 m.d.core += [dx.eq(~dx), dy.eq(dy ^ dx), group.eq(0)]
-                m.next = "POSITION"
+                m.next = "POSITION_CHECK"
 
         # The window's groups after its packed groups: NEURON for a computed group (every
         # group when skipping is off), INIT_ZERO for an uncomputed one at step 0 of a pruning
-        # core, nothing otherwise. The odd group's NEURON needs one GROUP cycle first (its
-        # threshold, membrane and channel-sum reads); the even group's were presented since
-        # the window's last mask read.
+        # core, nothing otherwise. The odd group's reads (threshold, membrane, channel sum)
+        # are presented in the cycle that moves to its NEURON (read_group); the even group's
+        # were presented since the window was set up.
         has_odd = Signal()                         # group 2w + 1 exists
         m.d.comb += has_odd.eq(Cat(C(1, 1), group[1:]) < cur["groups"])
         next_window_group = Cat(C(0, 1), group[1:] + 1)
@@ -497,8 +518,9 @@ class SnnCore(wiring.Component):
 
         def odd_group_or_next_window():            # the even group is done (group = 2w)
             with m.If(has_odd & needs_neuron(1)):
+                m.d.comb += read_group.eq(group | 1)
                 m.d.core += group.eq(group | 1)
-                m.next = "GROUP"
+                m.next = "NEURON"
             if pruning:
                 with m.Elif(has_odd & needs_zero(1)):
                     m.d.core += group.eq(group | 1)
@@ -545,8 +567,8 @@ class SnnCore(wiring.Component):
 
         def start_layer():
             m.d.core += [wy.eq(0), wx.eq(0), dy.eq(0), dx.eq(0), group.eq(0),
-                         crc.eq(CRC_INIT), spike_count.eq(0), event_count.eq(0),
-                         synaptic_count.eq(0), update_count.eq(0)]
+                         at_layer_start.eq(1)]
+            m.d.comb += signature.clear.eq(1)
 
         m.d.comb += self.busy.eq(1)      # overridden while waiting for a new inference
         with m.FSM(name="scheduler", domain="core"):
@@ -628,17 +650,19 @@ class SnnCore(wiring.Component):
             with m.State("MASK_AND"):
                 store_open_word(lambda word: channel_masks.rdata
                                 & Mux(cur_gate_on, word, (1 << L) - 1))
-                next_group_of_pass("POSITION", "MASK_ADDR")
-
-            with m.State("POSITION"):          # position-mask address is presented
-                m.d.core += pos_live.eq(1)
                 with m.If(cur["is_fc"]):
-                    m.next = "WINDOW"
+                    next_group_of_pass("POSITION", "MASK_ADDR")
                 with m.Else():
-                    m.next = "POSITION_CHECK"
+                    next_group_of_pass("POSITION_CHECK", "MASK_ADDR")
 
-            with m.State("POSITION_CHECK"):    # mask bit has arrived
-                m.d.core += pos_live.eq(position_masks.rdata[0])
+            with m.State("POSITION"):          # the classifier's one position
+                m.d.core += pos_live.eq(1)
+                m.next = "WINDOW"
+
+            with m.State("POSITION_CHECK"):    # the position's mask bit has arrived
+                # From here the mask is read one position ahead (see mask_pos).
+                m.d.comb += mask_pos.eq(pos_after)
+                m.d.core += [pos_live.eq(position_masks.rdata[0]), at_layer_start.eq(0)]
                 if p.skipping:
                     with m.If(position_masks.rdata[0]):
                         if p.spatial_pruning:
@@ -646,13 +670,13 @@ class SnnCore(wiring.Component):
                                 m.d.core += [importance.eq(0), group.eq(1)]
                                 m.next = "SCORE_ACC"
                             with m.Else():
-                                m.next = "WINDOW"
+                                set_window(1)
                         else:
-                            m.next = "WINDOW"
+                            set_window(1)
                     with m.Else():
                         next_position()
                 else:
-                    m.next = "WINDOW"
+                    set_window(position_masks.rdata[0])
 
             if p.spatial_pruning:
                 # Membrane importance e = sum of the stored levels over all channels, one
@@ -669,7 +693,7 @@ class SnnCore(wiring.Component):
 
                 with m.State("SCORE_DECIDE"):  # group 0's address presented
                     with m.If(importance >= cur_theta):
-                        m.next = "WINDOW"
+                        set_window(pos_live)
                     with m.Else():
                         m.next = "PRUNE_WRITE"
 
@@ -677,10 +701,10 @@ class SnnCore(wiring.Component):
                     m.next = "PRUNE_WRITE"
 
                 with m.State("PRUNE_WRITE"):
-                    m.d.comb += [membranes.waddr.eq(membranes.raddr), membranes.wdata.eq(0),
+                    m.d.comb += [membranes.waddr.eq(membrane_waddr), membranes.wdata.eq(0),
                                  membranes.wen.eq(1)]
                     if p.channel_gating:
-                        m.d.comb += [priors.waddr.eq(priors.raddr),
+                        m.d.comb += [priors.waddr.eq(prior_waddr),
                                      priors.wdata.eq(prior_after_reset), priors.wen.eq(1)]
                     with m.If(last_group):
                         next_position()
@@ -691,17 +715,14 @@ class SnnCore(wiring.Component):
             # A window: its computed channels and their routing, then its packed groups,
             # then its groups' updates.
             with m.State("WINDOW"):
-                set_window()
+                set_window(pos_live)
 
             with m.State("WIN_EMPTY"):         # no channel to run: only the groups' updates
                 even_group()
 
-            with m.State("GROUP"):             # the odd group's threshold, membrane, sums presented
-                m.next = "NEURON"
-
             if pruning:
                 with m.State("INIT_ZERO"):
-                    m.d.comb += [membranes.waddr.eq(membranes.raddr), membranes.wdata.eq(0),
+                    m.d.comb += [membranes.waddr.eq(membrane_waddr), membranes.wdata.eq(0),
                                  membranes.wen.eq(1)]
                     next_group()
 
@@ -715,10 +736,8 @@ class SnnCore(wiring.Component):
                 remaining = Signal(CIN)
                 m.d.comb += remaining.eq(nonzero & ~(Const(1, CIN) << ci)[:CIN])
                 with m.If(nonzero.any()):
-                    m.d.core += [ev_valid.eq(1), ev_x.eq(x_of_ci),
-                                 event_count.eq(event_count + 1),
-                                 synaptic_count.eq(synaptic_count
-                                                   + packer.synaptic)]
+                    m.d.core += [ev_valid.eq(1), ev_x.eq(x_of_ci)]
+                    m.d.comb += signature.event.eq(1)
                 after = Signal(CIN)                # the current word's channels after this cycle
                 with m.If(remaining.any()):
                     m.d.comb += after.eq(remaining)
@@ -775,20 +794,14 @@ class SnnCore(wiring.Component):
                     m.d.comb += [rec.kind.eq(KIND_SPIKES),
                                  rec.data[:L].eq(spikes), rec.data[L:L * (1 + MB)].eq(q_next)]
                 with m.If(self.record.ready | ~emit):
-                    m.d.comb += [membranes.waddr.eq(membranes.raddr), membranes.wdata.eq(q_next),
+                    m.d.comb += [membranes.waddr.eq(membrane_waddr), membranes.wdata.eq(q_next),
                                  membranes.wen.eq(live & ~cur["is_fc"])]
                     if p.channel_gating:
-                        m.d.comb += [priors.waddr.eq(priors.raddr),
+                        m.d.comb += [priors.waddr.eq(prior_waddr),
                                      priors.wdata.eq(prior_after_update),
                                      priors.wen.eq(live & ~cur["is_fc"])]
                     with m.If(live & ~cur["is_fc"]):
-                        carry = spikes_at
-                        for plane in pool_planes:
-                            m.d.core += plane.eq(plane ^ carry)
-                            carry = plane & carry
-                        m.d.core += [crc.eq(crc_next),
-                                     spike_count.eq(spike_count + popcount(spikes)),
-                                     update_count.eq(update_count + 1)]
+                        m.d.comb += [pool.add.eq(1), signature.update.eq(1)]
                     with m.If(live & cur["is_fc"]):
                         for c in range(fc.out_channels):
                             j = c % L
@@ -812,7 +825,7 @@ class SnnCore(wiring.Component):
                                                       for k in range(nxt.x_bits)))),
                                     wr.wen.eq(1),
                                 ]
-                    m.d.core += [plane.eq(0) for plane in pool_planes]
+                    m.d.comb += pool.clear.eq(1)
                 m.d.core += [group.eq(0), dy.eq(0), dx.eq(0)]
                 with m.If(last_window | cur["is_fc"]):
                     m.next = "LAYER_DONE"
@@ -821,7 +834,7 @@ class SnnCore(wiring.Component):
                         m.d.core += [wx.eq(0), wy.eq(wy + 1)]
                     with m.Else():
                         m.d.core += wx.eq(wx + 1)
-                    m.next = "POSITION"
+                    m.next = "POSITION_CHECK"
 
             with m.State("LAYER_DONE"):
                 with m.If(cur["is_fc"]):
@@ -835,8 +848,7 @@ class SnnCore(wiring.Component):
                     # The layer's signature at this step, then the next layer.
                     m.d.comb += [self.record.valid.eq(1), rec.kind.eq(KIND_SIGNATURE),
                                  rec.pos.eq(0), rec.group.eq(0),
-                                 rec.data.eq(Cat(crc ^ CRC_XOROUT, spike_count, event_count,
-                                                 synaptic_count, update_count))]
+                                 rec.data.eq(signature.fields)]
                     with m.If(self.record.ready):
                         m.d.core += layer.eq(layer + 1)
                         start_layer()

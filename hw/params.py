@@ -193,10 +193,10 @@ class CoreParams:
         - per (layer, step): the MASK pass, 2 per group;
         - per (position, packing window): WINDOW; per group in it ``2 + taps * C_in`` in
           ACCUMULATE (one cycle to fetch the first word, one to load it, then one per
-          channel), DRAIN and EXPAND; then NEURON for the even group, GROUP and NEURON for
-          the odd one: ``taps * C_in + 6`` for a one-group window, ``2 * (taps * C_in) + 12``
-          for a pair;
-        - per position: POSITION and POSITION_CHECK (the classifier only POSITION);
+          channel), DRAIN and EXPAND; then NEURON for each group: ``taps * C_in + 6`` for a
+          one-group window, ``2 * (taps * C_in) + 11`` for a pair;
+        - per position: POSITION_CHECK, which also sets up the first window (its WINDOW
+          cycle); the classifier's one position: POSITION, then its first WINDOW;
         - per pool window: POOL_WRITE; per layer: LAYER_DONE;
         - per step: LOAD, one cycle per input position; at the end, LOGITS, one per group.
 
@@ -213,12 +213,12 @@ class CoreParams:
         for lp in self.layers:
             issue = lp.taps * lp.in_channels
             pairs, singles = lp.groups // PACK_GROUPS, lp.groups % PACK_GROUPS
-            per_position = pairs * (2 * issue + 12) + singles * (issue + 6)
+            per_position = pairs * (2 * issue + 11) + singles * (issue + 6)
             if lp.kind == "fc":
                 body.append(2 * lp.groups + 1 + per_position)    # MASK, POSITION, windows
             else:
                 windows = lp.positions // (lp.pool * lp.pool)
-                body.append(2 * lp.groups + lp.positions * (2 + per_position) + windows + 1)
+                body.append(2 * lp.groups + lp.positions * per_position + windows + 1)
         load = self.input_height * self.input_width
         fc_tail = 2                                              # POOL_WRITE, LAYER_DONE
         layers = [T * b for b in body]

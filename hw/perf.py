@@ -154,7 +154,7 @@ def window_plan(p: CoreParams, lp: LayerPlan, computed: np.ndarray, first_step: 
         zero = [zero_ok and not live[w, h] for h in (0, 1)]
         fixed += int(neuron[0] or zero[0])                        # NEURON / INIT_ZERO
         if exists[w, 1]:
-            fixed += 2 if neuron[1] else int(zero[1])             # GROUP + NEURON / INIT_ZERO
+            fixed += int(neuron[1] or zero[1])                    # NEURON / INIT_ZERO
         out.append((packed, fixed))
     return out
 
@@ -166,7 +166,7 @@ def _position_cycles(plan: list, acc: int) -> int:
 
 
 def _spiking_layer(p: CoreParams, lp: LayerPlan, le, counts, res, index, t) -> int:
-    """Cycles of spiking layer ``lp`` at step ``t`` from LAYER_START (or its first POSITION)
+    """Cycles of spiking layer ``lp`` at step ``t`` from LAYER_START (or its MASK pass)
     to its LAYER_DONE, that cycle included."""
     pruning = p.spatial_pruning or p.channel_gating
     cycles = 1 if pruning else 0                                  # LAYER_START
@@ -184,7 +184,7 @@ def _spiking_layer(p: CoreParams, lp: LayerPlan, le, counts, res, index, t) -> i
                and int(le.spatial_threshold[0]) > -lp.out_channels)
     plan = window_plan(p, lp, channels, t == 0)
     for y, x, closes_window in visit_positions(lp):
-        cycles += 2                                               # POSITION, POSITION_CHECK
+        cycles += 1                                               # POSITION_CHECK
         if static[y, x]:
             if scoring:
                 cycles += lp.groups + 1                           # SCORE_ACC, SCORE_DECIDE
@@ -192,13 +192,14 @@ def _spiking_layer(p: CoreParams, lp: LayerPlan, le, counts, res, index, t) -> i
                 cycles += 2 * lp.groups - 1                       # PRUNE_WRITE, _ADDR
             else:
                 acc = accumulate_cycles(tuple(int(n) for n in counts[t, y, x]), p.skipping)
-                cycles += _position_cycles(plan, acc)
+                # The first window's WINDOW cycle is POSITION_CHECK's or SCORE_DECIDE's.
+                cycles += _position_cycles(plan, acc) - 1
         cycles += int(closes_window)                              # POOL_WRITE
     return cycles + 1                                             # LAYER_DONE
 
 
 def _classifier_groups(p: CoreParams, lp: LayerPlan, le, counts, t) -> int:
-    """Cycles of the classifier at step ``t`` from LAYER_START (or POSITION) to the NEURON
+    """Cycles of the classifier at step ``t`` from LAYER_START (or its MASK pass) to the NEURON
     cycle of its last group, that cycle included (its last record)."""
     pruning = p.spatial_pruning or p.channel_gating
     acc = accumulate_cycles(tuple(int(n) for n in counts[t, 0, 0]), p.skipping)

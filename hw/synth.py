@@ -56,6 +56,9 @@ UNIT_ROLES = {
     "pack_router": "packing routing: prefix count and per-stage moves of a window's channels",
     "pack_codes": "packing: the window's weight codes compacted into the lanes",
     "unpack_currents": "packing: the lanes' currents expanded back to their channels",
+    "param_loader": "parameter port: the registered transfer and its write strobes",
+    "pool_counter": "pooled spike counts of a window, carry-save bit planes",
+    "signature": "CRC-32 signature, spike count and work counters of a layer at a step",
 }
 TOP_ROLE = "scheduler FSM, address generation, datapath glue"
 # With --bus axi the top is the wrapper and the core one unit below it.

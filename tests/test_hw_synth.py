@@ -39,7 +39,8 @@ def test_units_match_the_configured_lanes(slice_synth):
     units = {u["unit"]: u for u in rep["units"]}
     # The slice prunes at run time, so its core has the channel-gate lanes too.
     assert set(units) == {"snn_core", "pot_shift_add", "neuron_unit", "channel_gate",
-                          "window_packer", "pack_router", "pack_codes", "unpack_currents"}
+                          "window_packer", "pack_router", "pack_codes", "unpack_currents",
+                          "param_loader", "pool_counter", "signature"}
     assert all(u["role"] for u in units.values())
     assert units["neuron_unit"]["instances"] == lanes == rep["lanes"]
     assert units["pot_shift_add"]["instances"] == 1 and units["snn_core"]["instances"] == 1

@@ -147,6 +147,7 @@ def test_closed_channels_cost_no_packed_group():
               for name, chans in (("spread", spread), ("all", np.ones(8, bool)),
                                   ("none", np.zeros(8, bool)))}
     assert packed == {"spread": 1, "all": 2, "none": 0}
-    # The fixed cycles: WINDOW, then NEURON for the even group and GROUP + NEURON for the odd.
-    assert window_plan(p, lp, spread, False)[0][1] == 1 + 1 + 2
+    # The fixed cycles: WINDOW, then NEURON for each group (the odd group's reads are
+    # presented in the even group's NEURON).
+    assert window_plan(p, lp, spread, False)[0][1] == 1 + 1 + 1
     assert window_plan(p, lp, np.zeros(8, bool), False)[0][1] == 1 + 1
