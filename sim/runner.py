@@ -126,7 +126,8 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
     ``skipping``: how the core was built, if not as its config says (hw.build
     ``skipping``). ``keep_records``: also return every record word, per job and sample.
     Returns results. Raises RuntimeError if the testbench did not get through every job
-    (a crash or a hang): its partial results would read as a pass."""
+    (a crash or a hang), ran fewer samples than given, or failed without a mismatch: its
+    results would read as a pass."""
     build_dir = Path(build_dir).resolve()
     case_dir = build_dir / f"case_{tag}"
     case_dir.mkdir(parents=True, exist_ok=True)
@@ -169,6 +170,10 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
     if out["samples"] != want:
         raise RuntimeError(f"{simulator}: the testbench ran {out['samples']} of {want} samples; "
                            f"see {case_dir}")
+    if failed and not (out["mismatches"] or out["perf_mismatches"]):
+        # The testbench fails only on a mismatch; failing without one is a broken testbench.
+        raise RuntimeError(f"{simulator}: the testbench failed with 0 mismatches; see "
+                           f"{case_dir / 'results.xml'}")
     return out
 
 

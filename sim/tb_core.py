@@ -29,11 +29,12 @@ import golden
 from hw.memory_image import export_sha256
 from hw.params import CoreParams
 from hw.perf import core_cycles
-from hw.protocol import (PRELOADED_TARGETS, TARGET_WEIGHTS, RecordDecoder, frame_words,
-                         pack_fields, param_fields, param_transfers, unpack_fields)
+from hw.protocol import (KIND_SPIKES, PRELOADED_TARGETS, TARGET_WEIGHTS, RecordDecoder,
+                         frame_words, pack_fields, param_fields, param_transfers, unpack_fields)
 from model_export import load_export
 from project_config import load_config
-from sim.host import compare, first_difference, perf_differences, signature_mismatches
+from sim.host import (compare, expected_keys, first_difference, perf_differences,
+                      signature_mismatches)
 
 
 def _load_case():
@@ -172,6 +173,58 @@ def _param_stream(params, net, fault, loaded: bool):
     return out
 
 
+# Faults that corrupt the record stream between the core and the scoreboard, once per
+# inference, each of a kind that exactly one checker is meant to catch (sim.host.compare):
+# a spike bit, a membrane field, a dropped spike-free record, a record sent twice, a record
+# for work the core must not do. "busy_after_logits" instead starts a frame after the last
+# sample's logits, so the core is busy when the testbench checks it is idle.
+RECORD_FAULTS = ("flip_spike", "flip_membrane", "drop_record", "duplicate_record",
+                 "extra_record")
+FAULTS = ("drop_layer0_weights", *RECORD_FAULTS, "busy_after_logits")
+
+
+class _FaultyDecoder(RecordDecoder):
+    """A RecordDecoder that sees the core's records with one fault (:data:`RECORD_FAULTS`)
+    applied to the first spike record it can apply it to. ``expected``: the record keys the
+    core must send (sim.host.expected_keys), from which an extra record is picked."""
+
+    def __init__(self, *args, fault: str, expected: set, **kw):
+        super().__init__(*args, **kw)
+        self.fault, self.expected, self.injected = fault, expected, False
+
+    def add(self, word: int, cycle: int = 0):
+        r = unpack_fields(self.fields, word)
+        if self.injected or r["kind"] != KIND_SPIKES or r["layer"] not in self.spike_layers:
+            return super().add(word, cycle)
+        L = self.p.lanes
+        if self.fault == "flip_spike":
+            word = pack_fields(self.fields, **{**r, "data": r["data"] ^ 1})   # lane 0's spike
+        elif self.fault == "flip_membrane":
+            word = pack_fields(self.fields, **{**r, "data": r["data"] ^ (1 << L)})  # lane 0's q
+        elif self.fault == "drop_record":
+            if r["data"] & ((1 << L) - 1):
+                return super().add(word, cycle)     # a record with spikes: the spike check too
+            self.injected = True
+            return None
+        elif self.fault == "duplicate_record":
+            super().add(word, cycle)
+        elif self.fault == "extra_record":
+            # A (layer, step, valid unmasked position, group) the core must not record.
+            lp = self.p.layers[r["layer"]]
+            mask = self.net.layers[lp.index].position_mask.reshape(-1)
+            for key in ((KIND_SPIKES, lp.index, t, pos, g) for t in range(self.p.timesteps)
+                        for pos in np.flatnonzero(mask) for g in range(lp.groups)):
+                if key not in self.expected:
+                    super().add(pack_fields(self.fields, kind=KIND_SPIKES, layer=key[1],
+                                            step=key[2], pos=int(key[3]), group=key[4]), cycle)
+                    break
+            else:
+                raise RuntimeError("extra_record fault: layer "
+                                   f"{lp.index} must record every position and group")
+        self.injected = True
+        return super().add(word, cycle)
+
+
 async def _abort_inference(dut, params, x, rng, stall, max_cycles):
     """Start an inference, then assert reset at a random point in it."""
     decoder = RecordDecoder(params, None)
@@ -191,10 +244,16 @@ async def _abort_inference(dut, params, x, rng, stall, max_cycles):
     return decoder.records
 
 
-async def _infer(dut, params, net, x, spike_layers, rng, stall, max_cycles, keep_records=False):
-    """One inference of input ``x`` [T, C, H, W]; returns (decoder, cycles)."""
+async def _infer(dut, params, net, x, spike_layers, rng, stall, max_cycles, keep_records=False,
+                 fault=None, expected=None):
+    """One inference of input ``x`` [T, C, H, W]; returns (decoder, cycles). ``fault``: one
+    of :data:`RECORD_FAULTS` (``expected``: the record keys golden expects), or None."""
     dut.spike_records.value = _layer_bits(spike_layers)
-    decoder = RecordDecoder(params, net, spike_layers, keep_words=keep_records)
+    if fault in RECORD_FAULTS:
+        decoder = _FaultyDecoder(params, net, spike_layers, keep_words=keep_records,
+                                 fault=fault, expected=expected)
+    else:
+        decoder = RecordDecoder(params, net, spike_layers, keep_words=keep_records)
     cycles = [0]
     monitor = cocotb.start_soon(_monitor(dut, decoder, rng, stall, cycles, max_cycles))
     for t in range(params.timesteps):
@@ -222,6 +281,8 @@ async def _run_job(dut, params, job, case, rng, results, loaded):
     stall, max_cycles = case["stall_probability"], case.get("max_cycles", 10_000_000)
     sha = export_sha256(job["export"])
     fault = case.get("fault")
+    if fault not in (None, *FAULTS):
+        raise ValueError(f"unknown fault {fault!r}: one of {FAULTS}")
     transfers = _param_stream(params, net, fault, loaded["sha256"] == sha)
     loaded["sha256"] = None if fault else sha
     await _drive(dut, "param", transfers, rng, stall)
@@ -239,9 +300,12 @@ async def _run_job(dut, params, job, case, rng, results, loaded):
                   # Per sample: the core's work counters {"layer,step": [COUNTERS]}.
                   "counters": []}
     for i in range(inputs.shape[0]):
-        decoder, cycles = await _infer(dut, params, net, inputs[i],
-                                       [] if signature_only else all_layers, rng, stall, max_cycles,
-                                       keep_records=case.get("keep_records", False))
+        layers = [] if signature_only else all_layers
+        expected = (expected_keys(RecordDecoder(params, net, layers), ref, i)
+                    if fault == "extra_record" else None)
+        decoder, cycles = await _infer(dut, params, net, inputs[i], layers, rng, stall,
+                                       max_cycles, keep_records=case.get("keep_records", False),
+                                       fault=fault, expected=expected)
         count, details = compare(ref, i, decoder)
         bad = signature_mismatches(ref, i, decoder)
         if bad and signature_only and case.get("debug_rerun", True):
@@ -272,6 +336,10 @@ async def _run_job(dut, params, job, case, rng, results, loaded):
         if details:
             results["details"].append({"job": job_result["tag"], "sample": i, "problems": details})
             dut._log.error(f"{job_result['tag']} sample {i}: {count} mismatches; first: {details[:3]}")
+        if fault == "busy_after_logits" and i == inputs.shape[0] - 1:
+            # One frame word after the logits: the core starts loading a step.
+            await _drive(dut, "frame", frame_words(params, inputs[i][0])[:1], rng, 0)
+            await RisingEdge(dut.clk)
         await RisingEdge(dut.clk)
         if dut.busy.value != 0:
             job_result["mismatches"] += 1

@@ -15,6 +15,16 @@ def slice_cfg():
     return load_config(ROOT / "configs" / "slice_digits.yaml")
 
 
+def assert_clean(r: dict, samples: int):
+    """A co-simulation result (sim.runner) that really ran ``samples`` samples to the end and
+    matched golden: nothing a crashed or hung testbench could fake."""
+    assert r["completed"] and r["samples"] == samples, (r["samples"], r.get("error"))
+    assert sum(j["samples"] for j in r["jobs"]) == samples and len(r["cycles"]) == samples
+    assert r["mismatches"] == 0, r["details"]
+    assert r["perf_mismatches"] == 0, r["details"]
+    assert not r["testbench_failed"]
+
+
 def run_cli(*args, cwd=None):
     """Run ``python -m ...`` in a subprocess; returns CompletedProcess (text)."""
     import subprocess
