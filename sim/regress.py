@@ -6,8 +6,9 @@
 
 Cases are grouped by shape (one generated core per shape, ``--per-shape`` cases each: every
 case loads its own export into the same core, so parameter reloading is exercised too);
-shapes run in parallel worker processes. Prints the pass count, the seeds of every failing
-case and a one-line command that reproduces it. ``both`` runs each shape on Icarus and
+shapes run in parallel worker processes. Prints the pass count, the activity the cases
+reached (golden: cases without a spike anywhere, cases whose last spiking layer is silent),
+the seeds of every failing case and a one-line command that reproduces it. ``both`` runs each shape on Icarus and
 Verilator and also requires identical predictions and cycle counts from the two.
 Exit code 1 if any case fails.
 """
@@ -27,7 +28,7 @@ from project_config import cli_main, load_config
 from project_config.cli import add_out, bounded_int, parser, seed, stall_probability
 from project_config.files import atomic_write, check_output_dir, write_json_report
 from project_config.schema import SIMULATORS
-from sim.random_cases import random_case, random_shape
+from sim.random_cases import activity_summary, case_activity, random_case, random_shape
 from sim.runner import build_simulator, output_to, run_case
 
 
@@ -49,6 +50,7 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
             net, x, notes = random_case(cfg, s)
             save_export(net, work / f"export{s}")
             results[s]["notes"] = notes
+            results[s]["spikes"] = case_activity(net, x)
             jobs.append({"export": work / f"export{s}", "inputs": x, "tag": str(s),
                          "reset_mid_inference": s % 7 == 0})
         with output_to(work / "simulator.log"):
@@ -125,12 +127,17 @@ def main(argv=None):
             print(f"  {sum(r['ok'] for r in results)}/{len(results)} passed "
                   f"({time.time() - t0:.0f} s)", flush=True)
     failed = [r for r in results if not r["ok"]]
+    activity = activity_summary([r["spikes"] for r in results if "spikes" in r])
     write_json_report(Path(args.out) / "summary.json",
                       {"simulators": sims, "cases": len(results),
                        "passed": len(results) - len(failed),
-                       "seconds": round(time.time() - t0, 1), "failed": failed})
+                       "seconds": round(time.time() - t0, 1), "activity": activity,
+                       "failed": failed})
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed "
           f"({', '.join(sims)}; {len(plan)} shapes; {time.time() - t0:.0f} s)")
+    print(f"activity: {activity['no_spike']} of {activity['cases']} cases without a spike "
+          f"({100 * activity['no_spike_fraction']:.1f}%), {activity['silent_last_layer']} "
+          f"with a silent last spiking layer ({100 * activity['silent_last_layer_fraction']:.1f}%)")
     for r in failed:
         print(f"FAILED shape {r['shape']} case {r['case']} ({r['notes']}): {r['problems'][0]}")
         print(f"  repro: python -m sim.regress --simulator {args.simulator} "
