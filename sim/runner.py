@@ -12,7 +12,7 @@ import numpy as np
 from cocotb_tools.runner import Verilator, get_results, get_runner
 
 from hw.build import TOP, build
-from hw.toolchain import LINT_WAIVERS, apply_verilator_env
+from hw.toolchain import LINT_WAIVERS, apply_verilator_env, note_simulator
 from project_config import Config, UserError, load_config
 from project_config.schema import SIMULATORS
 
@@ -73,6 +73,7 @@ def build_simulator(simulator: str, hw_dir: Path, build_dir: Path):
     """Compile the generated Verilog for ``simulator`` once; returns the runner."""
     if simulator not in SIMULATORS:
         raise UserError(f"simulator {simulator!r} is not one of {list(SIMULATORS)}")
+    note_simulator(f"{simulator} build")
     build_dir, hw_dir = Path(build_dir).resolve(), Path(hw_dir).resolve()
     sources = [hw_dir / f"{TOP}.v", hw_dir / "spquant_sram.v"]
     if simulator == "verilator":
@@ -146,6 +147,7 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
             "records": records, "preloaded_sha256": preloaded, "debug_rerun": debug_rerun,
             "skipping": skipping, "keep_records": keep_records}
     (case_dir / "case.json").write_text(json.dumps(case, indent=1))
+    note_simulator(f"{simulator} run")
     env = {"SPQ_CASE": str(case_dir / "case.json"),
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
                                           os.environ.get("PYTHONPATH", "")])}
