@@ -10,6 +10,8 @@ shapes run in parallel worker processes. Prints the pass count, the activity the
 reached (golden: cases without a spike anywhere, cases whose last spiking layer is silent),
 the seeds of every failing case and a one-line command that reproduces it. ``both`` runs each shape on Icarus and
 Verilator and also requires identical predictions and cycle counts from the two.
+Also writes the functional coverage merged over every simulation (sim.coverage):
+``coverage.json`` and ``coverage.md`` in ``--out``, listing the bins never hit.
 Exit code 1 if any case fails.
 """
 from __future__ import annotations
@@ -28,8 +30,15 @@ from project_config import cli_main, load_config
 from project_config.cli import add_out, bounded_int, parser, seed, stall_probability
 from project_config.files import atomic_write, check_output_dir, write_json_report
 from project_config.schema import SIMULATORS
+from sim import coverage
 from sim.random_cases import activity_summary, case_activity, random_case, random_shape
 from sim.runner import build_simulator, output_to, run_case
+
+
+def coverage_file(out_dir, shape_seed: int, simulator: str) -> Path:
+    """Where a shape's run on ``simulator`` leaves its functional coverage (sim.coverage);
+    outside the shape's folder, which is removed when the shape passes."""
+    return Path(out_dir) / "coverage" / f"shape{shape_seed}_{simulator}.json"
 
 
 def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
@@ -60,7 +69,8 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
                 runner = build_simulator(sim, hw, work / f"sim_{sim}")
                 runs[sim] = run_case(runner, sim, work / f"sim_{sim}", config=cfg,
                                      jobs=jobs, stall_probability=stall, seed=shape_seed,
-                                     tag="regress", max_cycles=3_000_000)
+                                     tag="regress", max_cycles=3_000_000,
+                                     coverage=coverage_file(out_dir, shape_seed, sim))
         for sim, r in runs.items():
             by_tag = {j["tag"]: j for j in r["jobs"]}
             for s in case_seeds:
@@ -135,6 +145,17 @@ def main(argv=None):
                        "failed": failed})
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed "
           f"({', '.join(sims)}; {len(plan)} shapes; {time.time() - t0:.0f} s)")
+    files = [f for shape, _ in plan for f in (coverage_file(args.out, shape, sim) for sim in sims)
+             if f.exists()]
+    cov = coverage.write_report(coverage.merge(files), Path(args.out) / "coverage.json",
+                                Path(args.out) / "coverage.md",
+                                f"sim.regress --cases {len(results)} --seed {args.seed} "
+                                f"({', '.join(sims)})")
+    missed = [f"{item}: {', '.join(b)}" for item, b in cov["never_hit"].items()]
+    print(f"functional coverage: {cov['hit']} of {cov['bins']} bins hit ({cov['percent']}%) "
+          f"over {len(files)} simulations; {Path(args.out) / 'coverage.md'}")
+    for line in missed:
+        print(f"  never hit: {line}")
     print(f"activity: {activity['no_spike']} of {activity['cases']} cases without a spike "
           f"({100 * activity['no_spike_fraction']:.1f}%), {activity['silent_last_layer']} "
           f"with a silent last spiking layer ({100 * activity['silent_last_layer_fraction']:.1f}%)")

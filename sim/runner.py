@@ -117,7 +117,8 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
              stall_probability: float, seed: int, tag: str, max_cycles: int = 2_000_000,
              fault: str | None = None, records: str = "full",
              preloaded: str | None = None, debug_rerun: bool = True,
-             skipping: bool | None = None, keep_records: bool = False) -> dict:
+             skipping: bool | None = None, keep_records: bool = False,
+             coverage: Path | None = None) -> dict:
     """Run one simulation over ``jobs``: dicts with ``export`` (a directory), ``inputs``
     (integers [B, T, C, H, W]) and optionally ``tag`` and ``reset_mid_inference``. Each job
     loads its export's parameters into the core (not if the core already holds them:
@@ -126,6 +127,7 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
     testbench loads the file). ``records``: "full" or "signature" (sim.tb_core).
     ``skipping``: how the core was built, if not as its config says (hw.build
     ``skipping``). ``keep_records``: also return every record word, per job and sample.
+    ``coverage``: a file the testbench writes its functional coverage to (sim.coverage).
     Returns results. Raises RuntimeError if the testbench did not get through every job
     (a crash or a hang), ran fewer samples than given, or failed without a mismatch: its
     results would read as a pass."""
@@ -145,7 +147,8 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
             "jobs": job_specs, "stall_probability": stall_probability, "seed": seed,
             "results": str(results), "max_cycles": max_cycles, "fault": fault,
             "records": records, "preloaded_sha256": preloaded, "debug_rerun": debug_rerun,
-            "skipping": skipping, "keep_records": keep_records}
+            "skipping": skipping, "keep_records": keep_records,
+            "coverage": str(Path(coverage).resolve()) if coverage else None}
     (case_dir / "case.json").write_text(json.dumps(case, indent=1))
     note_simulator(f"{simulator} run")
     env = {"SPQ_CASE": str(case_dir / "case.json"),

@@ -90,6 +90,7 @@ async def _monitor_with_backpressure(dut, decoder, rng, stall, cycles, max_cycle
     not taken, and a cycle the core waits for a frame word (layer 0 of the step loading)."""
     frame_words_per_step = decoder.p.input_height * decoder.p.input_width
     frames_taken = 0
+    decoder.waits, wait = [], 0       # cycles each record waited for ready (coverage)
     while not decoder.done:
         ready = 0 if rng.random() < stall else 1
         dut.record__ready.value = ready
@@ -98,8 +99,11 @@ async def _monitor_with_backpressure(dut, decoder, rng, stall, cycles, max_cycle
             word = int(dut.record__payload.value)
             if ready:
                 decoder.add(word, cycles[0])
+                decoder.waits.append(wait)
+                wait = 0
             else:
                 decoder.hold(word)
+                wait += 1
         if dut.frame__ready.value == 1:
             if dut.frame__valid.value == 1:
                 frames_taken += 1
@@ -225,8 +229,9 @@ class _FaultyDecoder(RecordDecoder):
         return super().add(word, cycle)
 
 
-async def _abort_inference(dut, params, x, rng, stall, max_cycles):
-    """Start an inference, then assert reset at a random point in it."""
+async def _abort_inference(dut, params, x, rng, stall, max_cycles, cov=None):
+    """Start an inference, then assert reset at a random point in it (``cov``: sim.coverage,
+    or None)."""
     decoder = RecordDecoder(params, None)
     monitor = cocotb.start_soon(_monitor(dut, decoder, rng, stall, [0], max_cycles))
 
@@ -236,8 +241,11 @@ async def _abort_inference(dut, params, x, rng, stall, max_cycles):
 
     driver = cocotb.start_soon(frames())
     frame_len = params.input_height * params.input_width
-    for _ in range(rng.randint(1, frame_len + 400)):
+    at = rng.randint(1, frame_len + 400)
+    for _ in range(at):
         await RisingEdge(dut.clk)
+    if cov:
+        cov.sample_reset(at, frame_len)
     driver.cancel()
     monitor.cancel()
     await _reset(dut)
@@ -273,10 +281,13 @@ def _perf_check(params, net, ref, index, decoder, cycles, job_result, results) -
     return count
 
 
-async def _run_job(dut, params, job, case, rng, results, loaded):
+async def _run_job(dut, params, job, case, rng, results, loaded, cov=None):
     """Load one export's parameters (unless ``loaded["sha256"]`` says the core holds them)
-    and run its inputs; add to ``results``."""
+    and run its inputs; add to ``results``. ``cov``: sim.coverage to sample, or None."""
     net = load_export(job["export"])
+    if cov:
+        cov.sample_export(net)
+        cov.sample_lanes(params.lanes)
     inputs = np.load(job["inputs"])
     stall, max_cycles = case["stall_probability"], case.get("max_cycles", 10_000_000)
     sha = export_sha256(job["export"])
@@ -287,7 +298,7 @@ async def _run_job(dut, params, job, case, rng, results, loaded):
     loaded["sha256"] = None if fault else sha
     await _drive(dut, "param", transfers, rng, stall)
     if job.get("reset_mid_inference"):
-        await _abort_inference(dut, params, inputs[0], rng, stall, max_cycles)
+        await _abort_inference(dut, params, inputs[0], rng, stall, max_cycles, cov)
     ref = golden.run(net, inputs)
     all_layers = range(len(params.spiking_layers))
     signature_only = case.get("records", "full") == "signature"
@@ -307,6 +318,9 @@ async def _run_job(dut, params, job, case, rng, results, loaded):
                                        max_cycles, keep_records=case.get("keep_records", False),
                                        fault=fault, expected=expected)
         count, details = compare(ref, i, decoder)
+        if cov:
+            cov.sample_inference(net, ref, i)
+            cov.sample_backpressure(getattr(decoder, "waits", [0]))
         bad = signature_mismatches(ref, i, decoder)
         if bad and signature_only and case.get("debug_rerun", True):
             # Rerun with full records for the first mismatching layer: name the neuron.
@@ -365,15 +379,20 @@ async def core_matches_golden(dut):
     # "completed" tells the runner every job ran: a crash or a hang leaves it False, so
     # partial results never read as a pass.
     results["completed"] = False
+    cov = None
+    if case.get("coverage"):
+        from sim import coverage as cov       # functional coverage (cocotb-coverage)
     try:
         for job in case["jobs"]:
-            await _run_job(dut, params, job, case, rng, results, loaded)
+            await _run_job(dut, params, job, case, rng, results, loaded, cov)
         results["completed"] = True
     except BaseException as e:      # a failing monitor task arrives as a cancellation
         results["error"] = (_STOPPED[-1] if _STOPPED
                             else f"{type(e).__name__}: {e}".splitlines()[0])
         raise
     finally:
+        if cov:
+            cov.save(case["coverage"])
         with open(case["results"], "w") as f:
             json.dump(results, f, indent=1)
     assert results["mismatches"] == 0, f"{results['mismatches']} mismatches against golden"

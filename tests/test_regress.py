@@ -45,3 +45,10 @@ def test_regression_command_on_both_simulators(tmp_path):
     assert summary["passed"] == summary["cases"] == 8
     assert summary["activity"]["cases"] == 8
     assert f"activity: {summary['activity']['no_spike']} of 8 cases without a spike" in r.stdout
+    # Functional coverage sampled by both simulators' testbenches, merged (sim.coverage).
+    cov = json.loads((tmp_path / "coverage.json").read_text())
+    assert 0 < cov["summary"]["hit"] < cov["summary"]["bins"]
+    assert sum(cov["hits"]["shape.membrane"].values()) > 0
+    assert sum(cov["hits"]["stream.backpressure"].values()) > 0
+    assert f"functional coverage: {cov['summary']['hit']} of" in r.stdout
+    assert "| item | bins hit | never hit |" in (tmp_path / "coverage.md").read_text()
