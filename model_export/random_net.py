@@ -23,10 +23,27 @@ def _random_codes(rng, shape, bits, zero_fraction):
 
 
 def random_export(cfg: Config, seed: int, zero_fraction=0.3, mask_fraction=0.15,
-                  input_density=0.3, pruning=False) -> NetworkExport:
-    """A random network for ``cfg``'s shape. ``pruning``: add runtime spatial thresholds and
-    channel gates (section 5) set to prune a useful fraction, not none or all."""
+                  input_density=0.3, pruning=False, negative_fraction=0.25,
+                  negative_zero=0.5) -> NetworkExport:
+    """A random network for ``cfg``'s shape.
+
+    Parameters
+    ----------
+    zero_fraction, mask_fraction : float
+        Fraction of zero weights; of statically masked channels and positions.
+    pruning : bool
+        Add runtime spatial thresholds and channel gates (docs/INTEGER_SPEC.md section 5)
+        set to prune a useful fraction, not none or all.
+    negative_fraction : float
+        Fraction of conv channels with a negative scale ``A_c < 0``: their weight signs
+        are negated, as the exporter does (section 4, "Negative scale").
+    negative_zero : float
+        Fraction of zero weights written as the negative-zero code (sign bit set, e = 0;
+        section 2), which must read as 0.
+    """
     rng = np.random.default_rng(seed)
+    # Draws added later come from their own stream, so every earlier draw is as it was.
+    srng = np.random.default_rng([seed, 3])
     membrane, bits = cfg.quant["membrane"], cfg.quant["weight_bits"] or 4
     if membrane not in ("ternary", "binary"):
         membrane = "ternary"
@@ -34,7 +51,10 @@ def random_export(cfg: Config, seed: int, zero_fraction=0.3, mask_fraction=0.15,
     for spec in (geom.with_weight_bits(bits) for geom in cfg.layers):
         shape = (spec.out_channels, spec.in_channels) + tuple(spec.kernel)
         sign, k = _random_codes(rng, shape, bits, zero_fraction)
+        if spec.kind == "conv":
+            sign[srng.random(spec.out_channels) < negative_fraction] *= -1
         w_code = encode_weights(sign, k, bits)
+        w_code[(sign == 0) & (srng.random(shape) < negative_zero)] |= 1 << (bits - 1)
         w = decode_weights(w_code, bits).reshape(spec.out_channels, -1)
         width = spec.acc_width
         # Spread of I_int when a fraction `input_density` of inputs are active at x_max/2.

@@ -49,42 +49,85 @@ def calibrated_export(cfg, inputs: np.ndarray, seed: int, rate: float = 0.15,
                       iterations: int = 14):
     """A random export for ``cfg`` whose spiking layers fire at about ``rate`` on ``inputs``
     ([B, T, C, H, W] integers)."""
-    net = random_export(cfg, seed)
-    rng = np.random.default_rng(seed + 1000)
+    # No negative scales nor negative-zero codes: the documented VGG-9 runs' networks stay
+    # the ones they were measured on (an A_c < 0 channel is its weights' signs negated).
+    net = random_export(cfg, seed, negative_fraction=0.0, negative_zero=0.0)
+    return calibrate_thresholds(net, inputs, np.random.default_rng(seed + 1000), rate,
+                                iterations)
+
+
+def calibrate_thresholds(net, inputs: np.ndarray, rng, rate=0.15, iterations: int = 14,
+                         keep=(), ensure_activity: bool = False):
+    """Refold ``net``'s spiking thresholds (in place) so that each layer fires at about its
+    rate on ``inputs`` ([B, T, C, H, W] integers); returns ``net``.
+
+    Parameters
+    ----------
+    rate : float or sequence of float
+        The target spike rate, one for all layers or one per spiking layer.
+    rng : numpy Generator
+        Draws each layer's offsets ``b_c`` and thresholds ``Vth_c``.
+    keep : collection of int
+        Layers whose thresholds stay as they are (their spikes still feed the next layer).
+    ensure_activity : bool
+        Random cases' corners: a channel whose current does not vary over the inputs
+        (silent inputs, zero weights, a silent layer before it) fires on its offset alone
+        (``B_c > Vth_c``) with probability ``rate``, at least one unmasked such channel per
+        layer when none varies; and if the bisection's scale leaves the layer silent, the
+        larger end of its interval (where the rate was reached) is taken.
+    """
     x = time_major_inputs(net, inputs).astype(np.int64)
     B, T = x.shape[:2]
-    for layer in net.spiking_layers:
+    rates = np.broadcast_to(np.asarray(rate, dtype=float), (len(net.spiking_layers),))
+    for i, layer in enumerate(net.spiking_layers):
         cur = synaptic_current(layer, x.reshape((B * T,) + x.shape[2:]))
         cur = cur.reshape((B, T) + cur.shape[1:])
         active = _active(layer)
-        seen = cur[:, :, :, layer.position_mask.astype(bool)]       # [B, T, C, positions]
-        mean = seen.mean(axis=(0, 1, 3)) if seen.size else np.zeros(layer.out_channels)
-        std = seen.std(axis=(0, 1, 3)) if seen.size else np.zeros(layer.out_channels)
-        bias = rng.normal(0.0, 0.25, layer.out_channels)
-        vth = rng.uniform(0.8, 1.2, layer.out_channels)
-
-        def fold(scale):
-            rows = []
-            for c in range(layer.out_channels):
-                A = float(scale / std[c]) if std[c] > 0 else 0.0
-                rows.append(fold_channel(A, float(bias[c] - A * mean[c]), float(vth[c]),
-                                         net.membrane, layer.acc_width))
-            return np.array(rows, dtype=np.int64)
-
-        def rate_at(log_scale):
-            layer.thresholds[...] = fold(np.exp(log_scale))
-            s = _run_layer(layer, net.membrane, cur)
-            return float(s[:, :, active].mean()) if active.any() else rate, s
-
-        lo, hi = np.log(1e-2), np.log(1e2)
-        for _ in range(iterations):
-            mid = (lo + hi) / 2
-            r, _ = rate_at(mid)
-            lo, hi = (mid, hi) if r < rate else (lo, mid)
-        _, spikes = rate_at((lo + hi) / 2)
+        if i not in keep:
+            _fold_layer(net, layer, cur, active, rng, float(rates[i]), iterations,
+                        ensure_activity)
+        spikes = _run_layer(layer, net.membrane, cur)
         x = sum_pool(spikes.reshape((B * T,) + spikes.shape[2:]), layer.pool)
         x = x.reshape((B, T) + x.shape[1:])
     return net
+
+
+def _fold_layer(net, layer, cur, active, rng, rate, iterations, ensure_activity):
+    """One layer's thresholds from its currents ``cur`` [B, T, C, H, W] (see
+    :func:`calibrate_thresholds`)."""
+    seen = cur[:, :, :, layer.position_mask.astype(bool)]       # [B, T, C, positions]
+    mean = seen.mean(axis=(0, 1, 3)) if seen.size else np.zeros(layer.out_channels)
+    std = seen.std(axis=(0, 1, 3)) if seen.size else np.zeros(layer.out_channels)
+    bias = rng.normal(0.0, 0.25, layer.out_channels)
+    vth = rng.uniform(0.8, 1.2, layer.out_channels)
+    if ensure_activity:
+        flat = std == 0
+        fire = flat & (rng.random(layer.out_channels) < rate)
+        live = np.flatnonzero(flat & layer.channel_mask.astype(bool))
+        if len(live) and not fire[live].any() and flat.all():
+            fire[rng.choice(live)] = True
+        bias = np.where(fire, vth + rng.uniform(0.05, 0.5, layer.out_channels), bias)
+
+    def fold(scale):
+        rows = []
+        for c in range(layer.out_channels):
+            A = float(scale / std[c]) if std[c] > 0 else 0.0
+            rows.append(fold_channel(A, float(bias[c] - A * mean[c]), float(vth[c]),
+                                     net.membrane, layer.acc_width))
+        return np.array(rows, dtype=np.int64)
+
+    def rate_at(log_scale):
+        layer.thresholds[...] = fold(np.exp(log_scale))
+        s = _run_layer(layer, net.membrane, cur)
+        return float(s[:, :, active].mean()) if active.any() else rate
+
+    lo, hi = np.log(1e-2), np.log(1e2)
+    for _ in range(iterations):
+        mid = (lo + hi) / 2
+        r = rate_at(mid)
+        lo, hi = (mid, hi) if r < rate else (lo, mid)
+    if rate_at((lo + hi) / 2) == 0 and ensure_activity:
+        rate_at(hi)
 
 
 GATE_CLOSED_FRACTION = 0.5   # random gates: about half the channel-steps closed

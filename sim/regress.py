@@ -6,9 +6,12 @@
 
 Cases are grouped by shape (one generated core per shape, ``--per-shape`` cases each: every
 case loads its own export into the same core, so parameter reloading is exercised too);
-shapes run in parallel worker processes. Prints the pass count, the seeds of every failing
-case and a one-line command that reproduces it. ``both`` runs each shape on Icarus and
+shapes run in parallel worker processes. Prints the pass count, the activity the cases
+reached (golden: cases without a spike anywhere, cases whose last spiking layer is silent),
+the seeds of every failing case and a one-line command that reproduces it. ``both`` runs each shape on Icarus and
 Verilator and also requires identical predictions and cycle counts from the two.
+Also writes the functional coverage merged over every simulation (sim.coverage):
+``coverage.json`` and ``coverage.md`` in ``--out``, listing the bins never hit.
 Exit code 1 if any case fails. ``--waves`` writes each shape's waveform (FST; VCD on a
 Verilator without lz4) into its folder, kept, and prints the path; a failing ``--repro``
 is run again with waves automatically.
@@ -29,8 +32,15 @@ from project_config import cli_main, load_config
 from project_config.cli import add_out, bounded_int, parser, seed, stall_probability
 from project_config.files import atomic_write, check_output_dir, write_json_report
 from project_config.schema import SIMULATORS
-from sim.random_cases import random_case, random_shape
+from sim import coverage
+from sim.random_cases import activity_summary, case_activity, random_case, random_shape
 from sim.runner import build_simulator, output_to, run_case, waves_format
+
+
+def coverage_file(out_dir, shape_seed: int, simulator: str) -> Path:
+    """Where a shape's run on ``simulator`` leaves its functional coverage (sim.coverage);
+    outside the shape's folder, which is removed when the shape passes."""
+    return Path(out_dir) / "coverage" / f"shape{shape_seed}_{simulator}.json"
 
 
 def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
@@ -53,6 +63,7 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
             net, x, notes = random_case(cfg, s)
             save_export(net, work / f"export{s}")
             results[s]["notes"] = notes
+            results[s]["spikes"] = case_activity(net, x)
             jobs.append({"export": work / f"export{s}", "inputs": x, "tag": str(s),
                          "reset_mid_inference": s % 7 == 0})
         with output_to(work / "simulator.log"):
@@ -64,7 +75,8 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
                 runner = build_simulator(sim, hw, sim_dir, waves=waves)
                 runs[sim] = run_case(runner, sim, sim_dir, config=cfg,
                                      jobs=jobs, stall_probability=stall, seed=shape_seed,
-                                     tag="regress", max_cycles=3_000_000, waves=trace)
+                                     tag="regress", max_cycles=3_000_000, waves=trace,
+                                     coverage=coverage_file(out_dir, shape_seed, sim))
                 if waves:
                     for s in case_seeds:
                         results[s].setdefault("waves", {})[sim] = str(trace)
@@ -142,12 +154,28 @@ def main(argv=None):
         results = run_shape(args.repro[0], [args.repro[1]], sims, args.out, args.stall,
                             waves=True)
         failed = [r for r in results if not r["ok"]]
+    activity = activity_summary([r["spikes"] for r in results if "spikes" in r])
     write_json_report(Path(args.out) / "summary.json",
                       {"simulators": sims, "cases": len(results),
                        "passed": len(results) - len(failed),
-                       "seconds": round(time.time() - t0, 1), "failed": failed})
+                       "seconds": round(time.time() - t0, 1), "activity": activity,
+                       "failed": failed})
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed "
           f"({', '.join(sims)}; {len(plan)} shapes; {time.time() - t0:.0f} s)")
+    files = [f for shape, _ in plan for f in (coverage_file(args.out, shape, sim) for sim in sims)
+             if f.exists()]
+    cov = coverage.write_report(coverage.merge(files), Path(args.out) / "coverage.json",
+                                Path(args.out) / "coverage.md",
+                                f"sim.regress --cases {len(results)} --seed {args.seed} "
+                                f"({', '.join(sims)})")
+    missed = [f"{item}: {', '.join(b)}" for item, b in cov["never_hit"].items()]
+    print(f"functional coverage: {cov['hit']} of {cov['bins']} bins hit ({cov['percent']}%) "
+          f"over {len(files)} simulations; {Path(args.out) / 'coverage.md'}")
+    for line in missed:
+        print(f"  never hit: {line}")
+    print(f"activity: {activity['no_spike']} of {activity['cases']} cases without a spike "
+          f"({100 * activity['no_spike_fraction']:.1f}%), {activity['silent_last_layer']} "
+          f"with a silent last spiking layer ({100 * activity['silent_last_layer_fraction']:.1f}%)")
     for r in failed:
         print(f"FAILED shape {r['shape']} case {r['case']} ({r['notes']}): {r['problems'][0]}")
         print(f"  repro: python -m sim.regress --simulator {args.simulator} "

@@ -13,7 +13,7 @@ import numpy as np
 from cocotb_tools.runner import Verilator, get_results, get_runner
 
 from hw.build import AXI_TOP, TOP, build
-from hw.toolchain import LINT_WAIVERS, apply_verilator_env
+from hw.toolchain import LINT_WAIVERS, apply_verilator_env, note_simulator
 from project_config import Config, UserError, load_config
 from project_config.schema import SIMULATORS
 
@@ -103,6 +103,7 @@ def build_simulator(simulator: str, hw_dir: Path, build_dir: Path, waves: bool =
     :func:`run_case`'s ``waves``; use another ``build_dir`` than a build without it."""
     if simulator not in SIMULATORS:
         raise UserError(f"simulator {simulator!r} is not one of {list(SIMULATORS)}")
+    note_simulator(f"{simulator} build")
     build_dir, hw_dir = Path(build_dir).resolve(), Path(hw_dir).resolve()
     top = build_top(hw_dir)
     sources = [hw_dir / f"{top}.v", hw_dir / "spquant_sram.v"]
@@ -163,7 +164,8 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
              preloaded: str | None = None, debug_rerun: bool = True,
              skipping: bool | None = None, keep_records: bool = False,
              top: str = TOP, test_module: str = "sim.tb_core",
-             waves: str | os.PathLike | None = None) -> dict:
+             waves: str | os.PathLike | None = None,
+             coverage: Path | None = None) -> dict:
     """Run one simulation over ``jobs``: dicts with ``export`` (a directory), ``inputs``
     (integers [B, T, C, H, W]) and optionally ``tag`` and ``reset_mid_inference``. Each job
     loads its export's parameters into the core (not if the core already holds them:
@@ -174,8 +176,10 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
     ``skipping``). ``keep_records``: also return every record word, per job and sample.
     ``top``, ``test_module``: the AXI wrapper's (snn_core_axi, sim.tb_axi) or the core's.
     ``waves``: write the run's waveform (FST) to this path (a runner built with ``waves``).
+    ``coverage``: a file the testbench writes its functional coverage to (sim.coverage).
     Returns results. Raises RuntimeError if the testbench did not get through every job
-    (a crash or a hang): its partial results would read as a pass."""
+    (a crash or a hang), ran fewer samples than given, or failed without a mismatch: its
+    results would read as a pass."""
     build_dir = Path(build_dir).resolve()
     case_dir = build_dir / f"case_{tag}"
     case_dir.mkdir(parents=True, exist_ok=True)
@@ -192,8 +196,10 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
             "jobs": job_specs, "stall_probability": stall_probability, "seed": seed,
             "results": str(results), "max_cycles": max_cycles, "fault": fault,
             "records": records, "preloaded_sha256": preloaded, "debug_rerun": debug_rerun,
-            "skipping": skipping, "keep_records": keep_records}
+            "skipping": skipping, "keep_records": keep_records,
+            "coverage": str(Path(coverage).resolve()) if coverage else None}
     (case_dir / "case.json").write_text(json.dumps(case, indent=1))
+    note_simulator(f"{simulator} run")
     env = {"SPQ_CASE": str(case_dir / "case.json"),
            "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
                                           os.environ.get("PYTHONPATH", "")])}
@@ -224,6 +230,10 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
     if out["samples"] != want:
         raise RuntimeError(f"{simulator}: the testbench ran {out['samples']} of {want} samples; "
                            f"see {case_dir}")
+    if failed and not (out["mismatches"] or out["perf_mismatches"]):
+        # The testbench fails only on a mismatch; failing without one is a broken testbench.
+        raise RuntimeError(f"{simulator}: the testbench failed with 0 mismatches; see "
+                           f"{case_dir / 'results.xml'}")
     return out
 
 

@@ -29,11 +29,12 @@ import golden
 from hw.memory_image import export_sha256
 from hw.params import CoreParams
 from hw.perf import core_cycles
-from hw.protocol import (PRELOADED_TARGETS, TARGET_WEIGHTS, RecordDecoder, frame_words,
-                         pack_fields, param_fields, param_transfers, unpack_fields)
+from hw.protocol import (KIND_SPIKES, PRELOADED_TARGETS, TARGET_WEIGHTS, RecordDecoder,
+                         frame_words, pack_fields, param_fields, param_transfers, unpack_fields)
 from model_export import load_export
 from project_config import load_config
-from sim.host import compare, first_difference, perf_differences, signature_mismatches
+from sim.host import (compare, expected_keys, first_difference, perf_differences,
+                      signature_mismatches)
 
 
 def _load_case():
@@ -89,6 +90,7 @@ async def _monitor_with_backpressure(dut, decoder, rng, stall, cycles, max_cycle
     not taken, and a cycle the core waits for a frame word (layer 0 of the step loading)."""
     frame_words_per_step = decoder.p.input_height * decoder.p.input_width
     frames_taken = 0
+    decoder.waits, wait = [], 0       # cycles each record waited for ready (coverage)
     while not decoder.done:
         ready = 0 if rng.random() < stall else 1
         dut.record__ready.value = ready
@@ -97,8 +99,11 @@ async def _monitor_with_backpressure(dut, decoder, rng, stall, cycles, max_cycle
             word = int(dut.record__payload.value)
             if ready:
                 decoder.add(word, cycles[0])
+                decoder.waits.append(wait)
+                wait = 0
             else:
                 decoder.hold(word)
+                wait += 1
         if dut.frame__ready.value == 1:
             if dut.frame__valid.value == 1:
                 frames_taken += 1
@@ -172,8 +177,61 @@ def _param_stream(params, net, fault, loaded: bool):
     return out
 
 
-async def _abort_inference(dut, params, x, rng, stall, max_cycles):
-    """Start an inference, then assert reset at a random point in it."""
+# Faults that corrupt the record stream between the core and the scoreboard, once per
+# inference, each of a kind that exactly one checker is meant to catch (sim.host.compare):
+# a spike bit, a membrane field, a dropped spike-free record, a record sent twice, a record
+# for work the core must not do. "busy_after_logits" instead starts a frame after the last
+# sample's logits, so the core is busy when the testbench checks it is idle.
+RECORD_FAULTS = ("flip_spike", "flip_membrane", "drop_record", "duplicate_record",
+                 "extra_record")
+FAULTS = ("drop_layer0_weights", *RECORD_FAULTS, "busy_after_logits")
+
+
+class _FaultyDecoder(RecordDecoder):
+    """A RecordDecoder that sees the core's records with one fault (:data:`RECORD_FAULTS`)
+    applied to the first spike record it can apply it to. ``expected``: the record keys the
+    core must send (sim.host.expected_keys), from which an extra record is picked."""
+
+    def __init__(self, *args, fault: str, expected: set, **kw):
+        super().__init__(*args, **kw)
+        self.fault, self.expected, self.injected = fault, expected, False
+
+    def add(self, word: int, cycle: int = 0):
+        r = unpack_fields(self.fields, word)
+        if self.injected or r["kind"] != KIND_SPIKES or r["layer"] not in self.spike_layers:
+            return super().add(word, cycle)
+        L = self.p.lanes
+        if self.fault == "flip_spike":
+            word = pack_fields(self.fields, **{**r, "data": r["data"] ^ 1})   # lane 0's spike
+        elif self.fault == "flip_membrane":
+            word = pack_fields(self.fields, **{**r, "data": r["data"] ^ (1 << L)})  # lane 0's q
+        elif self.fault == "drop_record":
+            if r["data"] & ((1 << L) - 1):
+                return super().add(word, cycle)     # a record with spikes: the spike check too
+            self.injected = True
+            return None
+        elif self.fault == "duplicate_record":
+            super().add(word, cycle)
+        elif self.fault == "extra_record":
+            # A (layer, step, valid unmasked position, group) the core must not record.
+            lp = self.p.layers[r["layer"]]
+            mask = self.net.layers[lp.index].position_mask.reshape(-1)
+            for key in ((KIND_SPIKES, lp.index, t, pos, g) for t in range(self.p.timesteps)
+                        for pos in np.flatnonzero(mask) for g in range(lp.groups)):
+                if key not in self.expected:
+                    super().add(pack_fields(self.fields, kind=KIND_SPIKES, layer=key[1],
+                                            step=key[2], pos=int(key[3]), group=key[4]), cycle)
+                    break
+            else:
+                raise RuntimeError("extra_record fault: layer "
+                                   f"{lp.index} must record every position and group")
+        self.injected = True
+        return super().add(word, cycle)
+
+
+async def _abort_inference(dut, params, x, rng, stall, max_cycles, cov=None):
+    """Start an inference, then assert reset at a random point in it (``cov``: sim.coverage,
+    or None)."""
     decoder = RecordDecoder(params, None)
     monitor = cocotb.start_soon(_monitor(dut, decoder, rng, stall, [0], max_cycles))
 
@@ -183,18 +241,30 @@ async def _abort_inference(dut, params, x, rng, stall, max_cycles):
 
     driver = cocotb.start_soon(frames())
     frame_len = params.input_height * params.input_width
-    for _ in range(rng.randint(1, frame_len + 400)):
+    # Half the resets while the first frame loads, half in the computation after it (the
+    # coverage's two reset bins; a uniform draw rarely lands in a short frame).
+    at = (rng.randint(1, frame_len) if rng.random() < 0.5
+          else rng.randint(frame_len, frame_len + 400))
+    for _ in range(at):
         await RisingEdge(dut.clk)
+    if cov:
+        cov.sample_reset(at, frame_len)
     driver.cancel()
     monitor.cancel()
     await _reset(dut)
     return decoder.records
 
 
-async def _infer(dut, params, net, x, spike_layers, rng, stall, max_cycles, keep_records=False):
-    """One inference of input ``x`` [T, C, H, W]; returns (decoder, cycles)."""
+async def _infer(dut, params, net, x, spike_layers, rng, stall, max_cycles, keep_records=False,
+                 fault=None, expected=None):
+    """One inference of input ``x`` [T, C, H, W]; returns (decoder, cycles). ``fault``: one
+    of :data:`RECORD_FAULTS` (``expected``: the record keys golden expects), or None."""
     dut.spike_records.value = _layer_bits(spike_layers)
-    decoder = RecordDecoder(params, net, spike_layers, keep_words=keep_records)
+    if fault in RECORD_FAULTS:
+        decoder = _FaultyDecoder(params, net, spike_layers, keep_words=keep_records,
+                                 fault=fault, expected=expected)
+    else:
+        decoder = RecordDecoder(params, net, spike_layers, keep_words=keep_records)
     cycles = [0]
     monitor = cocotb.start_soon(_monitor(dut, decoder, rng, stall, cycles, max_cycles))
     for t in range(params.timesteps):
@@ -214,19 +284,24 @@ def _perf_check(params, net, ref, index, decoder, cycles, job_result, results) -
     return count
 
 
-async def _run_job(dut, params, job, case, rng, results, loaded):
+async def _run_job(dut, params, job, case, rng, results, loaded, cov=None):
     """Load one export's parameters (unless ``loaded["sha256"]`` says the core holds them)
-    and run its inputs; add to ``results``."""
+    and run its inputs; add to ``results``. ``cov``: sim.coverage to sample, or None."""
     net = load_export(job["export"])
+    if cov:
+        cov.sample_export(net)
+        cov.sample_lanes(params.lanes)
     inputs = np.load(job["inputs"])
     stall, max_cycles = case["stall_probability"], case.get("max_cycles", 10_000_000)
     sha = export_sha256(job["export"])
     fault = case.get("fault")
+    if fault not in (None, *FAULTS):
+        raise ValueError(f"unknown fault {fault!r}: one of {FAULTS}")
     transfers = _param_stream(params, net, fault, loaded["sha256"] == sha)
     loaded["sha256"] = None if fault else sha
     await _drive(dut, "param", transfers, rng, stall)
     if job.get("reset_mid_inference"):
-        await _abort_inference(dut, params, inputs[0], rng, stall, max_cycles)
+        await _abort_inference(dut, params, inputs[0], rng, stall, max_cycles, cov)
     ref = golden.run(net, inputs)
     all_layers = range(len(params.spiking_layers))
     signature_only = case.get("records", "full") == "signature"
@@ -239,10 +314,16 @@ async def _run_job(dut, params, job, case, rng, results, loaded):
                   # Per sample: the core's work counters {"layer,step": [COUNTERS]}.
                   "counters": []}
     for i in range(inputs.shape[0]):
-        decoder, cycles = await _infer(dut, params, net, inputs[i],
-                                       [] if signature_only else all_layers, rng, stall, max_cycles,
-                                       keep_records=case.get("keep_records", False))
+        layers = [] if signature_only else all_layers
+        expected = (expected_keys(RecordDecoder(params, net, layers), ref, i)
+                    if fault == "extra_record" else None)
+        decoder, cycles = await _infer(dut, params, net, inputs[i], layers, rng, stall,
+                                       max_cycles, keep_records=case.get("keep_records", False),
+                                       fault=fault, expected=expected)
         count, details = compare(ref, i, decoder)
+        if cov:
+            cov.sample_inference(net, ref, i)
+            cov.sample_backpressure(getattr(decoder, "waits", [0]))
         bad = signature_mismatches(ref, i, decoder)
         if bad and signature_only and case.get("debug_rerun", True):
             # Rerun with full records for the first mismatching layer: name the neuron.
@@ -272,6 +353,10 @@ async def _run_job(dut, params, job, case, rng, results, loaded):
         if details:
             results["details"].append({"job": job_result["tag"], "sample": i, "problems": details})
             dut._log.error(f"{job_result['tag']} sample {i}: {count} mismatches; first: {details[:3]}")
+        if fault == "busy_after_logits" and i == inputs.shape[0] - 1:
+            # One frame word after the logits: the core starts loading a step.
+            await _drive(dut, "frame", frame_words(params, inputs[i][0])[:1], rng, 0)
+            await RisingEdge(dut.clk)
         await RisingEdge(dut.clk)
         if dut.busy.value != 0:
             job_result["mismatches"] += 1
@@ -297,15 +382,20 @@ async def core_matches_golden(dut):
     # "completed" tells the runner every job ran: a crash or a hang leaves it False, so
     # partial results never read as a pass.
     results["completed"] = False
+    cov = None
+    if case.get("coverage"):
+        from sim import coverage as cov       # functional coverage (cocotb-coverage)
     try:
         for job in case["jobs"]:
-            await _run_job(dut, params, job, case, rng, results, loaded)
+            await _run_job(dut, params, job, case, rng, results, loaded, cov)
         results["completed"] = True
     except BaseException as e:      # a failing monitor task arrives as a cancellation
         results["error"] = (_STOPPED[-1] if _STOPPED
                             else f"{type(e).__name__}: {e}".splitlines()[0])
         raise
     finally:
+        if cov:
+            cov.save(case["coverage"])
         with open(case["results"], "w") as f:
             json.dump(results, f, indent=1)
     assert results["mismatches"] == 0, f"{results['mismatches']} mismatches against golden"

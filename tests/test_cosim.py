@@ -13,7 +13,7 @@ from model_export import save_export
 from model_export.random_net import random_export, random_inputs
 from project_config import load_config
 from sim.runner import cosimulate
-from conftest import ROOT
+from conftest import ROOT, assert_clean
 
 pytestmark = pytest.mark.sim
 
@@ -57,13 +57,10 @@ def test_rtl_matches_golden(tmp_path, sim, name, membrane, bits, samples, stall,
     x = random_inputs(net, samples, seed + 100, density=0.35)
     r = cosimulate(config, tmp_path / "export", x, sim, tmp_path / "work",
                    stall_probability=stall, seed=seed)
-    assert r["samples"] == samples
-    assert r["mismatches"] == 0, r["details"]
-    assert not r["testbench_failed"]
-    assert all(c > 0 for c in r["cycles"])
     # hw.perf predicts every layer's cycles at every step (plus the stalls the testbench
-    # caused), on both simulators, with and without backpressure.
-    assert r["perf_mismatches"] == 0, r["details"]
+    # caused), on both simulators, with and without backpressure: assert_clean checks it.
+    assert_clean(r, samples)
+    assert all(c > 0 for c in r["cycles"])
     assert len(r["jobs"][0]["step_cycles"]) == samples
 
 
@@ -74,7 +71,8 @@ def test_both_simulators_agree_on_the_same_case(tmp_path):
     x = random_inputs(net, 2, 22, density=0.5)
     runs = {sim: cosimulate(config, tmp_path / "export", x, sim, tmp_path / sim,
                             stall_probability=0.0, seed=3) for sim in ("icarus", "verilator")}
-    assert runs["icarus"]["mismatches"] == runs["verilator"]["mismatches"] == 0
+    for r in runs.values():
+        assert_clean(r, 2)
     assert runs["icarus"]["predictions"] == runs["verilator"]["predictions"]
     assert runs["icarus"]["cycles"] == runs["verilator"]["cycles"]   # same cycle-accurate model
 
@@ -89,7 +87,7 @@ def test_masks_that_gate_everything_and_nothing(tmp_path):
     x = random_inputs(net, 2, 32, density=1.0)
     r = cosimulate(config, tmp_path / "export", x, "verilator", tmp_path / "work",
                    stall_probability=0.2, seed=5)
-    assert r["mismatches"] == 0, r["details"]
+    assert_clean(r, 2)
 
 
 def test_scoreboard_catches_a_wrong_rtl(tmp_path):
@@ -100,6 +98,7 @@ def test_scoreboard_catches_a_wrong_rtl(tmp_path):
     x = random_inputs(net, 1, 42, density=0.6)
     r = cosimulate(config, tmp_path / "export", x, "verilator", tmp_path / "work",
                    stall_probability=0.0, seed=1, fault="drop_layer0_weights")
+    assert r["completed"] and r["samples"] == 1 and r["testbench_failed"]
     assert r["mismatches"] > 0 and r["details"]
 
 
@@ -122,7 +121,7 @@ def test_reset_mid_inference_and_parameter_reload(tmp_path):
         runner = build_simulator(sim, hw, tmp_path / f"sim_{sim}")
         r = run_case(runner, sim, tmp_path / f"sim_{sim}", config=config, jobs=jobs,
                      stall_probability=0.3, seed=9, tag="reset")
-        assert r["mismatches"] == 0 and not r["testbench_failed"], r["details"]
+        assert_clean(r, 4)
         assert [j["samples"] for j in r["jobs"]] == [2, 2]
 
 
@@ -162,7 +161,7 @@ def test_worst_case_currents_do_not_overflow(tmp_path, sim):
     runner = build_simulator(sim, hw, tmp_path / f"sim_{sim}")
     r = run_case(runner, sim, tmp_path / f"sim_{sim}", config=config, jobs=jobs,
                  stall_probability=0.0, seed=1, tag="worst")
-    assert r["mismatches"] == 0, r["details"]
+    assert_clean(r, 2)
 
 
 @pytest.mark.parametrize("sim", ["icarus", "verilator"])
@@ -185,5 +184,42 @@ def test_runtime_pruning_on_chip_matches_golden(tmp_path, sim):
     save_export(net, tmp_path / "export")
     r = cosimulate(str(config), tmp_path / "export", x, sim, tmp_path / "work",
                    stall_probability=0.3, seed=5)
-    assert r["mismatches"] == 0, r["details"]
-    assert not r["testbench_failed"]
+    assert_clean(r, 3)
+
+
+@pytest.fixture(scope="module")
+def tiny_verilator(tmp_path_factory):
+    """The tiny core, built once for Verilator: (config path, runner, its build folder)."""
+    from hw.build import build
+    from sim.runner import build_simulator
+    tmp = tmp_path_factory.mktemp("faults")
+    config = _config(tmp, "tiny", "ternary", 4)
+    hw = build(load_config(config), tmp / "hw", do_lint=False)
+    return config, build_simulator("verilator", hw, tmp / "sim"), tmp / "sim"
+
+
+# Each fault (sim.tb_core.FAULTS) against the one checker meant to catch it: every problem
+# the scoreboard reports names that checker, so a broken checker cannot hide behind another.
+FAULTS = [("flip_spike", "spikes t="), ("flip_membrane", "membrane t="),
+          ("drop_record", "records missing"), ("duplicate_record", "duplicate record"),
+          ("extra_record", "unexpected records"),
+          ("busy_after_logits", "core still busy after the logits")]
+
+
+@pytest.mark.parametrize("fault, needle", FAULTS, ids=[f[0] for f in FAULTS])
+def test_each_checker_catches_its_own_fault(tmp_path, tiny_verilator, fault, needle):
+    from sim.runner import run_case
+    config, runner, sim_dir = tiny_verilator
+    net = random_export(load_config(config), 81)
+    net.layers[0].channel_mask[3:] = 0        # layer 0's group 1 is dead: no record is due
+    save_export(net, tmp_path / "export")
+    x = random_inputs(net, 2, 82, density=0.5)
+    r = run_case(runner, "verilator", sim_dir, config=config, stall_probability=0.2, seed=2,
+                 jobs=[{"export": tmp_path / "export", "inputs": x}], tag=fault, fault=fault)
+    assert r["completed"] and r["samples"] == 2 and r["testbench_failed"]
+    assert r["mismatches"] > 0
+    problems = [line for d in r["details"] for line in d["problems"]]
+    assert problems and all(needle in line for line in problems), problems
+    # Record faults hit every sample; the busy fault only the last one.
+    assert sorted({d["sample"] for d in r["details"]}) == ([1] if fault == "busy_after_logits"
+                                                           else [0, 1])

@@ -94,6 +94,7 @@ def test_generated_blocks_are_replaced_in_place():
         replace_block(once.replace("<!-- END GENERATED network:a -->", ""), "network:a", "x")
 
 
+@pytest.mark.sim
 def test_report_end_to_end_on_a_short_trained_slice(tmp_path):
     """Train a 3-epoch slice, co-simulate 4 samples on Verilator, write the docs: model,
     golden and RTL counts must agree on every layer; the tables and plots exist."""

@@ -37,6 +37,7 @@ def test_export_cli_and_golden_agreement(trained):
         assert layer.thresholds.min() >= -lim and layer.thresholds.max() < lim
 
 
+@pytest.mark.sim
 def test_trained_model_on_the_rtl(trained, tmp_path):
     from model_export import load_export
     from model_export.format import save_export

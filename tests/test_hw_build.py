@@ -1,6 +1,7 @@
 """hw.build: Verilog + report for the slice and for the paper's VGG-9, lint clean."""
 import json
 
+import pytest
 
 from hw.build import build
 from hw.params import CoreParams
@@ -8,6 +9,7 @@ from project_config import load_config
 from conftest import run_cli
 
 
+@pytest.mark.sim
 def test_slice_build_report_and_lint(tmp_path):
     r = run_cli("hw.build", "--config", "slice_digits.yaml", "--out", str(tmp_path))
     assert r.returncode == 0, r.stderr
@@ -23,6 +25,7 @@ def test_slice_build_report_and_lint(tmp_path):
     assert "module spquant_sram" in (tmp_path / "spquant_sram.v").read_text()
 
 
+@pytest.mark.sim
 def test_vgg9_build_is_sized_for_the_network(tmp_path):
     out = build(load_config("vgg9.yaml"), tmp_path)
     rep = json.loads((out / "report.json").read_text())

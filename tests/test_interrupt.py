@@ -135,6 +135,7 @@ def test_interrupted_model_export_leaves_a_loadable_export(checkpoint):
                       out, checkpoint, lambda: load_export(out), seed=1)
 
 
+@pytest.mark.sim
 def test_interrupted_hw_build_leaves_a_complete_build(tmp_path):
     out = tmp_path / "hw"
     _interrupt_trials("hw.build", ["--config", "slice_digits.yaml", "--out", out], out, tmp_path,

@@ -6,8 +6,6 @@ import pytest
 from sim.random_cases import random_case, random_shape, shape_config
 from conftest import run_cli
 
-pytestmark = pytest.mark.sim
-
 
 def test_random_shapes_are_valid_and_varied():
     shapes = [shape_config(s) for s in range(200)]
@@ -37,6 +35,7 @@ def test_random_case_is_deterministic():
     assert random_shape(3) == random_shape(3)
 
 
+@pytest.mark.sim
 def test_regression_command_on_both_simulators(tmp_path):
     r = run_cli("sim.regress", "--simulator", "both", "--cases", "8", "--per-shape", "4",
                 "--seed", "3", "--workers", "2", "--out", str(tmp_path))
@@ -44,3 +43,12 @@ def test_regression_command_on_both_simulators(tmp_path):
     assert "8 passed, 0 failed" in r.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["passed"] == summary["cases"] == 8
+    assert summary["activity"]["cases"] == 8
+    assert f"activity: {summary['activity']['no_spike']} of 8 cases without a spike" in r.stdout
+    # Functional coverage sampled by both simulators' testbenches, merged (sim.coverage).
+    cov = json.loads((tmp_path / "coverage.json").read_text())
+    assert 0 < cov["summary"]["hit"] < cov["summary"]["bins"]
+    assert sum(cov["hits"]["shape.membrane"].values()) > 0
+    assert sum(cov["hits"]["stream.backpressure"].values()) > 0
+    assert f"functional coverage: {cov['summary']['hit']} of" in r.stdout
+    assert "| item | bins hit | never hit |" in (tmp_path / "coverage.md").read_text()
