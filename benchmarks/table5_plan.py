@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.runner import BASE_CONFIG, build_config
+from project_config import UserError
 from hw.memory_report import formula_section, megabytes, network_counts
 
 # Measured on one core (CPU time per epoch of the 1347-sample training split): FP about
@@ -133,11 +134,33 @@ def memory_report(cfg) -> dict:
     return out
 
 
+def width_overrides(base_raw, widths, where) -> dict:
+    """``model.layers`` of ``base_raw`` with the output channels ``widths`` (one per conv
+    layer), for every rung; {} when ``widths`` is None."""
+    if not widths:
+        return {}
+    layers = (base_raw.get("model") or {}).get("layers")
+    if not isinstance(layers, list) or len(layers) != len(widths):
+        n = len(layers) if isinstance(layers, list) else 0
+        raise UserError(f"--widths: {len(widths)} widths given, {where} has {n} conv layers")
+    return {"model": {"layers": [dict(layer, channels=int(w))
+                                 for layer, w in zip(layers, widths)]}}
+
+
 def plan_runs(args, base_raw, base_path) -> list:
     """One job (a plain, picklable dict) per (rung, seed), ladder first; a fine-tuned
-    rung's job has ``after``: the out_dir of the Quant-SNN run it starts from."""
+    rung's job has ``after``: the out_dir of the Quant-SNN run it starts from.
+
+    ``args.spatial_first_layer``: the pruned rungs prune layer 0's positions too;
+    ``args.widths``: the conv layers' output channels in every rung (both change a run's
+    settings only when given, so the runs of the default ladder are reused)."""
     overrides = rung_overrides(args.gate_penalty, args.target_kept, args.budget_ramp_epochs,
                                args.recovery_epochs)
+    if getattr(args, "spatial_first_layer", False):
+        for rung, ov in overrides.items():
+            if ov["pruning"]["spatial_ratio"] > 0:
+                ov["pruning"] = dict(ov["pruning"], spatial_first_layer=True)
+    widths = width_overrides(base_raw, getattr(args, "widths", None), base_path)
     seeds = {r: args.seeds for r in LADDER}
     for mode in SWEEP:
         r = sweep_rung(mode)
@@ -153,7 +176,7 @@ def plan_runs(args, base_raw, base_path) -> list:
                 after = str(Path(args.out) / "quant" / f"seed{seed}")
                 ov = dict(ov, train=dict(ov["train"], init_from=str(Path(after) / "model.pt")))
                 epochs = args.finetune_epochs
-            ov = dict(ov, data={"event_recordings": args.recordings})
+            ov = dict(ov, data={"event_recordings": args.recordings}, **widths)
             cfg, text = build_config(base_raw, ov, where=f"{base_path} [table5 {rung}]")
             settings = {"config_text": text, "epochs": epochs, "seed": seed,
                         "max_train": args.max_train, "max_test": args.max_test}
