@@ -30,10 +30,12 @@ DEFAULT_FINETUNE = {"finetune_epochs": 8, "recovery_epochs": 3, "budget_ramp_epo
 RECORDINGS = 5       # event recordings per digit image: 2250 test samples (450 images)
 VTH_LR = 0.01        # the learnable threshold's own learning rate (train.vth_lr), every rung
 # ... and in the fine-tuned rungs: the paper's Adam lr (1e-3). Fine-tuning starts from a
-# Quant-SNN trained at vth = 1, where the loss is flat in vth (measured by finite
-# differences on seed 0), but the threshold's surrogate gradient keeps one sign there, so
-# Adam moves vth by about its lr every step: at 0.01 layers 0 and 1 ran from 1.0 to 3.3
-# and 3.8 in 4 epochs and the rung lost 3.2 points to the fixed threshold (5 seeds).
+# Quant-SNN trained at vth = 1, where the loss is nearly flat in vth (measured by finite
+# differences on seed 0); the earlier threshold gradient (quant.vth_grad "fired") kept one
+# sign there, so Adam moved vth by about its lr every step: at 0.01 layers 0 and 1 ran from
+# 1.0 to 3.3 and 3.8 in 4 epochs and the rung lost 3.2 points to the fixed threshold
+# (5 seeds). The default rule ("output") follows the finite differences' sign
+# (python -m benchmarks.vth_gradcheck, docs/RESULTS.md).
 FINETUNE_VTH_LR = 0.001
 MASK_LR = 0.01       # the channel gates' learning rate (train.mask_lr), fine-tuned rungs
 QUICK = {"epochs": 1, "max_train": 128, "max_test": 64, "finetune_epochs": 2,
