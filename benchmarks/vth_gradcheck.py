@@ -13,7 +13,8 @@ of :data:`train.neuron.VTH_GRAD_RULES` (the forward pass is the same for every r
 threshold's backward differs). A case counts as *clear* when the differences at ``h`` and
 ``2h`` have the same sign and are not zero. Prints, per rule, the fraction of cases (all and
 clear) where the rule's sign agrees with the finite difference's, and writes every case.
-Runtime masks (pruned checkpoints) are recomputed in every forward pass, as the network runs.
+A pruned checkpoint's masks are fixed at each point (recorded once, then replayed:
+:class:`MaskReplay`), unless ``--live-masks``.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ from project_config.files import atomic_write
 from train.data import load_dataset, to_time_major
 from train.loss import tet_loss
 from train.neuron import QLIF, VTH_GRAD_RULES
+from train.pruning import ChannelGate, SpatialPruning
 from train.trainer import load_checkpoint
 
 
@@ -71,6 +73,41 @@ def finite_difference(loss, layer, h) -> float:
     return (up - down) / (2 * h)
 
 
+class MaskReplay:
+    """Fixed pruning masks for a pruned model: :meth:`record` runs ``loss()`` once and keeps
+    every spatial mask and channel gate it computed; until :meth:`release`, every forward
+    pass replays them, so the finite differences see the thresholds' effect on the
+    spikes, not a change of the masks (which the autograd gradient cannot see either)."""
+
+    def __init__(self, model):
+        self.spatial = [m for m in model.modules() if isinstance(m, SpatialPruning)]
+        self.gates = [m for m in model.modules() if isinstance(m, ChannelGate)]
+        self.saved = None
+
+    def record(self, loss):
+        self.release()
+        self.saved = {}
+        for m in self.spatial:
+            log = self.saved[id(m)] = []
+            m.keep = (lambda t, q, m=m, log=log:
+                      log.append(type(m).keep(m, t, q)) or log[-1])
+        for m in self.gates:
+            log = self.saved[id(m)] = []
+            m.forward = lambda prior, m=m, log=log: log.append(type(m).forward(m, prior)) or log[-1]
+        with torch.no_grad():
+            loss()
+        for m in self.spatial:
+            m.keep = lambda t, q, log=self.saved[id(m)]: log[t]
+        for m in self.gates:
+            m.forward = lambda prior, log=self.saved[id(m)]: log[0].detach()
+
+    def release(self):
+        for m in self.spatial + self.gates:
+            m.__dict__.pop("keep", None)
+            m.__dict__.pop("forward", None)
+        self.saved = None
+
+
 def _sign(v: float) -> int:
     return (v > 0) - (v < 0)
 
@@ -79,13 +116,16 @@ def _rate(flags):
     return sum(flags) / len(flags) if flags else None
 
 
-def gradcheck(model, losses, points, h, rules=VTH_GRAD_RULES) -> dict:
+def gradcheck(model, losses, points, h, rules=VTH_GRAD_RULES, fixed_masks=True) -> dict:
     """Every case (point, batch, layer: the finite differences and each rule's gradient) and
     each rule's sign agreement with the finite difference at ``h`` (all cases, clear ones).
 
     ``losses``: one callable per batch, returning that batch's loss through ``model``;
-    ``points``: thresholds, every spiking layer set to each in turn.
+    ``points``: thresholds, every spiking layer set to each in turn; ``fixed_masks``: a
+    pruned model's masks are those of the point itself (:class:`MaskReplay`), else
+    recomputed in every forward pass.
     """
+    replay = MaskReplay(model) if fixed_masks else None
     model.eval()
     for p in model.parameters():
         p.requires_grad_(False)
@@ -98,9 +138,15 @@ def gradcheck(model, losses, points, h, rules=VTH_GRAD_RULES) -> dict:
             with torch.no_grad():
                 m.vth.fill_(point)
         for b, loss in enumerate(losses):
-            grads = {r: autograd_gradients(loss, layers, r) for r in rules}
-            for l, m in enumerate(layers):
-                fd, fd2 = (finite_difference(loss, m, s) for s in (h, 2 * h))
+            if replay is not None:
+                replay.record(loss)
+            try:
+                grads = {r: autograd_gradients(loss, layers, r) for r in rules}
+                fds = [[finite_difference(loss, m, s) for s in (h, 2 * h)] for m in layers]
+            finally:
+                if replay is not None:
+                    replay.release()
+            for l, (fd, fd2) in enumerate(fds):
                 cases.append({"vth": point, "batch": b, "layer": l, "fd": fd, "fd_2h": fd2,
                               "clear": _sign(fd) != 0 and _sign(fd) == _sign(fd2),
                               "grad": {r: grads[r][l] for r in rules}})
@@ -126,6 +172,9 @@ def parse_args(argv):
                     help="threshold points: every layer's threshold set to each in turn")
     ap.add_argument("--step", type=bounded_float(1e-4, 1.0), default=0.05,
                     help="finite-difference step h (clear cases also agree at 2h)")
+    ap.add_argument("--live-masks", action="store_true",
+                    help="pruned models: recompute the masks in every forward pass (default: "
+                         "each point's own masks, replayed)")
     ap.add_argument("--out", type=Path, default=Path("runs/vth_gradcheck.json"))
     return ap.parse_args(argv)
 
@@ -147,9 +196,10 @@ def main(argv=None):
           for i in range(args.batches)]
     ys = [torch.as_tensor(y_tr[idx[i * n:(i + 1) * n]]) for i in range(args.batches)]
     losses = [lambda xb=xb, yb=yb: batch_loss(model, cfg, xb, yb) for xb, yb in zip(xs, ys)]
-    result = gradcheck(model, losses, args.vth, args.step)
+    result = gradcheck(model, losses, args.vth, args.step, fixed_masks=not args.live_masks)
     result["meta"] = {"checkpoint": str(args.checkpoint), "batches": args.batches,
-                      "batch_size": n, "vth": args.vth, "step": args.step}
+                      "batch_size": n, "vth": args.vth, "step": args.step,
+                      "fixed_masks": not args.live_masks}
     atomic_write(args.out, lambda p: Path(p).write_text(json.dumps(result, indent=1) + "\n"))
     print(f"{result['n_cases']} cases ({len(args.vth)} threshold points x {args.batches} "
           f"batches x layers), {result['n_clear']} clear (h = {args.step} and 2h agree)")
