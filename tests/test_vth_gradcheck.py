@@ -4,6 +4,8 @@ from torch import nn
 
 from benchmarks import vth_gradcheck
 from cli_harness import assert_refused, run_main
+from project_config import config_from_dict
+from train.model import SpikingConvNet
 from train.neuron import QLIF
 
 
@@ -44,8 +46,6 @@ def test_gradcheck_cli_refuses_a_missing_checkpoint(tmp_path):
 
 
 def _pruned_model():
-    from project_config import config_from_dict
-    from train.model import SpikingConvNet
     cfg = config_from_dict({
         "model": {"input": {"channels": 2, "height": 8, "width": 8, "bits": 2, "scale": 0.5},
                   "timesteps": 6, "classes": 4,
