@@ -164,21 +164,22 @@ def qlif_forward(x, vth=1.0, membrane="ternary", mask=None, surrogate_temp=2.0, 
     if not torch.is_tensor(vth):
         vth = torch.tensor(float(vth), dtype=x.dtype, device=x.device)
     keep = None if mask is None else (torch.as_tensor(mask, device=x.device) != 0)
+    # "output": the reset reads a second spike whose threshold is held constant (the same
+    # values); only when the threshold learns, so a fixed threshold runs as it always did.
+    split_reset = vth_grad == "output" and vth.requires_grad and torch.is_grad_enabled()
     q = torch.zeros_like(x[0])
     spikes, membranes = [], []
     for t in range(x.shape[0]):
         u = 0.5 * q + x[t]
         spike = _SpikeFn.apply(u, vth, spike_width, vth_grad)
-        # "output": the reset uses the same spike values, with the threshold held constant.
-        fired = (_SpikeFn.apply(u, vth.detach(), spike_width, vth_grad) if vth_grad == "output"
-                 else spike)
+        fired = _SpikeFn.apply(u, vth.detach(), spike_width, vth_grad) if split_reset else spike
         if keep is not None:
             spike = torch.where(keep, spike, torch.zeros_like(spike))
             fired = torch.where(keep, fired, torch.zeros_like(fired))
         if runtime_mask is not None:
             active, reset_keep = runtime_mask(t, q)
             spike = spike * (active * reset_keep)
-            fired = fired * (active * reset_keep) if vth_grad == "output" else spike
+            fired = fired * (active * reset_keep) if split_reset else spike
         r = u * (1.0 - fired)
         if membrane == "float":
             q_new = r
