@@ -53,6 +53,7 @@ from project_config.files import atomic_write
 
 MB = 1e6      # bytes per MB, as the paper counts (hw.memory_report.megabytes); in the meta
 MAX_SEEDS = 100   # seeds per rung: each is a training run (5 take about 22 min)
+MAX_WIDTH = 4096  # channels per layer (--widths)
 
 # The pieces, importable from here as before the split (the report program renders stored
 # results with format_markdown and plot_sweep).
@@ -114,6 +115,13 @@ def parse_args(argv):
                     help="operations budget: kept fraction of the operations "
                          f"(docs/INTEGER_SPEC.md section 9; default "
                          f"{DEFAULT_FINETUNE['target_kept']})")
+    ap.add_argument("--spatial-first-layer", action="store_true",
+                    help="SpQuant rungs: prune layer 0's positions too "
+                         "(pruning.spatial_first_layer; by default layer 0, the sensor's "
+                         "input, is not pruned, and its operations are outside the budget's reach)")
+    ap.add_argument("--widths", type=comma_list(bounded_int(1, MAX_WIDTH)), default=None,
+                    help="output channels of the conv layers, comma-separated, one per layer "
+                         "of the base config, in every rung (default: the config's)")
     ap.add_argument("--only", type=comma_list(str), default=None,
                     help="comma-separated rungs to run: " + ", ".join(LABELS))
     args = ap.parse_args(argv)
@@ -149,6 +157,8 @@ def main(argv=None):
             "gate_penalty": args.gate_penalty, "finetune_epochs": args.finetune_epochs,
             "recovery_epochs": args.recovery_epochs, "target_kept": args.target_kept,
             "budget_ramp_epochs": args.budget_ramp_epochs, "recordings": args.recordings,
+            "spatial_first_layer": args.spatial_first_layer,
+            "widths": list(args.widths) if args.widths else None,
             "wall_s": wall, "runs": len(results),
             "train_wall_s": sum(r.get("train_wall_s") or 0 for r in results),
             "ternary_bits": TERNARY_STORED_BITS, "mb_bytes": MB,

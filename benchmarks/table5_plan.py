@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.runner import BASE_CONFIG, build_config
+from project_config import UserError
 from hw.memory_report import formula_section, megabytes, network_counts
 
 # Measured on one core (CPU time per epoch of the 1347-sample training split): FP about
@@ -29,10 +30,12 @@ DEFAULT_FINETUNE = {"finetune_epochs": 8, "recovery_epochs": 3, "budget_ramp_epo
 RECORDINGS = 5       # event recordings per digit image: 2250 test samples (450 images)
 VTH_LR = 0.01        # the learnable threshold's own learning rate (train.vth_lr), every rung
 # ... and in the fine-tuned rungs: the paper's Adam lr (1e-3). Fine-tuning starts from a
-# Quant-SNN trained at vth = 1, where the loss is flat in vth (measured by finite
-# differences on seed 0), but the threshold's surrogate gradient keeps one sign there, so
-# Adam moves vth by about its lr every step: at 0.01 layers 0 and 1 ran from 1.0 to 3.3
-# and 3.8 in 4 epochs and the rung lost 3.2 points to the fixed threshold (5 seeds).
+# Quant-SNN trained at vth = 1, where the loss is nearly flat in vth (measured by finite
+# differences on seed 0); the earlier threshold gradient (quant.vth_grad "fired") kept one
+# sign there, so Adam moved vth by about its lr every step: at 0.01 layers 0 and 1 ran from
+# 1.0 to 3.3 and 3.8 in 4 epochs and the rung lost 3.2 points to the fixed threshold
+# (5 seeds). The default rule ("output") follows the finite differences' sign
+# (python -m benchmarks.vth_gradcheck, docs/RESULTS.md).
 FINETUNE_VTH_LR = 0.001
 MASK_LR = 0.01       # the channel gates' learning rate (train.mask_lr), fine-tuned rungs
 QUICK = {"epochs": 1, "max_train": 128, "max_test": 64, "finetune_epochs": 2,
@@ -133,11 +136,33 @@ def memory_report(cfg) -> dict:
     return out
 
 
+def width_overrides(base_raw, widths, where) -> dict:
+    """``model.layers`` of ``base_raw`` with the output channels ``widths`` (one per conv
+    layer), for every rung; {} when ``widths`` is None."""
+    if not widths:
+        return {}
+    layers = (base_raw.get("model") or {}).get("layers")
+    if not isinstance(layers, list) or len(layers) != len(widths):
+        n = len(layers) if isinstance(layers, list) else 0
+        raise UserError(f"--widths: {len(widths)} widths given, {where} has {n} conv layers")
+    return {"model": {"layers": [dict(layer, channels=int(w))
+                                 for layer, w in zip(layers, widths)]}}
+
+
 def plan_runs(args, base_raw, base_path) -> list:
     """One job (a plain, picklable dict) per (rung, seed), ladder first; a fine-tuned
-    rung's job has ``after``: the out_dir of the Quant-SNN run it starts from."""
+    rung's job has ``after``: the out_dir of the Quant-SNN run it starts from.
+
+    ``args.spatial_first_layer``: the pruned rungs prune layer 0's positions too;
+    ``args.widths``: the conv layers' output channels in every rung (both change a run's
+    settings only when given, so the runs of the default ladder are reused)."""
     overrides = rung_overrides(args.gate_penalty, args.target_kept, args.budget_ramp_epochs,
                                args.recovery_epochs)
+    if getattr(args, "spatial_first_layer", False):
+        for rung, ov in overrides.items():
+            if ov["pruning"]["spatial_ratio"] > 0:
+                ov["pruning"] = dict(ov["pruning"], spatial_first_layer=True)
+    widths = width_overrides(base_raw, getattr(args, "widths", None), base_path)
     seeds = {r: args.seeds for r in LADDER}
     for mode in SWEEP:
         r = sweep_rung(mode)
@@ -153,7 +178,7 @@ def plan_runs(args, base_raw, base_path) -> list:
                 after = str(Path(args.out) / "quant" / f"seed{seed}")
                 ov = dict(ov, train=dict(ov["train"], init_from=str(Path(after) / "model.pt")))
                 epochs = args.finetune_epochs
-            ov = dict(ov, data={"event_recordings": args.recordings})
+            ov = dict(ov, data={"event_recordings": args.recordings}, **widths)
             cfg, text = build_config(base_raw, ov, where=f"{base_path} [table5 {rung}]")
             settings = {"config_text": text, "epochs": epochs, "seed": seed,
                         "max_train": args.max_train, "max_test": args.max_test}

@@ -143,6 +143,9 @@ QUANT_KEYS = {
     "learnable_vth": Key(bool, True),
     "surrogate_temp": Key(float, 2.0, lo=1e-3, hi=1e3),    # stacked-sigmoid temperature
     "spike_width": Key(float, 1.0, lo=1e-3, hi=1e3),       # triangle surrogate half-width
+    # the threshold's backward rule (train.neuron.vth_surrogate; "fired": the earlier one)
+    "vth_grad": Key(str, "output",
+                    choices=("surrogate", "output", "normalized", "sigmoid", "fired")),
 }
 # Runtime pruning from the membrane prior (docs/INTEGER_SPEC.md section 5); 0 = off.
 PRUNING_KEYS = {

@@ -313,6 +313,8 @@ def test_cli_numbers_are_range_checked(tmp_path, export_dir, no_work, main, argv
     (table5_cli.main, ["--gate-penalty", "-1"], "--gate-penalty"),
     (table5_cli.main, ["--seeds", "101"], "--seeds"),
     (table5_cli.main, ["--device", "tpu"], "--device"),
+    (table5_cli.main, ["--widths", "0,32,64"], "--widths"),
+    (table5_cli.main, ["--widths", "16,32"], "--widths: 2 widths given"),
     (study_cli.main, ["--finetune-lr", "nan"], "--finetune-lr: nan is not a finite number"),
     (study_cli.main, ["--finetune-lr=-inf"], "--finetune-lr: -inf is not a finite number"),
     (study_cli.main, ["--sparsities", "0.5,nan"], "--sparsities"),

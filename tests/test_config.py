@@ -51,6 +51,7 @@ def _raw():
     (lambda r: r["sim"].update(simulators=["modelsim"]), "sim.simulators"),
     (lambda r: r.update(extra={}), "extra"),
     (lambda r: r["quant"].update(learnable_vth=1), "quant.learnable_vth"),
+    (lambda r: r["quant"].update(vth_grad="exact"), "quant.vth_grad"),
 ])
 def test_bad_config_names_the_key(mutate, key):
     raw = _raw()

@@ -176,20 +176,74 @@ def test_spike_backward_is_triangle():
         np.testing.assert_allclose(u.grad[0].numpy(), want, rtol=1e-6, atol=1e-7)
 
 
-def test_vth_gradient_only_from_fired_neurons():
+def _tri(v, vth=1.0, g=1.0):
+    return max(g - abs(v - vth), 0.0) / g ** 2
+
+
+def test_vth_gradient_counts_neurons_on_both_sides():
+    # The default rule: d spike / d vth = -d spike / d u, fired or not (0.8 and 0.9 do not
+    # fire and still count: lowering the threshold would make them fire).
     vth = torch.tensor(1.0, requires_grad=True)
-    # 0.8 and 0.9 are inside the triangle but do not fire: they must not contribute.
-    x = torch.tensor([[0.8, 0.9]])
+    x = torch.tensor([[0.8, 0.9, 1.2, 2.5]])
     s, _ = qlif_forward(x, vth)
     s.sum().backward()
-    assert vth.grad.item() == 0.0
-    vth.grad = None
-    x = torch.tensor([[1.2, 0.9, 1.5]])
-    s, _ = qlif_forward(x, vth)
-    s.sum().backward()
-    want = -sum((1 - abs(v - 1.0)) * _sig(v - 1.0) for v in (1.2, 1.5))
+    want = -sum(_tri(v) for v in (0.8, 0.9, 1.2, 2.5))
     assert vth.grad.item() == pytest.approx(want, rel=1e-5)
-    assert vth.grad.item() < 0
+    # The earlier rule ("fired"): only 1.2, weighted by sigmoid(u - vth).
+    vth.grad = None
+    s, _ = qlif_forward(x, vth, vth_grad="fired")
+    s.sum().backward()
+    assert vth.grad.item() == pytest.approx(-_tri(1.2) * _sig(0.2), rel=1e-5)
+
+
+def _linear_spike_loss(vth, rule):
+    # Three neurons that should not fire sit just above the threshold, six that should
+    # fire just below it: raising vth by h > 0.02 silences the three (loss -3), lowering it
+    # fires the six (loss -6), so the loss rises with vth (finite difference +30 at h 0.05).
+    x = torch.tensor([[1.02] * 3 + [0.98] * 6])
+    c = torch.tensor([1.0] * 3 + [-1.0] * 6)
+    s, _ = qlif_forward(x, vth, vth_grad=rule)
+    return (s * c).sum()
+
+
+def test_vth_gradient_sign_follows_finite_difference():
+    h = 0.05
+    with torch.no_grad():
+        fd = (float(_linear_spike_loss(torch.tensor(1.0 + h), "output"))
+              - float(_linear_spike_loss(torch.tensor(1.0 - h), "output"))) / (2 * h)
+    assert fd == pytest.approx(30.0)
+    grads = {}
+    for rule in ("output", "surrogate", "normalized", "sigmoid", "fired"):
+        vth = torch.tensor(1.0, requires_grad=True)
+        _linear_spike_loss(vth, rule).backward()
+        grads[rule] = vth.grad.item()
+    for rule in ("output", "surrogate", "normalized", "sigmoid"):
+        assert grads[rule] > 0, (rule, grads)
+    # The earlier rule sees only the three fired neurons and points the other way.
+    assert grads["fired"] < 0
+
+
+def test_vth_gradient_output_rule_skips_the_reset():
+    # Two steps: the loss reads only the membrane after step 0, which depends on vth only
+    # through the hard reset (a fired neuron's membrane is 0, else it holds its level).
+    x = torch.tensor([[1.2, 0.9, 1.1], [0.0, 0.0, 0.0]], requires_grad=True)
+    got = {}
+    for rule in ("output", "surrogate"):
+        vth = torch.tensor(1.0, requires_grad=True)
+        _, m = qlif_forward(x, vth, vth_grad=rule)
+        m[0].sum().backward()
+        got[rule] = 0.0 if vth.grad is None else vth.grad.item()
+    assert got["output"] == 0.0
+    assert got["surrogate"] != 0.0
+    # The first step's spikes (no reset before them): the same gradient under both rules.
+    for rule in ("output", "surrogate"):
+        vth = torch.tensor(1.0, requires_grad=True)
+        s, _ = qlif_forward(x, vth, vth_grad=rule)
+        s[0].sum().backward()
+        got[rule] = vth.grad.item()
+    assert got["output"] == pytest.approx(got["surrogate"])
+    with pytest.raises(ValueError, match="threshold gradient rule"):
+        qlif_forward(x, 1.0, vth_grad="nope")
 
 
 # --- multi-bit membranes (training only) -------------------------------------------------

@@ -92,3 +92,26 @@ def test_quick_ladder_fine_tunes_after_quant_end_to_end(tmp_path):
     assert main(argv) == 0
     again = json.loads((tmp_path / "table5.json").read_text())
     assert all(r["trained"].startswith("reused") for r in again["runs"])
+
+
+def test_spatial_first_layer_and_widths_options():
+    """--spatial-first-layer prunes layer 0's positions in the pruned rungs only;
+    --widths sets the conv layers' channels in every rung; neither changes the default
+    ladder's settings (so its stored runs are reused)."""
+    base_path, base_raw = load_raw_config("event_digits.yaml")
+    default = {(j["rung"], j["seed"]): j["settings"]["config_text"]
+               for j in plan_runs(parse_args(["--out", "runs/x", "--seeds", "1"]),
+                                  base_raw, base_path)}
+    args = parse_args(["--out", "runs/x", "--seeds", "1", "--spatial-first-layer",
+                       "--widths", "24,48,96"])
+    for j in plan_runs(args, base_raw, base_path):
+        cfg = yaml.safe_load(j["settings"]["config_text"])
+        assert [layer["channels"] for layer in cfg["model"]["layers"]] == [24, 48, 96]
+        assert cfg["model"]["layers"][0]["kernel"] == base_raw["model"]["layers"][0]["kernel"]
+        pruned = j["rung"] in ("spquant", "spquant_lvth")
+        assert cfg["pruning"].get("spatial_first_layer", False) is pruned
+        assert j["settings"]["config_text"] != default[(j["rung"], j["seed"])]
+    for (rung, _), text in default.items():
+        cfg = yaml.safe_load(text)
+        assert "spatial_first_layer" not in cfg["pruning"]
+        assert [layer["channels"] for layer in cfg["model"]["layers"]] == [16, 32, 64]

@@ -21,7 +21,7 @@ class SpikingConvBlock(nn.Module):
         self.neuron = QLIF(membrane=quant["membrane"], vth_init=quant["vth_init"],
                            learnable_vth=quant["learnable_vth"],
                            surrogate_temp=quant["surrogate_temp"],
-                           spike_width=quant["spike_width"])
+                           spike_width=quant["spike_width"], vth_grad=quant["vth_grad"])
         self.pool = int(spec.pool)
         self.register_buffer("channel_mask", torch.ones(spec.out_channels))
         self.register_buffer("position_mask", torch.ones(spec.out_height, spec.out_width))
@@ -179,7 +179,7 @@ def _merge_time(module, x):
 def _qlif(quant, membrane=None):
     return QLIF(membrane=membrane or quant["membrane"], vth_init=quant["vth_init"],
                 learnable_vth=quant["learnable_vth"], surrogate_temp=quant["surrogate_temp"],
-                spike_width=quant["spike_width"])
+                spike_width=quant["spike_width"], vth_grad=quant["vth_grad"])
 
 
 class SpikingBasicBlock(nn.Module):

@@ -40,14 +40,52 @@ def membrane_midpoints(mode):
     return tuple(level + 0.5 for level in range(lo, hi))
 
 
+# How the spike's backward pass reaches the threshold (``quant.vth_grad``); see
+# :func:`vth_surrogate` and docs/RESULTS.md (the threshold's gradient against finite
+# differences of the loss).
+VTH_GRAD_RULES = ("surrogate", "output", "normalized", "sigmoid", "fired")
+DEFAULT_VTH_GRAD = "output"
+
+
+def vth_surrogate(u, vth, width, rule, spike=None):
+    """The surrogate of ``d spike / d vth`` per neuron for threshold rule ``rule``.
+
+    ``spike = H(u - vth)`` with the triangle surrogate ``tri(u - vth)`` for ``d/du``
+    (half-width ``width``):
+
+    - ``"surrogate"``: ``-tri(u - vth)``, the triangle's own derivative in ``vth``
+      (``d spike/d vth = -d spike/d u``), every neuron in the triangle;
+    - ``"output"``: the same, but only through the spike output: the hard reset's use of the
+      spike passes no threshold gradient (see :func:`qlif_forward`);
+    - ``"normalized"``: the spike as ``H(u / vth - 1)``: ``-(u / vth) * tri(u - vth)``;
+    - ``"sigmoid"``: a sigmoid surrogate of the same peak slope, ``-k s (1 - s)`` with
+      ``s = sigmoid(k (u - vth))``, ``k = 4 / width``;
+    - ``"fired"``: the earlier rule, ``-tri(u - vth) * sigmoid(u - vth)``, fired neurons only
+      (its sign disagreed with finite differences of the loss, see docs/RESULTS.md).
+    """
+    d = u - vth
+    tri = (width - d.abs()).clamp_min(0.0) / (width * width)
+    if rule in ("surrogate", "output"):
+        return -tri
+    if rule == "normalized":
+        return -tri * u / vth
+    if rule == "sigmoid":
+        k = 4.0 / width
+        s = torch.sigmoid(k * d)
+        return -k * s * (1.0 - s)
+    if rule == "fired":
+        return -tri * torch.sigmoid(d) * spike
+    raise ValueError(f"threshold gradient rule {rule!r} is not one of {list(VTH_GRAD_RULES)}")
+
+
 class _SpikeFn(torch.autograd.Function):
-    """spike = (u > vth); triangle surrogate for u, fired-only sigmoid path for vth."""
+    """spike = (u > vth); triangle surrogate for u, :func:`vth_surrogate` for vth."""
 
     @staticmethod
-    def forward(ctx, u, vth, width):
+    def forward(ctx, u, vth, width, rule):
         spike = (u > vth).to(u.dtype)
         ctx.save_for_backward(u, vth, spike)
-        ctx.width = width
+        ctx.width, ctx.rule = width, rule
         return spike
 
     @staticmethod
@@ -59,10 +97,9 @@ class _SpikeFn(torch.autograd.Function):
         grad_u = grad * tri if ctx.needs_input_grad[0] else None
         grad_vth = None
         if ctx.needs_input_grad[1]:
-            # Only neurons that fired move the threshold (learnable-threshold rule).
-            gv = -(grad * tri * torch.sigmoid(d) * spike)
+            gv = grad * vth_surrogate(u, vth, g, ctx.rule, spike)
             grad_vth = gv.sum_to_size(vth.shape)
-        return grad_u, grad_vth, None
+        return grad_u, grad_vth, None, None
 
 
 class _MembraneQuantFn(torch.autograd.Function):
@@ -109,31 +146,41 @@ def membrane_quant_grad(r, mode="ternary", temp=2.0):
 
 
 def qlif_forward(x, vth=1.0, membrane="ternary", mask=None, surrogate_temp=2.0, spike_width=1.0,
-                 runtime_mask=None):
+                 runtime_mask=None, vth_grad=DEFAULT_VTH_GRAD):
     """Run the QLIF over time-major input ``x`` [T, ...]; returns (spikes, membranes) [T, ...].
 
     ``mask``: static 0/1 mask; a masked neuron is never visited. ``runtime_mask(t, q_prev)``
     returns ``(active, keep)``, 0/1 tensors (straight-through gradients allowed) broadcastable
     to ``x[t]``: an inactive neuron neither spikes nor updates; where ``keep`` is 0 the
     neuron does not spike and its membrane is reset to 0 (a pruned position,
-    docs/INTEGER_SPEC.md section 5).
+    docs/INTEGER_SPEC.md section 5). ``vth_grad``: the threshold's backward rule
+    (:func:`vth_surrogate`).
     """
     if membrane not in MEMBRANE_MODES:
         raise ValueError(f"membrane mode {membrane!r} is not one of {list(MEMBRANE_MODES)}")
+    if vth_grad not in VTH_GRAD_RULES:
+        raise ValueError(f"threshold gradient rule {vth_grad!r} is not one of "
+                         f"{list(VTH_GRAD_RULES)}")
     if not torch.is_tensor(vth):
         vth = torch.tensor(float(vth), dtype=x.dtype, device=x.device)
     keep = None if mask is None else (torch.as_tensor(mask, device=x.device) != 0)
+    # "output": the reset reads a second spike whose threshold is held constant (the same
+    # values); only when the threshold learns, so a fixed threshold runs as it always did.
+    split_reset = vth_grad == "output" and vth.requires_grad and torch.is_grad_enabled()
     q = torch.zeros_like(x[0])
     spikes, membranes = [], []
     for t in range(x.shape[0]):
         u = 0.5 * q + x[t]
-        spike = _SpikeFn.apply(u, vth, spike_width)
+        spike = _SpikeFn.apply(u, vth, spike_width, vth_grad)
+        fired = _SpikeFn.apply(u, vth.detach(), spike_width, vth_grad) if split_reset else spike
         if keep is not None:
             spike = torch.where(keep, spike, torch.zeros_like(spike))
+            fired = torch.where(keep, fired, torch.zeros_like(fired))
         if runtime_mask is not None:
             active, reset_keep = runtime_mask(t, q)
             spike = spike * (active * reset_keep)
-        r = u * (1.0 - spike)
+            fired = fired * (active * reset_keep) if split_reset else spike
+        r = u * (1.0 - fired)
         if membrane == "float":
             q_new = r
         else:
@@ -154,10 +201,14 @@ class QLIF(nn.Module):
     """Quantized LIF layer with a per-layer (optionally learnable) threshold."""
 
     def __init__(self, membrane="ternary", vth_init=1.0, learnable_vth=True,
-                 surrogate_temp=2.0, spike_width=1.0):
+                 surrogate_temp=2.0, spike_width=1.0, vth_grad=DEFAULT_VTH_GRAD):
         super().__init__()
         if membrane not in MEMBRANE_MODES:
             raise ValueError(f"membrane mode {membrane!r} is not one of {list(MEMBRANE_MODES)}")
+        if vth_grad not in VTH_GRAD_RULES:
+            raise ValueError(f"threshold gradient rule {vth_grad!r} is not one of "
+                             f"{list(VTH_GRAD_RULES)}")
+        self.vth_grad = vth_grad
         self.membrane = membrane
         self.surrogate_temp = float(surrogate_temp)
         self.spike_width = float(spike_width)
@@ -169,7 +220,7 @@ class QLIF(nn.Module):
 
     def forward(self, x, mask=None, runtime_mask=None):
         return qlif_forward(x, self.vth, self.membrane, mask, self.surrogate_temp, self.spike_width,
-                            runtime_mask)
+                            runtime_mask, self.vth_grad)
 
     def extra_repr(self):
         return (f"membrane={self.membrane}, vth={float(self.vth.detach()):.4g}, "
