@@ -65,7 +65,7 @@ def generate_verilog(params: CoreParams, init_files: dict | None = None, bus: st
     wrapper (``bus`` "axi", module ``snn_core_axi``, hw.axi)."""
     try:
         if bus == "axi":
-            from .axi import SnnCoreAxi
+            from .axi import SnnCoreAxi     # only an AXI build needs the wrapper (it imports hw.core)
             text = verilog.convert(SnnCoreAxi(params, init_files), name=AXI_TOP, emit_src=False)
         else:
             text = verilog.convert(SnnCore(params, init_files), name=TOP, emit_src=False)

@@ -249,9 +249,10 @@ def render_into(text: str) -> str:
 
 
 def main(argv=None):
+    # The CLI's helpers load only when the CLI runs: hw.axi and sim.tb_axi import the table.
     from project_config import UserError
-    from project_config.files import atomic_write
-    from project_config.cli import parser
+    from project_config.files import atomic_write   # (the CLI's helpers, as above)
+    from project_config.cli import parser           # (the CLI's helpers, as above)
     ap = parser("python -m hw.regmap", __doc__)
     ap.add_argument("--docs", metavar="FILE", help="rewrite FILE's regmap section")
     args = ap.parse_args(argv)
@@ -273,7 +274,7 @@ def main(argv=None):
 
 
 def cli():
-    from project_config import cli_main
+    from project_config import cli_main     # as in main: only the CLI needs it
     cli_main(main)
 
 

@@ -56,6 +56,7 @@ def test_identity_values_follow_the_parameters(slice_cfg):
     assert regmap.field_value("P_FEATURES", "skipping", off) == 0
 
 
+@pytest.mark.sim
 def test_build_bus_axi_lints_and_names_its_top(tmp_path):
     r = run_cli("hw.build", "--config", str(SLICE), "--bus", "axi", "--out", str(tmp_path / "b"))
     assert r.returncode == 0, r.stderr
