@@ -13,7 +13,10 @@ def test_side_by_side_on_the_slice(tmp_path):
     got = json.loads(out.read_text())
     assert got["identical_to_stepwise"] is True
     assert got["pytorch_forward_s"] > 0 and got["golden_s"] > 0
-    assert abs(got["golden_over_pytorch"] - got["golden_s"] / got["pytorch_forward_s"]) < 0.01
+    # The times are stored to the millisecond: allow the ratio that rounding can move.
+    p, g = got["pytorch_forward_s"], got["golden_s"]
+    slack = 0.0005 * (1 + g / p) / p + 0.01
+    assert abs(got["golden_over_pytorch"] - g / p) <= slack
     assert "golden / PyTorch" in r.stdout
 
 
