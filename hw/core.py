@@ -280,9 +280,8 @@ class SnnCore(wiring.Component):
             m.d.comb += pos_after.eq(pos + 1)
         with m.Else():
             m.d.comb += pos_after.eq(pos + 1 - cur["out_w"])
-        at_layer_start = Signal()                  # no position visited yet: read position 0
-        mask_pos = Signal.like(pos)
-        m.d.comb += mask_pos.eq(Mux(at_layer_start, 0, pos_after))
+        mask_pos = Signal.like(pos)                # position 0 in the MASK pass, see MASK_AND
+        m.d.comb += mask_pos.eq(pos_after)
         membrane_waddr = Signal.like(membranes.waddr)
         m.d.comb += [
             position_masks.raddr.eq(cur["p_base"] + mask_pos),
@@ -566,8 +565,7 @@ class SnnCore(wiring.Component):
                 m.next = again
 
         def start_layer():
-            m.d.core += [wy.eq(0), wx.eq(0), dy.eq(0), dx.eq(0), group.eq(0),
-                         at_layer_start.eq(1)]
+            m.d.core += [wy.eq(0), wx.eq(0), dy.eq(0), dx.eq(0), group.eq(0)]
             m.d.comb += signature.clear.eq(1)
 
         m.d.comb += self.busy.eq(1)      # overridden while waiting for a new inference
@@ -648,6 +646,8 @@ class SnnCore(wiring.Component):
                 m.next = "MASK_AND"
 
             with m.State("MASK_AND"):
+                # The layer's first position is the one POSITION_CHECK enters after the pass.
+                m.d.comb += mask_pos.eq(0)
                 store_open_word(lambda word: channel_masks.rdata
                                 & Mux(cur_gate_on, word, (1 << L) - 1))
                 with m.If(cur["is_fc"]):
@@ -660,9 +660,7 @@ class SnnCore(wiring.Component):
                 m.next = "WINDOW"
 
             with m.State("POSITION_CHECK"):    # the position's mask bit has arrived
-                # From here the mask is read one position ahead (see mask_pos).
-                m.d.comb += mask_pos.eq(pos_after)
-                m.d.core += [pos_live.eq(position_masks.rdata[0]), at_layer_start.eq(0)]
+                m.d.core += pos_live.eq(position_masks.rdata[0])
                 if p.skipping:
                     with m.If(position_masks.rdata[0]):
                         if p.spatial_pruning:

@@ -3,9 +3,12 @@ functions (hw.signature's CRC, integer sums), with idle cycles and clears betwee
 import random
 
 import pytest
+from amaranth.lib import data
 from amaranth.sim import Simulator
 
+from hw.param_loader import LANE_TARGETS, WORD_TARGETS, ParamLoader
 from hw.pool_counter import PoolCounter
+from hw.protocol import TARGET_WEIGHTS
 from hw.signature import crc32_stream
 from hw.signature_unit import SignatureUnit
 
@@ -125,11 +128,6 @@ def test_units_check_parameters():
 
 
 def test_param_loader_decodes_every_target_a_cycle_later():
-    from amaranth.lib import data
-
-    from hw.param_loader import LANE_TARGETS, WORD_TARGETS, ParamLoader
-    from hw.protocol import TARGET_WEIGHTS
-
     lanes = 4
     layout = data.StructLayout({"target": 3, "addr": 6, "lane": 2, "data": 8})
     dut = ParamLoader(layout=layout, lanes=lanes)
