@@ -28,6 +28,8 @@ Activation words are stored as bit planes (bit k of channel c at k * C + c): the
 of a word is the OR of its planes and the pooled counts are added as carry-save planes,
 which keeps the logic word-parallel (small and fast in Verilator).
 """
+from types import SimpleNamespace
+
 from amaranth import *
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
@@ -105,7 +107,7 @@ class SnnCore(wiring.Component):
         m.d.sync += reset_q.eq(ResetSignal("sync"))
         m.d.comb += [core_domain.clk.eq(ClockSignal("sync")), core_domain.rst.eq(reset_q)]
         L, b, W = p.lanes, p.weight_bits, p.acc_width
-        XB, CIN = p.max_x_bits, p.max_in_channels
+        XB, CIN = p.max_x_bits, p.max_issue_width   # CIN: inputs of the widest fetched word
         TLW = p.threshold_lane_width
         n_layers = len(p.layers)
         unknown = set(self.init_files) - set(PRELOADED)
@@ -125,7 +127,24 @@ class SnnCore(wiring.Component):
         channel_masks = sram("channel_mask_sram", L, p.group_depth)
         position_masks = sram("position_mask_sram", 1, p.position_depth)
         membranes = sram("membrane_sram", L * p.membrane_bits, p.membrane_depth)
-        acts = [sram(f"act_sram{lp.index}", lp.act_width, lp.act_depth) for lp in p.layers]
+        # A window-fetch layer's input map is held once per kernel tap, every copy written
+        # together and each read at its own tap's address (docs/HARDWARE.md, "Window fetch");
+        # its entry in `acts` is then only the shared write port.
+        acts, act_copies = [], {}
+        for lp in p.layers:
+            if lp.window_fetch:
+                copies = [sram(f"act_sram{lp.index}_tap{k}", lp.act_width, lp.act_depth)
+                          for k in range(lp.taps)]
+                port = SimpleNamespace(waddr=Signal.like(copies[0].waddr),
+                                       wdata=Signal.like(copies[0].wdata),
+                                       wen=Signal.like(copies[0].wen))
+                m.d.comb += [s for c in copies for s in (c.waddr.eq(port.waddr),
+                                                         c.wdata.eq(port.wdata),
+                                                         c.wen.eq(port.wen))]
+                act_copies[lp.index] = copies
+                acts.append(port)
+            else:
+                acts.append(sram(f"act_sram{lp.index}", lp.act_width, lp.act_depth))
         MB = p.membrane_bits
         pruning = p.spatial_pruning or p.channel_gating
         PW, GW, EW = p.prior_width, p.gate_width, p.importance_width
@@ -195,7 +214,7 @@ class SnnCore(wiring.Component):
         tap = Signal(bits_for(p.max_taps))         # tap of the current word
         # Bit planes of the current word: plane k holds bit k of every channel; it is only as
         # wide as the widest layer whose inputs have more than k bits.
-        plane_width = [max(lp.in_channels for lp in p.layers if lp.x_bits > k) for k in range(XB)]
+        plane_width = [max(lp.issue_width for lp in p.layers if lp.x_bits > k) for k in range(XB)]
         xplanes = [Signal(w, name=f"xplane{k}") for k, w in enumerate(plane_width)]
 
         # Per-layer constants, selected by `layer`.
@@ -234,6 +253,7 @@ class SnnCore(wiring.Component):
             "gg_base": const("gg_base", 32, lambda lp: lp.gate_group_base),
             "gated": const("gated", 1, lambda lp: int(lp.gated)),
             "cout": const("cout", 16, lambda lp: lp.out_channels),
+            "window": const("window", 1, lambda lp: int(lp.window_fetch)),
         }
         # Runtime settings of the current layer (loaded, not constant).
         cur_theta = Signal(signed(EW))
@@ -294,22 +314,80 @@ class SnnCore(wiring.Component):
             prior_waddr = Signal.like(priors.waddr)
             m.d.comb += [priors.raddr.eq(cur["r_base"] + read_group),
                          prior_waddr.eq(cur["r_base"] + group)]
-        for act in acts:
-            m.d.comb += act.raddr.eq(in_pos[:len(act.raddr)])
+        for lp, act in zip(p.layers, acts):
+            if not lp.window_fetch:
+                m.d.comb += act.raddr.eq(in_pos[:len(act.raddr)])
 
-        # The fetched word's planes (zero above the layer's input bits) and nonzero map.
+        # Window fetch: the copies are read one position ahead, like the position mask, so
+        # that in POSITION_CHECK the whole window of the position just entered has arrived
+        # (the layer's first position's in the MASK pass). `win_y`, `win_x`: that position.
+        window_layers = [lp for lp in p.layers if lp.window_fetch]
+        in_mask_pass = Signal()
+        if window_layers:
+            next_wy, next_wx = Signal(16), Signal(16)
+            with m.If(wx == cur["win_w"] - 1):
+                m.d.comb += [next_wy.eq(wy + 1), next_wx.eq(0)]
+            with m.Else():
+                m.d.comb += [next_wy.eq(wy), next_wx.eq(wx + 1)]
+            win_y, win_x = Signal(16), Signal(16)
+            with m.If(in_mask_pass):
+                m.d.comb += [win_y.eq(y), win_x.eq(x)]
+            with m.Elif(~cur["pool2"]):
+                m.d.comb += [win_y.eq(next_wy), win_x.eq(next_wx)]
+            with m.Elif(~dx):
+                m.d.comb += [win_y.eq(y), win_x.eq(x + 1)]
+            with m.Elif(~dy):
+                m.d.comb += [win_y.eq(y + 1), win_x.eq(x - 1)]
+            with m.Else():
+                m.d.comb += [win_y.eq(Cat(C(0, 1), next_wy)), win_x.eq(Cat(C(0, 1), next_wx))]
+            # Per copy: its tap's address and whether the tap is inside the map, the latter
+            # registered to meet the read data.
+            window_inside = {}
+            for lp in window_layers:
+                kh, kw = lp.kernel
+                inside_q = Signal(lp.taps, name=f"window_inside{lp.index}")
+                window_inside[lp.index] = inside_q
+                for k, copy in enumerate(act_copies[lp.index]):
+                    ty = win_y.as_signed() + (k // kw - lp.padding)
+                    tx = win_x.as_signed() + (k % kw - lp.padding)
+                    inside = (ty >= 0) & (ty < lp.in_height) & (tx >= 0) & (tx < lp.in_width)
+                    m.d.comb += copy.raddr.eq((ty * lp.in_width + tx)[:len(copy.raddr)])
+                    m.d.core += inside_q[k].eq(inside)
+
+        # The fetched word's planes (zero above the layer's input bits) and nonzero map: one
+        # tap's C_in inputs, or with window fetch every tap's, input (tap, c) at tap * C_in + c.
         fetched = [Signal(w, name=f"fetched_plane{k}") for k, w in enumerate(plane_width)]
+        window_word = [Signal(w, name=f"window_plane{k}") for k, w in enumerate(plane_width)]
         with m.Switch(layer):
             for lp, act in zip(p.layers, acts):
                 with m.Case(lp.index):
                     n = lp.in_channels
-                    m.d.comb += [fetched[k][:n].eq(act.rdata[k * n:(k + 1) * n])
-                                 for k in range(lp.x_bits)]
+                    if lp.window_fetch:
+                        for k in range(lp.x_bits):
+                            m.d.comb += fetched[k][:lp.issue_width].eq(Cat(*(
+                                copy.rdata[k * n:(k + 1) * n]
+                                & Mux(window_inside[lp.index][t], (1 << n) - 1, 0)
+                                for t, copy in enumerate(act_copies[lp.index]))))
+                    else:
+                        m.d.comb += [fetched[k][:n].eq(act.rdata[k * n:(k + 1) * n])
+                                     for k in range(lp.x_bits)]
         fetched_nz = Signal(CIN)
         nz = 0
         for plane in fetched:
             nz = nz | plane
         m.d.comb += fetched_nz.eq(nz)
+        # The window register: a window-fetch position's word, taken in POSITION_CHECK (the
+        # copies' addresses move on to the next position then) for each of its packed groups.
+        window_nz = Signal(CIN)
+        in_position_check = Signal()
+        word_now = [Mux(in_position_check, f, w) for f, w in zip(fetched, window_word)]
+        word_now_nz = Mux(in_position_check, fetched_nz, window_nz)
+        is_window = Signal()
+        if window_layers:
+            m.d.comb += is_window.eq(cur["window"])
+            with m.If(in_position_check):
+                m.d.core += [w.eq(f) for w, f in zip(window_word, fetched)]
+                m.d.core += window_nz.eq(fetched_nz)
 
         # ---------------- synapse lanes ----------------
         lanes = PotShiftAdd(lanes=L, weight_bits=b, max_shift=p.max_shift, x_bits=XB, acc_width=W)
@@ -459,7 +537,10 @@ class SnnCore(wiring.Component):
                                   update_count_width=p.update_count_width,
                                   synaptic_width=len(packer.synaptic))
         m.submodules.signature = DomainRenamer("core")(signature)
+        # An event is counted in the cycle its addition lands (a window-fetch word's first
+        # input is issued the cycle after the window's routing is loaded).
         m.d.comb += [signature.spikes.eq(spikes), signature.synaptic.eq(packer.synaptic),
+                     signature.event.eq(ev_valid),
                      pool.spikes.eq(spikes_at)]
 
         # Classifier logits, accumulated over steps.
@@ -546,6 +627,11 @@ class SnnCore(wiring.Component):
             m.d.comb += lanes.clear.eq(1)
             m.d.core += [fetch_tap.eq(0), ky.eq(0), kx.eq(0), read_pending.eq(0),
                          nonzero.eq(0), packed_k.eq(k)]
+            if window_layers:
+                # The whole window is the current word: nothing left to fetch.
+                with m.If(is_window):
+                    m.d.core += [fetch_tap.eq(cur["taps"]), tap.eq(0), nonzero.eq(word_now_nz)]
+                    m.d.core += [xp.eq(w) for xp, w in zip(xplanes, word_now)]
             m.next = "ACCUMULATE"
 
         def store_open_word(value_of):
@@ -647,7 +733,7 @@ class SnnCore(wiring.Component):
 
             with m.State("MASK_AND"):
                 # The layer's first position is the one POSITION_CHECK enters after the pass.
-                m.d.comb += mask_pos.eq(0)
+                m.d.comb += [mask_pos.eq(0), in_mask_pass.eq(1)]
                 store_open_word(lambda word: channel_masks.rdata
                                 & Mux(cur_gate_on, word, (1 << L) - 1))
                 with m.If(cur["is_fc"]):
@@ -660,6 +746,7 @@ class SnnCore(wiring.Component):
                 m.next = "WINDOW"
 
             with m.State("POSITION_CHECK"):    # the position's mask bit has arrived
+                m.d.comb += in_position_check.eq(1)
                 m.d.core += pos_live.eq(position_masks.rdata[0])
                 if p.skipping:
                     with m.If(position_masks.rdata[0]):
@@ -735,7 +822,6 @@ class SnnCore(wiring.Component):
                 m.d.comb += remaining.eq(nonzero & ~(Const(1, CIN) << ci)[:CIN])
                 with m.If(nonzero.any()):
                     m.d.core += [ev_valid.eq(1), ev_x.eq(x_of_ci)]
-                    m.d.comb += signature.event.eq(1)
                 after = Signal(CIN)                # the current word's channels after this cycle
                 with m.If(remaining.any()):
                     m.d.comb += after.eq(remaining)

@@ -62,8 +62,8 @@ class WindowPacker(wiring.Component):
         The window's currents, channel order (registered).
 
     Latency: the routing is registered the cycle after ``load`` (``lane_codes`` and
-    ``second`` are valid from the second cycle after ``load``, ``synaptic`` from the
-    third); ``currents`` one cycle after ``expand``. Throughput one event per cycle.
+    ``second`` and ``synaptic`` are valid from the second cycle after ``load``);
+    ``currents`` one cycle after ``expand``. Throughput one event per cycle.
     """
 
     def __init__(self, *, lanes: int, weight_bits: int, acc_width: int):
@@ -96,11 +96,11 @@ class WindowPacker(wiring.Component):
         synaptic = [Signal(bits_for(L + 1), name=f"synaptic{k}") for k in (0, 1)]
         RW = router.rank_width
         m.d.comb += router.keep.eq(sched)
+        upper_next = Cat(*(sched[i] & (router.ranks[i * RW:(i + 1) * RW] >= L) for i in range(n)))
         m.d.sync += [moves.eq(router.moves), packed_valid.eq(router.packed_valid),
-                     upper.eq(Cat(*(sched[i] & (router.ranks[i * RW:(i + 1) * RW] >= L)
-                                    for i in range(n)))),
-                     synaptic[0].eq(popcount(self.win_computed & sched & ~upper)),
-                     synaptic[1].eq(popcount(self.win_computed & upper))]
+                     upper.eq(upper_next),
+                     synaptic[0].eq(popcount(self.win_computed & sched & ~upper_next)),
+                     synaptic[1].eq(popcount(self.win_computed & upper_next))]
         m.d.comb += [
             self.second.eq(packed_valid[L]),
             self.synaptic.eq(Mux(self.k, synaptic[1], synaptic[0])),

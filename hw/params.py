@@ -5,6 +5,7 @@ same :class:`CoreParams`, so addresses and bit positions are defined once.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from project_config import Config, ConfigError
@@ -37,11 +38,24 @@ class LayerPlan(GeometryView):
     gate_weight_base: int = 0   # word address in gate_weight_sram (gated layers)
     gate_group_base: int = 0    # word address in gate_threshold_sram (gated layers)
     gated: bool = False    # this layer has a channel gate (layers >= 1 of a gating core)
+    # Window fetch (docs/HARDWARE.md, "Window fetch"): the whole kernel window is read in one
+    # cycle from `taps` copies of the input map and issued as one word of taps x C_in inputs.
+    window_fetch: bool = False
+
+    @property
+    def issue_width(self) -> int:
+        """Inputs of one fetched word: taps x C_in with window fetch, else C_in."""
+        return self.taps * self.in_channels if self.window_fetch else self.in_channels
 
     @property
     def act_width(self) -> int:
         # Bit-plane layout: bit k of channel c's value at k * in_channels + c.
         return self.in_channels * self.x_bits
+
+    @property
+    def act_copies(self) -> int:
+        """Copies of the input map: one per tap with window fetch."""
+        return self.taps if self.window_fetch else 1
 
     @property
     def act_depth(self) -> int:
@@ -131,6 +145,11 @@ class CoreParams:
             inp["channels"], inp["height"], inp["width"])
         self.input_bits = inp["bits"]
         self.layers, depth = plan_layers(cfg.layers, self.lanes, self.channel_gating)
+        # The reference core keeps one tap per word (its cycles have a closed form).
+        self.window_pairs = cfg.hardware["window_pairs"] if self.skipping else 0
+        self.layers = [dataclasses.replace(lp, window_fetch=True)
+                       if lp.kind == "conv" and lp.taps * lp.in_channels <= self.window_pairs
+                       else lp for lp in self.layers]
         self.weight_depth, self.group_depth = depth["weight"], depth["group"]
         self.weight_depth_odd = depth["weight_odd"]
         self.membrane_depth, self.position_depth = depth["membrane"], depth["position"]
@@ -153,6 +172,7 @@ class CoreParams:
         self.importance_width = max(p.out_channels for p in spiking).bit_length() + 1
         self.logit_width = self.classifier.logit_width(self.timesteps)
         self.max_in_channels = max(p.in_channels for p in plans)
+        self.max_issue_width = max(p.issue_width for p in plans)
         self.max_x_bits = max(p.x_bits for p in plans)
         self.max_taps = max(p.taps for p in plans)
         self.max_positions = max(p.positions for p in plans)
@@ -235,7 +255,7 @@ class CoreParams:
         return {
             "weights": (self.weight_depth + self.weight_depth_odd) * self.lanes * self.weight_bits,
             "membrane": self.membrane_depth * self.lanes * self.membrane_bits,
-            "spikes_and_inputs": sum(p.act_depth * p.act_width for p in self.layers),
+            "spikes_and_inputs": sum(p.act_depth * p.act_width * p.act_copies for p in self.layers),
             "thresholds": self.group_depth * self.lanes * self.threshold_lane_width,
             "channel_masks": self.group_depth * self.lanes,
             "position_masks": self.position_depth,

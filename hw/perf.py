@@ -92,6 +92,15 @@ def accumulate_cycles(taps: tuple, skipping: bool = True) -> int:
             return cycles
 
 
+def position_accumulate(lp: LayerPlan, taps: np.ndarray, skipping: bool = True) -> int:
+    """Cycles in ACCUMULATE for one packed group of a position whose kernel taps have
+    ``taps`` nonzero inputs (-1 outside the map). With window fetch the window is one word,
+    already in the window register: one cycle per nonzero input, at least one."""
+    if lp.window_fetch:
+        return max(int(np.maximum(taps, 0).sum()), 1)
+    return accumulate_cycles(tuple(int(n) for n in taps), skipping)
+
+
 def layer_inputs(net: NetworkExport, res: GoldenResult, index: int) -> list:
     """Per layer, its integer input map at every step of sample ``index``: [T, C, H, W]."""
     x = [res.inputs[index].astype(np.int64)]
@@ -191,7 +200,7 @@ def _spiking_layer(p: CoreParams, lp: LayerPlan, le, counts, res, index, t) -> i
             if scoring and not computed[y, x]:
                 cycles += 2 * lp.groups - 1                       # PRUNE_WRITE, _ADDR
             else:
-                acc = accumulate_cycles(tuple(int(n) for n in counts[t, y, x]), p.skipping)
+                acc = position_accumulate(lp, counts[t, y, x], p.skipping)
                 # The first window's WINDOW cycle is POSITION_CHECK's or SCORE_DECIDE's.
                 cycles += _position_cycles(plan, acc) - 1
         cycles += int(closes_window)                              # POOL_WRITE
@@ -202,7 +211,7 @@ def _classifier_groups(p: CoreParams, lp: LayerPlan, le, counts, t) -> int:
     """Cycles of the classifier at step ``t`` from LAYER_START (or its MASK pass) to the NEURON
     cycle of its last group, that cycle included (its last record)."""
     pruning = p.spatial_pruning or p.channel_gating
-    acc = accumulate_cycles(tuple(int(n) for n in counts[t, 0, 0]), p.skipping)
+    acc = position_accumulate(lp, counts[t, 0, 0], p.skipping)
     channels = le.channel_mask.astype(bool).reshape(-1)
     return (int(pruning) + 2 * lp.groups + 1                      # LAYER_START, MASK, POSITION
             + _position_cycles(window_plan(p, lp, channels, t == 0), acc))
@@ -249,7 +258,7 @@ def layer_sram_bits(p: CoreParams) -> list:
     for lp in p.layers:
         bits = lp.groups * lp.taps * lp.in_channels * L * p.weight_bits      # weights
         bits += lp.groups * L * (p.threshold_lane_width + 1)                 # thresholds, mask
-        bits += lp.act_depth * lp.act_width                                  # input map
+        bits += lp.act_depth * lp.act_width * lp.act_copies                  # input map(s)
         if lp.kind == "conv":
             bits += lp.positions * (lp.groups * L * p.membrane_bits + 1)     # membranes, mask
         out.append(int(bits))

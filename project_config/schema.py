@@ -164,6 +164,9 @@ HARDWARE_KEYS = {
     "weight_latency": Key(int, 1, lo=1, hi=1),  # weight SRAM read latency (cycles)
     # false: issue every input, position and group (a reference for the cycles skipping saves)
     "skipping": Key(bool, True),
+    # window fetch: a conv layer with kernel taps x input channels at most this reads its
+    # whole kernel window in one cycle, from one copy of its input map per tap (0: never)
+    "window_pairs": Key(int, 32, lo=0, hi=256),
 }
 DATA_KEYS = {
     "dataset": Key(str, "digits", choices=("digits", "event_digits", "cifar10", "cifar100",
