@@ -126,6 +126,8 @@ class SnnCore(wiring.Component):
         thresholds = sram("threshold_sram", L * TLW, p.group_depth, TLW, broadcast=True)
         channel_masks = sram("channel_mask_sram", L, p.group_depth)
         position_masks = sram("position_mask_sram", 1, p.position_depth)
+        if p.spatial_pruning:
+            importances = sram("importance_sram", p.importance_width, p.position_depth)
         membranes = sram("membrane_sram", L * p.membrane_bits, p.membrane_depth)
         # A window-fetch layer's input map is held once per kernel tap, every copy written
         # together and each read at its own tap's address (docs/HARDWARE.md, "Window fetch");
@@ -310,6 +312,8 @@ class SnnCore(wiring.Component):
             membranes.raddr.eq(cur["m_base"] + pos * cur["groups"] + read_group),
             membrane_waddr.eq(cur["m_base"] + pos * cur["groups"] + group),
         ]
+        if p.spatial_pruning:
+            m.d.comb += importances.raddr.eq(cur["p_base"] + mask_pos)
         if p.channel_gating:
             prior_waddr = Signal.like(priors.waddr)
             m.d.comb += [priors.raddr.eq(cur["r_base"] + read_group),
@@ -497,9 +501,21 @@ class SnnCore(wiring.Component):
 
         q_stored = [membranes.rdata[j * MB:(j + 1) * MB] for j in range(L)]
         q_eff = [Mux(first_step, 0, q) for q in q_stored]         # as the neuron units see it
-        importance = Signal(signed(EW))                           # e of the current position
-        word_level_sum = Signal(signed(EW))
-        m.d.comb += word_level_sum.eq(tree_sum(level(q) for q in q_stored))
+        if p.spatial_pruning:
+            # Spatial importance e of every position (sum of its stored levels over all
+            # channels, docs/INTEGER_SPEC.md section 5) is kept in importance_sram and follows
+            # every membrane write: e += sum(q_new - q_old) per group (NEURON), e = 0 (a pruned
+            # position's reset). It is read one position ahead like the mask bit, so the
+            # decision costs no cycle; `importance` runs over the position's groups.
+            importance = Signal(signed(EW))
+            importance_next = Signal(signed(EW))
+            m.d.comb += importance_next.eq(importance + tree_sum(
+                level(q_next[j * MB:(j + 1) * MB]) - level(q_eff[j]) for j in range(L)))
+            stored_importance = importances.rdata.as_signed()
+
+            def write_importance(value):
+                m.d.comb += [importances.waddr.eq(cur["p_base"] + pos),
+                             importances.wdata.eq(value), importances.wen.eq(1)]
         if p.channel_gating:
             # The channel sums P of the current layer follow every membrane write:
             # P[c] += q_new - q_old (NEURON), P[c] -= q_old (a pruned position's reset).
@@ -751,9 +767,9 @@ class SnnCore(wiring.Component):
                 if p.skipping:
                     with m.If(position_masks.rdata[0]):
                         if p.spatial_pruning:
-                            with m.If(spatial_live):     # group 0's word was presented
-                                m.d.core += [importance.eq(0), group.eq(1)]
-                                m.next = "SCORE_ACC"
+                            m.d.core += importance.eq(Mux(first_step, 0, stored_importance))
+                            with m.If(spatial_live & (stored_importance < cur_theta)):
+                                m.next = "PRUNE_WRITE"   # group 0's word was presented
                             with m.Else():
                                 set_window(1)
                         else:
@@ -764,30 +780,15 @@ class SnnCore(wiring.Component):
                     set_window(position_masks.rdata[0])
 
             if p.spatial_pruning:
-                # Membrane importance e = sum of the stored levels over all channels, one
-                # group's word per cycle (group g's address presented while g - 1's word is
-                # added); below theta_s the position is pruned: its membranes are reset to 0
-                # and nothing is accumulated.
-                with m.State("SCORE_ACC"):     # the word of group - 1 has arrived
-                    m.d.core += importance.eq(importance + word_level_sum)
-                    with m.If(group == cur["groups"]):
-                        m.d.core += group.eq(0)
-                        m.next = "SCORE_DECIDE"
-                    with m.Else():
-                        m.d.core += group.eq(group + 1)
-
-                with m.State("SCORE_DECIDE"):  # group 0's address presented
-                    with m.If(importance >= cur_theta):
-                        set_window(pos_live)
-                    with m.Else():
-                        m.next = "PRUNE_WRITE"
-
+                # Below theta_s the position is pruned: its membranes are reset to 0 and
+                # nothing is accumulated.
                 with m.State("PRUNE_ADDR"):
                     m.next = "PRUNE_WRITE"
 
                 with m.State("PRUNE_WRITE"):
                     m.d.comb += [membranes.waddr.eq(membrane_waddr), membranes.wdata.eq(0),
                                  membranes.wen.eq(1)]
+                    write_importance(0)
                     if p.channel_gating:
                         m.d.comb += [priors.waddr.eq(prior_waddr),
                                      priors.wdata.eq(prior_after_reset), priors.wen.eq(1)]
@@ -809,6 +810,8 @@ class SnnCore(wiring.Component):
                 with m.State("INIT_ZERO"):
                     m.d.comb += [membranes.waddr.eq(membrane_waddr), membranes.wdata.eq(0),
                                  membranes.wen.eq(1)]
+                    if p.spatial_pruning:
+                        write_importance(importance)
                     next_group()
 
             with m.State("ACCUMULATE"):
@@ -886,6 +889,9 @@ class SnnCore(wiring.Component):
                                      priors.wen.eq(live & ~cur["is_fc"])]
                     with m.If(live & ~cur["is_fc"]):
                         m.d.comb += [pool.add.eq(1), signature.update.eq(1)]
+                        if p.spatial_pruning:
+                            write_importance(importance_next)
+                            m.d.core += importance.eq(importance_next)
                     with m.If(live & cur["is_fc"]):
                         for c in range(fc.out_channels):
                             j = c % L

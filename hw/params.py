@@ -260,6 +260,7 @@ class CoreParams:
             "channel_masks": self.group_depth * self.lanes,
             "position_masks": self.position_depth,
             "pruning": (self.prior_depth * self.lanes * self.prior_width
+                        + (self.position_depth * self.importance_width if self.spatial_pruning else 0)
                         + self.gate_weight_depth * self.lanes * 2
                         + self.gate_group_depth * self.lanes * self.gate_width),
         }

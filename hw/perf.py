@@ -195,13 +195,11 @@ def _spiking_layer(p: CoreParams, lp: LayerPlan, le, counts, res, index, t) -> i
     for y, x, closes_window in visit_positions(lp):
         cycles += 1                                               # POSITION_CHECK
         if static[y, x]:
-            if scoring:
-                cycles += lp.groups + 1                           # SCORE_ACC, SCORE_DECIDE
             if scoring and not computed[y, x]:
                 cycles += 2 * lp.groups - 1                       # PRUNE_WRITE, _ADDR
             else:
                 acc = position_accumulate(lp, counts[t, y, x], p.skipping)
-                # The first window's WINDOW cycle is POSITION_CHECK's or SCORE_DECIDE's.
+                # The first window's WINDOW cycle is POSITION_CHECK's.
                 cycles += _position_cycles(plan, acc) - 1
         cycles += int(closes_window)                              # POOL_WRITE
     return cycles + 1                                             # LAYER_DONE
@@ -261,6 +259,8 @@ def layer_sram_bits(p: CoreParams) -> list:
         bits += lp.act_depth * lp.act_width * lp.act_copies                  # input map(s)
         if lp.kind == "conv":
             bits += lp.positions * (lp.groups * L * p.membrane_bits + 1)     # membranes, mask
+            if p.spatial_pruning:
+                bits += lp.positions * p.importance_width                    # importance
         out.append(int(bits))
     return out
 

@@ -64,8 +64,10 @@ def test_srams_are_the_expected_black_boxes(slice_synth):
     bb = rep["sram_blackboxes"]
     names = {s["name"] for s in bb["instances"]}
     expected = ({"weight_sram_even", "weight_sram_odd", "threshold_sram", "membrane_sram", "channel_mask_sram",
-                 "position_mask_sram", "prior_sram", "gate_weight_sram", "gate_threshold_sram"}
-                | {f"act_sram{i}" for i in range(len(params.layers))})
+                 "position_mask_sram", "prior_sram", "gate_weight_sram", "gate_threshold_sram",
+                 "importance_sram"}
+                | {f"act_sram{lp.index}_tap{k}" if lp.window_fetch else f"act_sram{lp.index}"
+                   for lp in params.layers for k in range(lp.act_copies)})
     assert names == expected
     assert rep["blackbox_instances_by_module"] == {"spquant_sram": len(expected)}
     bits = {s["name"]: s["bits"] for s in bb["instances"]}
