@@ -96,7 +96,9 @@ class WindowPacker(wiring.Component):
         synaptic = [Signal(bits_for(L + 1), name=f"synaptic{k}") for k in (0, 1)]
         RW = router.rank_width
         m.d.comb += router.keep.eq(sched)
-        upper_next = Cat(*(sched[i] & (router.ranks[i * RW:(i + 1) * RW] >= L) for i in range(n)))
+        upper_next = Signal(n)            # named: an expression would be rebuilt at each use
+        m.d.comb += upper_next.eq(Cat(*(sched[i] & (router.ranks[i * RW:(i + 1) * RW] >= L)
+                                        for i in range(n))))
         m.d.sync += [moves.eq(router.moves), packed_valid.eq(router.packed_valid),
                      upper.eq(upper_next),
                      synaptic[0].eq(popcount(self.win_computed & sched & ~upper_next)),

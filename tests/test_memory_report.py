@@ -82,13 +82,14 @@ def test_core_bits_by_hand_and_build_report_fields():
     params = CoreParams(_small_cfg())
     # weights: (1 group * 9 taps * 1 ch + 2 groups * 4 taps * 2 ch) words * 2 lanes * 2 bits
     # membrane: 16 positions * 1 group * 2 lanes * 2 bits
-    # inputs: 16 positions * 3 bits + 4 positions * 2 ch * 3 bits (pooled counts 0..4)
+    # inputs: 9 tap copies (layer 0 has window fetch: 9 taps x 1 ch <= window_pairs)
+    #   * 16 positions * 3 bits + 4 positions * 2 ch * 3 bits (pooled counts 0..4)
     # thresholds: 3 groups * 2 lanes * (3 levels * 3 * 8-bit accumulators)
-    expected = {"weights": 100, "membrane": 64, "spikes_and_inputs": 72, "thresholds": 432,
+    expected = {"weights": 100, "membrane": 64, "spikes_and_inputs": 456, "thresholds": 432,
                 "channel_masks": 6, "position_masks": 16, "pruning": 0}
     fields = build_report_fields(params)
     assert fields["memory_bits"] == expected
-    assert fields["memory_bits_total"] == sum(expected.values()) == 690
+    assert fields["memory_bits_total"] == sum(expected.values()) == 1074
     assert fields["total_memory_formula"]["counts"]["weights"] == 42
     assert fields["total_memory_formula"]["full_precision"]["total_bits"] == 2400
 
@@ -105,7 +106,7 @@ def test_build_report_json_has_the_section(tmp_path):
     cfg_path.write_text(yaml.safe_dump(SMALL))
     rep = json.loads((build(load_config(cfg_path), str(tmp_path / "out"), do_lint=False)
                       / "report.json").read_text())
-    assert rep["memory_bits_total"] == 690
+    assert rep["memory_bits_total"] == 1074
     assert rep["total_memory_formula"]["paper_target"]["met"] is True
 
 
