@@ -476,7 +476,7 @@ class SnnCore(wiring.Component):
         cmask = Signal(L)                 # lanes computed in this group: mask, gate, position
         m.d.comb += cmask.eq(win_cmask.word_select(group[0], L))
         group_current = Signal(L * W)
-        m.d.comb += group_current.eq(packer.currents.word_select(group[0], L * W))
+        m.d.comb += group_current.eq(packer.expanded.word_select(group[0], L * W))
         for j in range(L):
             nu = NeuronUnit(membrane=p.membrane, acc_width=W)
             m.submodules[f"neuron_unit{j}"] = nu
@@ -861,14 +861,16 @@ class SnnCore(wiring.Component):
                     m.next = "DRAIN"
 
             with m.State("DRAIN"):             # the last event's add lands this cycle
-                m.next = "EXPAND"
-
-            with m.State("EXPAND"):            # the packed currents back to their channels
-                m.d.comb += packer.expand.eq(1)
+                # The window's last packed group goes straight to the updates, which read
+                # its currents unregistered (packer.expanded); a first of two is kept.
                 with m.If(~packed_k & packer.second):
-                    start_pack(1)
+                    m.next = "EXPAND"
                 with m.Else():
                     even_group()
+
+            with m.State("EXPAND"):            # packed group 0's currents kept; run group 1
+                m.d.comb += packer.expand.eq(1)
+                start_pack(1)
 
             with m.State("NEURON"):
                 m.d.comb += self.record.valid.eq(emit)

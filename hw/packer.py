@@ -56,14 +56,18 @@ class WindowPacker(wiring.Component):
     acc : In(lanes * acc_width)
         The lanes' currents after packed group ``k``.
     expand : In(1)
-        Put ``acc`` back at its channels in ``currents`` (packed group 0 writes every
-        field, unscheduled ones 0; packed group 1 only its own).
+        Register ``expanded`` into ``currents``.
+    expanded : Out(2 * lanes * acc_width)
+        The window's currents in channel order as they stand after packed group ``k``
+        (combinational from ``acc``): packed group 0 gives every field (unscheduled ones
+        0); packed group 1 only its own, the others from ``currents``.
     currents : Out(2 * lanes * acc_width)
-        The window's currents, channel order (registered).
+        ``expanded`` as of the last ``expand`` (registered).
 
     Latency: the routing is registered the cycle after ``load`` (``lane_codes`` and
     ``second`` and ``synaptic`` are valid from the second cycle after ``load``);
-    ``currents`` one cycle after ``expand``. Throughput one event per cycle.
+    ``expanded`` follows ``acc`` in the same cycle; ``currents`` one cycle after
+    ``expand``. Throughput one event per cycle.
     """
 
     def __init__(self, *, lanes: int, weight_bits: int, acc_width: int):
@@ -77,7 +81,8 @@ class WindowPacker(wiring.Component):
             "win_computed": Out(n), "second": Out(1),
             "k": In(1), "codes": In(n * weight_bits), "lane_codes": Out(lanes * weight_bits),
             "synaptic": Out(bits_for(lanes + 1)),
-            "acc": In(lanes * acc_width), "expand": In(1), "currents": Out(n * acc_width),
+            "acc": In(lanes * acc_width), "expand": In(1), "expanded": Out(n * acc_width),
+            "currents": Out(n * acc_width),
         })
 
     def elaborate(self, platform):
@@ -112,8 +117,10 @@ class WindowPacker(wiring.Component):
             unpack.data.eq(Cat(self.acc, self.acc)),   # slot r and r + L: lane r
             unpack.moves.eq(moves), unpack.mask.eq(sched),
         ]
+        for i in range(n):
+            field = slice(i * W, (i + 1) * W)
+            m.d.comb += self.expanded[field].eq(
+                Mux(~self.k | upper[i], unpack.out[field], self.currents[field]))
         with m.If(self.expand):
-            for i in range(n):
-                with m.If(~self.k | upper[i]):
-                    m.d.sync += self.currents[i * W:(i + 1) * W].eq(unpack.out[i * W:(i + 1) * W])
+            m.d.sync += self.currents.eq(self.expanded)
         return m

@@ -213,8 +213,8 @@ class CoreParams:
         - per (layer, step): the MASK pass, 2 per group;
         - per (position, packing window): WINDOW; per group in it ``2 + taps * C_in`` in
           ACCUMULATE (one cycle to fetch the first word, one to load it, then one per
-          channel), DRAIN and EXPAND; then NEURON for each group: ``taps * C_in + 6`` for a
-          one-group window, ``2 * (taps * C_in) + 11`` for a pair;
+          channel) and DRAIN, EXPAND between a pair's two; then NEURON for each group:
+          ``taps * C_in + 5`` for a one-group window, ``2 * (taps * C_in) + 10`` for a pair;
         - per position: POSITION_CHECK, which also sets up the first window (its WINDOW
           cycle); the classifier's one position: POSITION, then its first WINDOW;
         - per pool window: POOL_WRITE; per layer: LAYER_DONE;
@@ -233,7 +233,7 @@ class CoreParams:
         for lp in self.layers:
             issue = lp.taps * lp.in_channels
             pairs, singles = lp.groups // PACK_GROUPS, lp.groups % PACK_GROUPS
-            per_position = pairs * (2 * issue + 11) + singles * (issue + 6)
+            per_position = pairs * (2 * issue + 10) + singles * (issue + 5)
             if lp.kind == "fc":
                 body.append(2 * lp.groups + 1 + per_position)    # MASK, POSITION, windows
             else:

@@ -169,9 +169,10 @@ def window_plan(p: CoreParams, lp: LayerPlan, computed: np.ndarray, first_step: 
 
 
 def _position_cycles(plan: list, acc: int) -> int:
-    """Cycles of one computed position's windows: each packed group ACCUMULATE + DRAIN +
-    EXPAND."""
-    return sum(packed * (acc + 2) + fixed for packed, fixed in plan)
+    """Cycles of one computed position's windows: each packed group ACCUMULATE + DRAIN, and
+    EXPAND between a window's two packed groups (the last one's currents are read
+    unregistered)."""
+    return sum(packed * (acc + 1) + max(packed - 1, 0) + fixed for packed, fixed in plan)
 
 
 def _spiking_layer(p: CoreParams, lp: LayerPlan, le, counts, res, index, t) -> int:
