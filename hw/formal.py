@@ -163,6 +163,7 @@ class CoreStreamHarness(Elaboratable):
     def elaborate(self, platform):
         m = Module()
         m.submodules.core = core = self.core
+        # From cycle 3: a parameter write the arbitrary start state had pending has landed.
         m.submodules.age = age = _Age(3)
         m.d.comb += [core.frame.valid.eq(self.frame_valid),
                      core.frame.payload.eq(self.frame_payload),
@@ -275,21 +276,25 @@ class AccumulatorHarness(Elaboratable):
     acc_width : int, optional
         Build the lanes this wide instead of ``params.acc_width`` (a too-narrow variant
         must fail).
+    lanes : int, optional
+        Lanes to build instead of ``params.lanes`` (they are independent copies: one is
+        enough for a quick counterexample).
     """
     GUARD = 8
 
-    def __init__(self, params, layer, acc_width=None):
+    def __init__(self, params, layer, acc_width=None, lanes=None):
         if not 0 <= layer.x_max < (1 << params.max_x_bits):
             raise ValueError(f"layer {layer.index}: x_max {layer.x_max} exceeds the lanes' input")
         self.p, self.layer = params, layer
         self.W = acc_width or params.acc_width
-        self.lanes = PotShiftAdd(lanes=params.lanes, weight_bits=params.weight_bits,
+        self.n_lanes = lanes or params.lanes
+        self.lanes = PotShiftAdd(lanes=self.n_lanes, weight_bits=params.weight_bits,
                                  max_shift=params.max_shift, x_bits=params.max_x_bits,
                                  acc_width=self.W)
         self.clear = Signal()
         self.valid = Signal()
         self.x = Signal(params.max_x_bits)
-        self.codes = Signal(params.lanes * params.weight_bits)
+        self.codes = Signal(self.n_lanes * params.weight_bits)
 
     def ports(self):
         return [self.clear, self.valid, self.x, self.codes]
@@ -309,7 +314,7 @@ class AccumulatorHarness(Elaboratable):
         with m.Elif(self.valid):
             m.d.sync += adds.eq(adds + 1)
         RW = W + self.GUARD
-        for j in range(p.lanes):
+        for j in range(self.n_lanes):
             code = self.codes[j * b:(j + 1) * b]
             e, negative = code[:b - 1], code[b - 1]
             # The spec's term: s * x * 2^(K - k) with k = e - 1, zero for e = 0.
@@ -432,9 +437,10 @@ def harnesses(params: CoreParams) -> dict:
 
     def acc(lp):
         def make(fault=None):
-            # "narrow": one bit short of the signed width that holds +-bound.
-            width = lp.accumulator_bound.bit_length() if fault == "narrow" else None
-            h = AccumulatorHarness(params, lp, width)
+            # "narrow": one lane, one bit short of the signed width that holds +-bound.
+            narrow = fault == "narrow"
+            h = AccumulatorHarness(params, lp, lp.accumulator_bound.bit_length() if narrow else None,
+                                   lanes=1 if narrow else None)
             return Harness(h, h.ports(), any_state=False, induction=fault is None)
         return make
 
