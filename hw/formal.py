@@ -10,23 +10,10 @@ for a counterexample of up to ``--depth`` cycles with Boolector. Both come from 
 prints ``name  depth  PROVEN|FAILED  seconds`` and exits 1 if any property failed (the
 counterexample trace, a VCD, is kept in the work folder: default ``build/formal``).
 
-Properties (docs/HARDWARE.md, "Formal checks"):
-
-- ``record_stable``: while ``record.valid`` is high and ``record.ready`` low, the record's
-  payload does not change and ``valid`` stays high (no record is withdrawn or replaced).
-- ``record_no_duplicate``: two successive accepted records never carry the same
-  (kind, layer, step, position, group): a record is taken once, however long it stalls.
-- ``reset_to_idle``: from any state at all (every register and SRAM output unconstrained),
-  two cycles of reset leave the scheduler in LOAD, at step 0 and input address 0, with
-  ``busy`` and ``record.valid`` low.
-- ``acc_no_overflow_l<i>``: for layer i's input range and fan-in, the PoT shift-add lanes
-  never wrap: each lane equals a reference sum kept 8 bits wider.
-
-The core's stream and reset checks start from an arbitrary state (no initial values), so a
-pass covers every state the core can reach at any depth, not only the first ``depth``
-cycles after a reset. The SRAM macros are replaced by an abstract model whose read data is
-any value after a new address or a write, and held otherwise: the proofs hold for any
-memory contents.
+Properties (docs/HARDWARE.md, "Formal checks", says what each proves and what it assumes):
+``scheduler_in_range``, ``record_stable``, ``record_no_duplicate``, ``reset_to_idle`` on the
+core from an arbitrary state (no initial values; the SRAM macros replaced by a model with
+any contents), and ``acc_no_overflow_l<i>`` per layer on the PoT lanes, by induction.
 """
 from __future__ import annotations
 
@@ -46,7 +33,7 @@ from amaranth.hdl import Assert, Assume
 
 from project_config import UserError, cli_main, load_config
 from project_config.cli import add_config, bounded_int, parser
-from project_config.files import atomic_write
+from project_config.files import atomic_write, check_output_dir
 from .core import SnnCore
 from .params import CoreParams
 from .pot_shift_add import PotShiftAdd
@@ -138,17 +125,20 @@ class CoreStreamHarness(Elaboratable):
     ----------
     params : CoreParams
     prop : str
-        ``"stable"`` or ``"no_duplicate"``.
+        ``"in_range"`` (the scheduler counters stay in range), ``"stable"`` or
+        ``"no_duplicate"``; the last two start with the counters in range.
     fault : str or None
-        A deliberately broken consumer-side view, for the tests that the check can fail:
+        A deliberately broken variant, for the tests that the check can fail:
         ``"payload_while_stalled"`` (a payload bit flips while stalled), ``"drop"`` (valid
         withdrawn while stalled), ``"ready_lost"`` (the core is not told of a transfer,
-        so it offers the same record again).
+        so it offers the same record again), ``"unconstrained"`` (in_range started from
+        any counters).
     """
 
     def __init__(self, params, prop, fault=None):
         self.p, self.prop, self.fault = params, prop, fault
         self.core = SnnCore(params)
+        self.core._MustUse__silence = True   # elaborated by hand (elaborate), not unused
         self.ready = Signal()
         self.flip = Signal()
         self.frame_valid = Signal()
@@ -163,7 +153,13 @@ class CoreStreamHarness(Elaboratable):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.core = core = self.core
+        core = self.core
+        # Elaborated here, not as a submodule, for its scheduler counters (in_range).
+        m.submodules.core = core.elaborate(platform)
+        counters_ok = in_range(self.p, core.scheduler_counters)
+        if self.prop != "in_range" or self.fault != "unconstrained":
+            with m.If(Initial()):
+                m.d.comb += Assume(counters_ok)
         # From cycle 3: a parameter write the arbitrary start state had pending has landed.
         m.submodules.age = age = _Age(3)
         m.d.comb += [core.frame.valid.eq(self.frame_valid),
@@ -206,10 +202,24 @@ class CoreStreamHarness(Elaboratable):
                 m.d.sync += [last.eq(header), have_last.eq(1)]
             with m.If(age.ok & have_last & fire):
                 m.d.comb += Assert(header != last, "the same record was transferred twice")
+        elif self.prop == "in_range":
+            with m.If(age.ok):
+                m.d.comb += Assert(counters_ok, "a scheduler counter out of its range")
         else:
             raise ValueError(f"prop: {self.prop!r}")
         return m
 
+
+
+def in_range(params, c):
+    """The scheduler's counters within the current layer's ranges (the start states of the
+    stream checks; ``scheduler_in_range`` proves that no step leaves them)."""
+    cur = c.cur
+    return ((c.layer < len(params.layers)) & (c.step < params.timesteps)
+            & (c.wy < cur["win_h"]) & (c.wx < cur["win_w"]) & (c.group < cur["groups"])
+            & (cur["pool2"] | ~(c.dy | c.dx))
+            # The classifier's states only at the classifier.
+            & (~c.ongoing("LOGITS") | cur["is_fc"]))
 
 
 class CoreResetHarness(Elaboratable):
@@ -443,8 +453,8 @@ def harnesses(params: CoreParams) -> dict:
             return Harness(h, h.ports(), any_state=False, induction=fault is None)
         return make
 
-    props = {"record_stable": stream("stable"), "record_no_duplicate": stream("no_duplicate"),
-             "reset_to_idle": reset}
+    props = {"scheduler_in_range": stream("in_range"), "record_stable": stream("stable"),
+             "record_no_duplicate": stream("no_duplicate"), "reset_to_idle": reset}
     for lp in params.layers:
         props[f"acc_no_overflow_l{lp.index}"] = acc(lp)
     return props
@@ -462,12 +472,12 @@ def main(argv=None):
                     help=f"work folder: netlists, logs, counterexamples (default {DEFAULT_OUT})")
     args = ap.parse_args(argv)
     params = CoreParams(load_config(args.config))
+    out = check_output_dir(args.out, "--out")
     props = harnesses(params)
     names = args.only or list(props)
     unknown = [n for n in names if n not in props]
     if unknown:
         raise UserError(f"--only: {unknown[0]!r} is not a property (one of {', '.join(props)})")
-    out = Path(args.out)
     failed = 0
     for name in names:
         depth = ACC_DEPTH if name.startswith("acc_") else args.depth

@@ -38,7 +38,7 @@ def test_every_property_is_proven_on_the_slice(tmp_path, params):
     rows = [LINE.match(ln) for ln in r.stdout.splitlines()]
     assert all(rows), r.stdout
     names = [m[1] for m in rows]
-    assert names == ["record_stable", "record_no_duplicate", "reset_to_idle",
+    assert names == ["scheduler_in_range", "record_stable", "record_no_duplicate", "reset_to_idle",
                      *(f"acc_no_overflow_l{lp.index}" for lp in params.layers)]
     for m in rows:
         assert m[3] == "PROVEN"
@@ -57,6 +57,7 @@ def test_every_property_is_proven_on_the_slice(tmp_path, params):
 
 # Each broken variant, and the check that must catch it.
 FAULTS = [
+    ("scheduler_in_range", "unconstrained", TEST_DEPTH),      # started out of range
     ("record_stable", "payload_while_stalled", TEST_DEPTH),   # a payload bit flips in a stall
     ("record_stable", "drop", TEST_DEPTH),                    # valid withdrawn in a stall
     ("record_no_duplicate", "ready_lost", TEST_DEPTH),        # the core misses a transfer
@@ -92,3 +93,11 @@ def test_unknown_property_and_bad_depth_are_one_line_errors():
     assert "--only" in r.stderr and "no_such_property" in r.stderr and "record_stable" in r.stderr
     r = run_cli("hw.formal", "--depth", "0")
     assert r.returncode == 2 and "--depth" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_an_output_folder_that_is_a_file_is_a_one_line_error(tmp_path):
+    target = tmp_path / "taken"
+    target.write_text("not a folder")
+    r = run_cli("hw.formal", "--out", str(target), "--only", "reset_to_idle")
+    assert r.returncode == 2 and "--out" in r.stderr and r.stderr.count("\n") == 1
+    assert target.read_text() == "not a folder"
