@@ -33,7 +33,7 @@ regress: setup
 	$(PY) -m sim.regress --simulator $(SIM) --cases $(CASES) --workers 2 $(ARGS)
 
 ## Formal properties of the core (hw.formal): Yosys SMT bounded model checking with Boolector,
-## both from PyPI; stream and reset checks to DEPTH cycles from any state (about 75 s on the slice).
+## both from PyPI; stream and reset checks to DEPTH cycles from any state (1 to 2 min on the slice).
 DEPTH ?= 12
 formal: setup
 	$(PY) -m hw.formal --config $(CONFIG) --depth $(DEPTH) $(ARGS)
