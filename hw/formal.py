@@ -132,7 +132,7 @@ class CoreStreamHarness(Elaboratable):
         ``"payload_while_stalled"`` (a payload bit flips while stalled), ``"drop"`` (valid
         withdrawn while stalled), ``"ready_lost"`` (the core is not told of a transfer,
         so it offers the same record again), ``"unconstrained"`` (in_range started from
-        any counters).
+        any counters), ``"weak"`` (in_range without its LOGITS clause: not inductive).
     """
 
     def __init__(self, params, prop, fault=None):
@@ -156,7 +156,7 @@ class CoreStreamHarness(Elaboratable):
         core = self.core
         # Elaborated here, not as a submodule, for its scheduler counters (in_range).
         m.submodules.core = core.elaborate(platform)
-        counters_ok = in_range(self.p, core.scheduler_counters)
+        counters_ok = in_range(self.p, core.scheduler_counters, full=self.fault != "weak")
         if self.prop != "in_range" or self.fault != "unconstrained":
             with m.If(Initial()):
                 m.d.comb += Assume(counters_ok)
@@ -211,15 +211,16 @@ class CoreStreamHarness(Elaboratable):
 
 
 
-def in_range(params, c):
+def in_range(params, c, full=True):
     """The scheduler's counters within the current layer's ranges (the start states of the
-    stream checks; ``scheduler_in_range`` proves that no step leaves them)."""
+    stream checks; ``scheduler_in_range`` proves that no step leaves them). ``full=False``
+    leaves out the LOGITS clause: no longer inductive (a broken variant)."""
     cur = c.cur
-    return ((c.layer < len(params.layers)) & (c.step < params.timesteps)
+    ok = ((c.layer < len(params.layers)) & (c.step < params.timesteps)
             & (c.wy < cur["win_h"]) & (c.wx < cur["win_w"]) & (c.group < cur["groups"])
-            & (cur["pool2"] | ~(c.dy | c.dx))
-            # The classifier's states only at the classifier.
-            & (~c.ongoing("LOGITS") | cur["is_fc"]))
+            & (cur["pool2"] | ~(c.dy | c.dx)))
+    # The classifier's state only at the classifier.
+    return ok & (~c.ongoing("LOGITS") | cur["is_fc"]) if full else ok
 
 
 class CoreResetHarness(Elaboratable):
@@ -437,7 +438,8 @@ def harnesses(params: CoreParams) -> dict:
     def stream(prop):
         def make(fault=None):
             h = CoreStreamHarness(params, prop, fault)
-            return Harness(h, h.ports(), any_state=True)
+            return Harness(h, h.ports(), any_state=True,
+                           induction=prop == "in_range" and fault in (None, "weak"))
         return make
 
     def reset(fault=None):
