@@ -5,7 +5,7 @@ SAMPLES ?=
 SIMS    ?=
 ARGS    ?=
 
-.PHONY: setup sim test fuzz regress train build table5 report clean
+.PHONY: setup sim test fuzz regress formal train build table5 report clean
 
 setup:
 	@bash scripts/setup.sh
@@ -31,6 +31,12 @@ CASES ?= 100
 SIM   ?= verilator
 regress: setup
 	$(PY) -m sim.regress --simulator $(SIM) --cases $(CASES) --workers 2 $(ARGS)
+
+## Formal properties of the core (hw.formal): Yosys SMT bounded model checking with Boolector,
+## both from PyPI; stream and reset checks to DEPTH cycles from any state (1 to 2 min on the slice).
+DEPTH ?= 12
+formal: setup
+	$(PY) -m hw.formal --config $(CONFIG) --depth $(DEPTH) $(ARGS)
 
 train: setup
 	$(PY) -m train --config $(CONFIG) $(ARGS)

@@ -671,7 +671,7 @@ class SnnCore(wiring.Component):
             m.d.comb += signature.clear.eq(1)
 
         m.d.comb += self.busy.eq(1)      # overridden while waiting for a new inference
-        with m.FSM(name="scheduler", domain="core"):
+        with m.FSM(name="scheduler", domain="core") as scheduler:
             with m.State("LOAD"):
                 with m.If((step == 0) & (in_addr == 0)):
                     m.d.core += spike_records_q.eq(self.spike_records)
@@ -962,4 +962,9 @@ class SnnCore(wiring.Component):
                     with m.Else():
                         m.d.core += group.eq(group + 1)
 
+        # The scheduler's counters, for hw.formal (its harnesses elaborate the core to
+        # constrain and check them); nothing in the design reads this.
+        self.scheduler_counters = SimpleNamespace(layer=layer, step=step, wy=wy, wx=wx, dy=dy,
+                                                  dx=dx, group=group, cur=cur,
+                                                  ongoing=scheduler.ongoing)
         return m
