@@ -361,7 +361,10 @@ class SnnCore(wiring.Component):
         # The fetched word's planes (zero above the layer's input bits) and nonzero map: one
         # tap's C_in inputs, or with window fetch every tap's, input (tap, c) at tap * C_in + c.
         fetched = [Signal(w, name=f"fetched_plane{k}") for k, w in enumerate(plane_width)]
-        window_word = [Signal(w, name=f"window_plane{k}") for k, w in enumerate(plane_width)]
+        # The window register is only as wide as the window layers' words (zero above).
+        window_width = [max([lp.issue_width for lp in window_layers if lp.x_bits > k], default=0)
+                        for k in range(XB)]
+        window_word = [Signal(w, name=f"window_plane{k}") for k, w in enumerate(window_width)]
         with m.Switch(layer):
             for lp, act in zip(p.layers, acts):
                 with m.Case(lp.index):
@@ -382,7 +385,7 @@ class SnnCore(wiring.Component):
         m.d.comb += fetched_nz.eq(nz)
         # The window register: a window-fetch position's word, taken in POSITION_CHECK (the
         # copies' addresses move on to the next position then) for each of its packed groups.
-        window_nz = Signal(CIN)
+        window_nz = Signal(max(window_width, default=0))
         in_position_check = Signal()
         word_now = [Mux(in_position_check, f, w) for f, w in zip(fetched, window_word)]
         word_now_nz = Mux(in_position_check, fetched_nz, window_nz)
