@@ -364,7 +364,8 @@ class SnnCore(wiring.Component):
         # The window register is only as wide as the window layers' words (zero above).
         window_width = [max([lp.issue_width for lp in window_layers if lp.x_bits > k], default=0)
                         for k in range(XB)]
-        window_word = [Signal(w, name=f"window_plane{k}") for k, w in enumerate(window_width)]
+        window_word = [Signal(w, name=f"window_plane{k}") if w else C(0, 1)  # no 0-bit wires
+                       for k, w in enumerate(window_width)]
         with m.Switch(layer):
             for lp, act in zip(p.layers, acts):
                 with m.Case(lp.index):
@@ -385,7 +386,7 @@ class SnnCore(wiring.Component):
         m.d.comb += fetched_nz.eq(nz)
         # The window register: a window-fetch position's word, taken in POSITION_CHECK (the
         # copies' addresses move on to the next position then) for each of its packed groups.
-        window_nz = Signal(max(window_width, default=0))
+        window_nz = Signal(max(window_width, default=0) or 1)
         in_position_check = Signal()
         word_now = [Mux(in_position_check, f, w) for f, w in zip(fetched, window_word)]
         word_now_nz = Mux(in_position_check, fetched_nz, window_nz)
@@ -393,7 +394,7 @@ class SnnCore(wiring.Component):
         if window_layers:
             m.d.comb += is_window.eq(cur["window"])
             with m.If(in_position_check):
-                m.d.core += [w.eq(f) for w, f in zip(window_word, fetched)]
+                m.d.core += [w.eq(f) for w, f, n in zip(window_word, fetched, window_width) if n]
                 m.d.core += window_nz.eq(fetched_nz)
 
         # ---------------- synapse lanes ----------------
