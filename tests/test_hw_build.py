@@ -39,6 +39,22 @@ def test_vgg9_build_is_sized_for_the_network(tmp_path):
     assert (out / "snn_core.v").stat().st_size < 3_000_000
 
 
+@pytest.mark.sim
+@pytest.mark.parametrize("window_pairs", [0, 32])
+def test_window_fetch_on_a_one_bit_layer_is_lint_clean(tmp_path, window_pairs):
+    # Layer 0 (1-bit inputs, 3 channels, 1x1 kernel) has window fetch at window_pairs 32; the
+    # classifier's inputs are 3-bit pooled counts, wider than any window layer's.
+    from project_config import config_from_dict
+    raw = {"model": {"name": "w", "input": {"channels": 3, "height": 2, "width": 2, "bits": 1},
+                     "timesteps": 2, "layers": [{"channels": 4, "kernel": 1, "padding": 0,
+                                                 "pool": 2}], "classes": 3},
+           "hardware": {"lanes": 2, "window_pairs": window_pairs}}
+    cfg = config_from_dict(raw)
+    assert CoreParams(cfg).layers[0].window_fetch == bool(window_pairs)
+    out = build(cfg, tmp_path)
+    assert json.loads((out / "report.json").read_text())["lint"] == "clean"
+
+
 def test_membrane_mode_changes_the_core(tmp_path):
     cfg = load_config("slice_digits.yaml")
     cfg.quant["membrane"] = "binary"
