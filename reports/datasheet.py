@@ -51,11 +51,13 @@ from project_config.files import (atomic_write, check_output_dir, check_output_f
 from sim.flow import make_case
 
 CONFIGS = ("slice_digits.yaml", "vgg9_small.yaml", "vgg9.yaml")
-# What is placed and routed, per config name: target -> lanes of the placed copy. Small
-# cores only: the 16-lane slice on the ECP5 takes about 20 min on 2 shared cores
-# (docs/HARDWARE.md), over this command's budget; the full VGG-9 does not fit either device
-# (its weight SRAM alone is 10x the ECP5's block RAM, reported as such).
-PNR_PLAN = {"slice_digits": {"ice40": 2, "ecp5": 8}, "vgg9_small": {"ice40": 4, "ecp5": 4}}
+# What is placed and routed, per config name: target -> lane counts of the placed copies.
+# Small cores only (the slice at its own 8 lanes and at 16 on the ECP5: about 1.5 and 3.5
+# min on 2 idle cores; its 2-lane copy on the iCE40, the largest the HX8K holds); the full
+# VGG-9 fits neither device (its weight SRAM alone is 10x the ECP5's block RAM), which the
+# datasheet says instead.
+PNR_PLAN = {"slice_digits": {"ice40": (2,), "ecp5": (8, 16)},
+            "vgg9_small": {"ice40": (4,), "ecp5": (4,)}}
 # Block RAM bits of each device (the datasheet's "does not fit" check): iCE40 SB_RAM40_4K
 # 4 Kbit each, ECP5 DP16KD 18 Kbit each (208 on the LFE5U-85F).
 DEVICE_BRAM_BITS = {"ice40": ICE40_DEVICE["block_rams"] * 4096, "ecp5": 208 * 18432}
@@ -104,8 +106,9 @@ def implementation(cfg: Config, plan: dict, synth: bool, pnr: bool, log,
     if not synth:
         out["generic"] = {"skipped": "--no-synth"}
     wanted = {}                                   # lanes -> targets to place
-    for kind, n in (plan.items() if pnr and synth else ()):
-        wanted.setdefault(n, []).append(kind)
+    for kind, counts in (plan.items() if pnr and synth else ()):
+        for n in counts:
+            wanted.setdefault(n, []).append(kind)
     if synth:
         wanted.setdefault(lanes, [])
     for n, kinds in sorted(wanted.items()):
@@ -114,8 +117,9 @@ def implementation(cfg: Config, plan: dict, synth: bool, pnr: bool, log,
         todo = [k for k in kinds if fits(k, mem) is None]
         for k in kinds:
             if k not in todo:
-                out["targets"][k] = {"lanes": n, "fits": False, "blocked_by": fits(k, mem),
-                                     "device": DEVICE_NAME[k]}
+                out["targets"][f"{k}@{n}"] = {"kind": k, "lanes": n, "fits": False,
+                                              "blocked_by": fits(k, mem),
+                                              "device": DEVICE_NAME[k]}
         log(f"[datasheet] {cfg.name}: synthesis at {n} lanes"
             + (f", place and route on {', '.join(todo)}" if todo else ""))
         t0 = time.time()
@@ -125,13 +129,14 @@ def implementation(cfg: Config, plan: dict, synth: bool, pnr: bool, log,
         if n == lanes:
             out["generic"] = {k: rep[k] for k in ("tool", "totals", "sram_blackboxes", "seconds")}
         for k in todo:
-            out["targets"][k] = {"lanes": n, **rep[k]}
+            out["targets"][f"{k}@{n}"] = {"kind": k, "lanes": n, **rep[k]}
     for kind in ("ice40", "ecp5"):
-        if kind not in out["targets"]:
-            out["targets"][kind] = {"lanes": None, "fits": False, "device": DEVICE_NAME[kind],
+        if not any(t["kind"] == kind for t in out["targets"].values()):
+            out["targets"][kind] = {"kind": kind, "lanes": None, "fits": False,
+                                    "device": DEVICE_NAME[kind],
                                     "blocked_by": fits(kind, CoreParams(cfg).memory_bits())
-                                    or ("--no-pnr" if not (pnr and synth) else
-                                        "not in PNR_PLAN (reports/datasheet.py)")}
+                                    or ("--no-synth" if not synth else "--no-pnr" if not pnr
+                                        else "not in PNR_PLAN (reports/datasheet.py)")}
     return out
 
 
@@ -192,7 +197,7 @@ def _rate(cycles: float, mhz: float) -> tuple[str, str]:
 
 def placed(entry: dict) -> list:
     """(kind, target report) of the config's placed and routed cores."""
-    return [(k, t) for k, t in entry["implementation"]["targets"].items()
+    return [(t["kind"], t) for t in entry["implementation"]["targets"].values()
             if t.get("fits") and t.get("fmax_mhz")]
 
 
@@ -239,7 +244,8 @@ def implementation_rows(entry: dict) -> list:
         rows.append([entry["name"], str(entry["lanes"]), "generic gates", "not synthesized "
                      f"({(g or {}).get('skipped', '?')}); SRAM bits "
                      f"{sum(entry['memory_bits'].values()):,}", "-", "-"])
-    for kind, t in entry["implementation"]["targets"].items():
+    for t in entry["implementation"]["targets"].values():
+        kind = t["kind"]
         if t.get("fits"):
             secs = sum(t["seconds"].values())
             rows.append([entry["name"], str(t["lanes"]), t["device"], _resources(t, kind),

@@ -55,8 +55,10 @@ def test_rates_from_a_placed_core():
     entry = {"name": "x", "lanes": 8, "cycles": {"2": {"cycles_per_inference": 1000.0},
                                                  "8": {"cycles_per_inference": 400.0}},
              "implementation": {"targets": {
-                 "ice40": {"fits": True, "fmax_mhz": 50.0, "lanes": 2, "device": "D"},
-                 "ecp5": {"fits": False, "lanes": None, "device": "E", "blocked_by": "why"}}}}
+                 "ice40@2": {"kind": "ice40", "fits": True, "fmax_mhz": 50.0, "lanes": 2,
+                             "device": "D"},
+                 "ecp5": {"kind": "ecp5", "fits": False, "lanes": None, "device": "E",
+                          "blocked_by": "why"}}}}
     rows = datasheet.summary_rows(entry)
     # The 2-lane copy at 50 MHz: 1000 cycles = 20 us, 50,000 per second; the config's own
     # 8 lanes are not placed, so a nominal row follows (400 cycles at 100 MHz: 4 us).
