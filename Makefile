@@ -5,7 +5,7 @@ SAMPLES ?=
 SIMS    ?=
 ARGS    ?=
 
-.PHONY: setup sim test fuzz regress formal train build table5 report clean
+.PHONY: setup sim test fuzz regress formal train build table5 report datasheet clean
 
 setup:
 	@bash scripts/setup.sh
@@ -56,6 +56,14 @@ table5: setup
 report:
 	@SETUP_ICE40=1 bash scripts/setup.sh
 	$(PY) -m reports.efficiency --config $(CONFIG) $(ARGS)
+
+## The datasheet, docs/DATASHEET.md, from measurements: per config (slice, VGG-9 small, VGG-9)
+## cycles, inferences/s and latency at fmax, resources, iCE40/ECP5 place and route of the
+## small cores, SRAM traffic and energy (45 nm accesses + Eq. 31 at 7 nm); ARGS=--no-pnr skips
+## place and route.
+datasheet:
+	@SETUP_ICE40=1 bash scripts/setup.sh
+	$(PY) -m reports.datasheet $(ARGS)
 
 clean:
 	rm -rf build runs/*/export sim_build .pytest_cache

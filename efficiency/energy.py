@@ -10,9 +10,12 @@ with the 7 nm per-operation energies of BitNet's Table 2 (the paper trained on A
 a 7/8 nm-class part, hence 7 nm). The paper's text in this repository has lost its
 equations and tables (they were images), so the numbers below are **not** read from it:
 they are BitNet's Table 2 (Wang et al., "BitNet: Scaling 1-bit Transformers for Large
-Language Models", arXiv:2310.11453), energy in picojoules per operation, quoted from our
-knowledge of that table (no copy of BitNet was at hand to check them against); its 45 nm
-column goes back to Horowitz (ISSCC 2014):
+Language Models", arXiv:2310.11453), energy in picojoules per operation; its 45 nm
+column goes back to Horowitz ("Computing's energy problem (and what we can do about it)",
+ISSCC 2014). Checked against issue 14's quotation of both sources: at 7 nm INT8 add 0.007,
+FP32 add 0.38 and FP32 multiply 1.31 pJ (BitNet); at 45 nm INT8 add 0.03, FP32 add 0.9 and
+FP32 multiply 3.7 pJ (Horowitz). The FP16 rows and the INT8 multiply are not in that
+quotation and remain unchecked (:data:`UNCHECKED`):
 
     ============  =========  ========  ==========  =========
     operation     ADD 45 nm  ADD 7 nm  MUL 45 nm   MUL 7 nm
@@ -67,6 +70,41 @@ ENERGY_PJ = {
 }
 DEFAULT_NODE = "7nm"
 INT8_BITS = 8
+# Where each entry of ENERGY_PJ comes from, and which were checked against a quotation.
+EQ31_SOURCE = {"7nm": "BitNet (Wang et al. 2023, arXiv:2310.11453) Table 2, 7 nm",
+               "45nm": "Horowitz, ISSCC 2014, 45 nm (via BitNet Table 2)"}
+UNCHECKED = {("7nm", "fp16"), ("7nm", "int8", "mult"), ("45nm", "fp16"), ("45nm", "int8", "mult")}
+
+# --- energy with memory accesses (45 nm, Horowitz ISSCC 2014) ------------------------------
+#
+# One table at one node for both the arithmetic and the memories, so the two parts add up
+# consistently. Horowitz, "Computing's energy problem (and what we can do about it)",
+# ISSCC 2014, 45 nm at 0.9 V, as quoted in issue 14.
+HOROWITZ_NODE = "45nm"
+HOROWITZ_SOURCE = "Horowitz, ISSCC 2014 (45 nm, 0.9 V)"
+HOROWITZ_45NM_PJ = {
+    "int8_add": 0.03,          # 8-bit integer add
+    "int32_add": 0.1,          # 32-bit integer add
+    "fp32_add": 0.9,
+    "fp32_mult": 3.7,
+    "sram_64b_8kb": 10.0,      # one 64-bit access to an 8 KB SRAM
+    "dram_64b_low": 1300.0,    # one 64-bit DRAM access: 1.3 to 2.6 nJ
+    "dram_64b_high": 2600.0,
+}
+SRAM_REF_BITS = 64             # the access width of the SRAM figure
+SRAM_REF_CAPACITY_BITS = 8 * 1024 * 8      # 8 KB
+# The assumptions that carry the table to other widths and sizes (stated in every output).
+SCALING_RULES = (
+    "integer add of b bits: linear in b through Horowitz's 8-bit (0.03 pJ) and 32-bit "
+    "(0.1 pJ) adds (assumption: a ripple-carry adder's energy grows about linearly with "
+    "its width)",
+    "SRAM access of b bits: 10 pJ x b / 64, the 8 KB figure linear in bits per access "
+    "(assumption), for every memory whatever its size ('flat')",
+    "size-scaled variant: the flat figure x sqrt(capacity / 8 KB) per macro (assumption: "
+    "bit-line and word-line length grow with the square root of the array)",
+    "DRAM variant: the weight reads at 1.3 to 2.6 nJ per 64 bits, linear in bits "
+    "(assumption), the other memories on chip as in 'flat'",
+)
 
 
 def op_energy(precision: str, node: str = DEFAULT_NODE) -> OpEnergy:
@@ -186,3 +224,83 @@ def dense_mac_energy(rows: list, samples: int = 1, *, precision: str = "fp32",
     return {"total_pj": (adds * e.add + mults * e.mult) / samples,
             "adds_per_sample": adds / samples, "mults_per_sample": mults / samples,
             "precision": precision, "node": node, "layers": layers}
+
+
+def int_add_pj(bits: int) -> float:
+    """Energy (pJ, 45 nm) of one ``bits``-wide integer addition: the straight line through
+    Horowitz's 8-bit (0.03 pJ) and 32-bit (0.1 pJ) adds (:data:`SCALING_RULES`)."""
+    if bits < 1:
+        raise ValueError(f"adder width {bits!r} must be at least 1 bit")
+    lo, hi = HOROWITZ_45NM_PJ["int8_add"], HOROWITZ_45NM_PJ["int32_add"]
+    return lo + (bits - 8) * (hi - lo) / (32 - 8)
+
+
+def sram_access_pj(bits: int, capacity_bits: int | None = None, size_scaled: bool = False) -> float:
+    """Energy (pJ, 45 nm) of one ``bits``-wide access to an SRAM of ``capacity_bits``: the 8 KB,
+    64-bit figure linear in bits, times sqrt(capacity / 8 KB) if ``size_scaled``."""
+    e = HOROWITZ_45NM_PJ["sram_64b_8kb"] * bits / SRAM_REF_BITS
+    if size_scaled:
+        if not capacity_bits or capacity_bits < 1:
+            raise ValueError(f"size-scaled SRAM energy needs a capacity, got {capacity_bits!r}")
+        e *= (capacity_bits / SRAM_REF_CAPACITY_BITS) ** 0.5
+    return e
+
+
+def access_energy(rows: list, traffic: dict, samples: int = 1, *, lanes: int | None = None,
+                  neuron_adds: int = 2, classifier_adds: int = 1) -> dict:
+    """Energy per inference (pJ, 45 nm, :data:`HOROWITZ_45NM_PJ`) of arithmetic and SRAM
+    accesses.
+
+    Parameters
+    ----------
+    rows : list of dict
+        Per layer, counts summed over ``samples`` inputs, as for :func:`snn_energy`
+        (``synaptic_ops``, ``computed_neurons`` or ``neuron_updates`` with ``lanes``,
+        ``kind``) plus ``acc_width``: every addition is charged as an ``acc_width``-bit add
+        (:func:`int_add_pj`).
+    traffic : dict
+        Per-inference accesses, :func:`hw.traffic.memory_traffic`'s result: per layer and
+        memory ``reads``, ``writes``, ``width`` and ``capacity`` (bits), and
+        ``every_cycle`` (the bound of memories that read at every cycle).
+
+    Returns
+    -------
+    dict
+        ``arithmetic_pj`` (``synaptic_pj`` + ``membrane_pj``), ``sram_pj`` (flat),
+        ``sram_size_scaled_pj``, ``sram_by_memory`` (flat, pJ), ``total_pj`` (arithmetic +
+        flat SRAM), ``total_size_scaled_pj``, ``total_weights_dram_pj`` ([low, high]),
+        ``every_cycle_sram_pj`` (flat) and the node, source and scaling rules.
+    """
+    if samples < 1:
+        raise ValueError(f"samples {samples!r} must be at least 1")
+    syn_pj = mem_pj = 0.0
+    for row in rows:
+        ops = layer_ops(row, neuron_adds=neuron_adds, classifier_adds=classifier_adds,
+                        lanes=lanes)
+        e = int_add_pj(int(_need(row, "acc_width", "the adder width")))
+        syn_pj += ops["synaptic_adds"] * e / samples
+        mem_pj += ops["membrane_adds"] * e / samples
+    flat = scaled = weights_flat = 0.0
+    by_memory = {}
+    for layer in traffic["layers"]:
+        for name, a in layer["memories"].items():
+            n = a["reads"] + a["writes"]
+            f = n * sram_access_pj(a["width"])
+            flat += f
+            scaled += n * sram_access_pj(a["width"], a["capacity"], size_scaled=True)
+            by_memory[name] = by_memory.get(name, 0.0) + f
+            if name == "weights":
+                weights_flat += f
+    dram_bits = sum(l["memories"]["weights"]["reads"] * l["memories"]["weights"]["width"]
+                    for l in traffic["layers"] if "weights" in l["memories"])
+    dram = [dram_bits / SRAM_REF_BITS * HOROWITZ_45NM_PJ[k]
+            for k in ("dram_64b_low", "dram_64b_high")]
+    arith = syn_pj + mem_pj
+    bound = traffic["every_cycle"]["bits_read"] / SRAM_REF_BITS * HOROWITZ_45NM_PJ["sram_64b_8kb"]
+    return {"node": HOROWITZ_NODE, "source": HOROWITZ_SOURCE, "table_pj": dict(HOROWITZ_45NM_PJ),
+            "scaling_rules": list(SCALING_RULES),
+            "synaptic_pj": syn_pj, "membrane_pj": mem_pj, "arithmetic_pj": arith,
+            "sram_pj": flat, "sram_size_scaled_pj": scaled, "sram_by_memory": by_memory,
+            "total_pj": arith + flat, "total_size_scaled_pj": arith + scaled,
+            "total_weights_dram_pj": [arith + flat - weights_flat + d for d in dram],
+            "every_cycle_sram_pj": bound}
