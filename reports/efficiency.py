@@ -18,7 +18,7 @@ Measured efficiency of one network on the generated core, written into docs/RESU
    off;
 6. memory: the paper's formula from the export beside the core's SRAM bits;
 7. synthesis: Yosys cells and flip-flops per unit (``hw.synth``) and, with
-   ``nextpnr-ice40`` installed, iCE40 place and route of a 2-lane copy of the core.
+   ``nextpnr-ice40`` installed, iCE40 place and route of a 1-lane copy of the core.
 
 It writes ``docs/results/<name>.json`` (every number), PNG plots under ``docs/figures/``
 (reports.plots) and the section of docs/RESULTS.md (reports.render) between the markers
@@ -63,7 +63,7 @@ DOCS = Path("docs")
 STUDIES = {"table5": "runs/table5/table5.json",              # stored benchmark results
            "vgg9_ladder": "runs/vgg9_ladder/vgg9_ladder.json",
            "weight_pruning_study": "runs/weight_pruning_study/results.json"}
-ICE40_LANES = 2                # the iCE40 copy of a core: the HX8K holds 2 lanes of the slice
+ICE40_LANES = 1                # the iCE40 copy of a core: with window fetch the HX8K holds 1 lane of the slice
 
 
 # --- measuring ----------------------------------------------------------------------------
