@@ -35,7 +35,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .channel_gate import ChannelGateLanes
-from .logic import first_set, tree_sum
+from .logic import tree_sum
 from .neuron_unit import NeuronUnit
 from .packer import WindowPacker
 from .param_loader import ParamLoader
@@ -45,6 +45,7 @@ from .protocol import (KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE, KIND_SPIKES, P
 from .pot_shift_add import PotShiftAdd
 from .pool_counter import PoolCounter
 from .signature_unit import SignatureUnit
+from .tap_issue import TapIssue
 from .sram import Sram
 
 
@@ -205,19 +206,15 @@ class SnnCore(wiring.Component):
         group = Signal(bits_for(p.max_groups + 1))    # reaches `groups` in a one-group window
         pos_live = Signal()                        # position mask bit (always 1 when skipping)
         in_addr = Signal(bits_for(p.input_height * p.input_width))
-        # Tap pipeline: fetch pointer -> one input-word read in flight -> the word whose
-        # nonzero channels are being issued (see the ACCUMULATE state).
-        ky, kx = Signal(8), Signal(8)              # next tap to fetch
-        fetch_tap = Signal(bits_for(p.max_taps + 1))
-        read_pending = Signal()                    # a word read was issued last cycle
-        read_inside = Signal()                     # ... for a tap inside the map
-        read_tap = Signal(bits_for(p.max_taps))
-        nonzero = Signal(CIN)                      # channels of the current word still to issue
-        tap = Signal(bits_for(p.max_taps))         # tap of the current word
-        # Bit planes of the current word: plane k holds bit k of every channel; it is only as
-        # wide as the widest layer whose inputs have more than k bits.
+        # Bit planes of a word: plane k holds bit k of every channel; it is only as wide as
+        # the widest layer whose inputs have more than k bits.
         plane_width = [max(lp.issue_width for lp in p.layers if lp.x_bits > k) for k in range(XB)]
-        xplanes = [Signal(w, name=f"xplane{k}") for k, w in enumerate(plane_width)]
+        # Tap fetch and issue (hw.tap_issue): fetch pointer (ky, kx) -> one input-word read
+        # in flight -> the word whose nonzero channels are being issued (ACCUMULATE).
+        tap_issue = TapIssue(channels=CIN, plane_widths=plane_width, max_taps=p.max_taps,
+                             skipping=p.skipping)
+        m.submodules.tap_issue = DomainRenamer("core")(tap_issue)
+        ky, kx = tap_issue.ky, tap_issue.kx
 
         # Per-layer constants, selected by `layer`.
         def const(name, width, f):
@@ -390,6 +387,14 @@ class SnnCore(wiring.Component):
         in_position_check = Signal()
         word_now = [Mux(in_position_check, f, w) for f, w in zip(fetched, window_word)]
         word_now_nz = Mux(in_position_check, fetched_nz, window_nz)
+        m.d.comb += [
+            tap_issue.taps.eq(cur["taps"]), tap_issue.kw.eq(cur["kw"]),
+            tap_issue.cin_mask.eq(cur["cin_mask"]), tap_issue.x_mask.eq(cur["x_mask"]),
+            tap_issue.tap_inside.eq(tap_inside),
+            tap_issue.fetched_planes.eq(Cat(*fetched)), tap_issue.fetched_nz.eq(fetched_nz),
+            tap_issue.start_planes.eq(Cat(*(f_w[:w] for f_w, w in zip(word_now, plane_width)))),
+            tap_issue.start_nz.eq(word_now_nz),
+        ]
         is_window = Signal()
         if window_layers:
             m.d.comb += is_window.eq(cur["window"])
@@ -402,18 +407,18 @@ class SnnCore(wiring.Component):
         m.submodules.pot_shift_add = DomainRenamer("core")(lanes)
         ev_valid = Signal()
         ev_x = Signal(XB)
-        ci = first_set(m, nonzero, "event_channel")
-        # Both banks at the window's offset: the codes of (tap, ci) for its two groups.
+        # Both banks at the window's offset: the codes of (tap, channel) for its two groups.
         weight_offset = Signal(32)
         m.d.comb += [
-            weight_offset.eq((group[1:] * cur["taps"] + tap) * cur["cin"] + ci),
+            weight_offset.eq((group[1:] * cur["taps"] + tap_issue.tap) * cur["cin"]
+                             + tap_issue.channel),
             weight_banks[0].raddr.eq(cur["w_base"] + weight_offset),
             weight_banks[1].raddr.eq(cur["w_base_odd"] + weight_offset),
             lanes.valid.eq(ev_valid), lanes.x.eq(ev_x),
         ]
         m.d.core += ev_valid.eq(0)
-        x_of_ci = Signal(XB)
-        m.d.comb += x_of_ci.eq(Cat(*(plane.bit_select(ci, 1) for plane in xplanes)) & cur["x_mask"])
+        with m.If(tap_issue.issue):
+            m.d.core += [ev_valid.eq(1), ev_x.eq(tap_issue.x)]
 
         # ---------------- channel gate ----------------
         # open_bits[c]: channel c of the current layer is computed this step: its channel mask
@@ -644,14 +649,11 @@ class SnnCore(wiring.Component):
                 odd_group_or_next_window()
 
         def start_pack(k):
-            m.d.comb += lanes.clear.eq(1)
-            m.d.core += [fetch_tap.eq(0), ky.eq(0), kx.eq(0), read_pending.eq(0),
-                         nonzero.eq(0), packed_k.eq(k)]
+            m.d.comb += [lanes.clear.eq(1), tap_issue.start.eq(1)]
+            m.d.core += packed_k.eq(k)
             if window_layers:
                 # The whole window is the current word: nothing left to fetch.
-                with m.If(is_window):
-                    m.d.core += [fetch_tap.eq(cur["taps"]), tap.eq(0), nonzero.eq(word_now_nz)]
-                    m.d.core += [xp.eq(w) for xp, w in zip(xplanes, word_now)]
+                m.d.comb += tap_issue.start_word.eq(is_window)
             m.next = "ACCUMULATE"
 
         def store_open_word(value_of):
@@ -819,49 +821,11 @@ class SnnCore(wiring.Component):
                     next_group()
 
             with m.State("ACCUMULATE"):
-                # Every cycle: issue one nonzero input of the current word to all lanes;
-                # take the word read last cycle (if any) as the next current word, dropping
-                # it if all zero; read the next tap's word when the current word will be used
-                # up by the next cycle, so words follow each other without bubbles. A tap
-                # costs max(1, nonzero inputs) cycles; taps outside the map cost 1.
+                # One nonzero input of the current word to all lanes per cycle (hw.tap_issue):
+                # a tap costs max(1, nonzero inputs) cycles; taps outside the map cost 1.
                 # Skipping off: every channel of every tap is issued (C_in cycles per tap).
-                remaining = Signal(CIN)
-                m.d.comb += remaining.eq(nonzero & ~(Const(1, CIN) << ci)[:CIN])
-                with m.If(nonzero.any()):
-                    m.d.core += [ev_valid.eq(1), ev_x.eq(x_of_ci)]
-                after = Signal(CIN)                # the current word's channels after this cycle
-                with m.If(remaining.any()):
-                    m.d.comb += after.eq(remaining)
-                    m.d.core += nonzero.eq(remaining)
-                with m.Elif(read_pending):
-                    m.d.core += tap.eq(read_tap)
-                    if p.skipping:
-                        m.d.comb += after.eq(fetched_nz)
-                        m.d.core += nonzero.eq(fetched_nz)
-                        m.d.core += [xp.eq(f) for xp, f in zip(xplanes, fetched)]
-                    else:
-                        # Padding taps are issued too, as zeros.
-                        m.d.comb += after.eq(cur["cin_mask"])
-                        m.d.core += nonzero.eq(cur["cin_mask"])
-                        m.d.core += [xp.eq(Mux(read_inside, f, 0)) for xp, f in zip(xplanes, fetched)]
-                with m.Else():
-                    m.d.core += nonzero.eq(0)
-                taps_left = fetch_tap < cur["taps"]
-                at_most_one = (after & (after - 1)[:CIN]) == 0
-                m.d.core += read_pending.eq(0)
-                with m.If(taps_left & at_most_one):
-                    if p.skipping:
-                        with m.If(tap_inside):
-                            m.d.core += [read_pending.eq(1), read_tap.eq(fetch_tap)]
-                    else:
-                        m.d.core += [read_pending.eq(1), read_tap.eq(fetch_tap),
-                                     read_inside.eq(tap_inside)]
-                    m.d.core += fetch_tap.eq(fetch_tap + 1)
-                    with m.If(kx == cur["kw"] - 1):
-                        m.d.core += [kx.eq(0), ky.eq(ky + 1)]
-                    with m.Else():
-                        m.d.core += kx.eq(kx + 1)
-                with m.If(~taps_left & ~read_pending & ~remaining.any()):
+                m.d.comb += tap_issue.run.eq(1)
+                with m.If(tap_issue.done):
                     m.next = "DRAIN"
 
             with m.State("DRAIN"):             # the last event's add lands this cycle

@@ -56,6 +56,8 @@ UNIT_ROLES = {
     "pack_router": "packing routing: prefix count and per-stage moves of a window's channels",
     "pack_codes": "packing: the window's weight codes compacted into the lanes",
     "unpack_currents": "packing: the lanes' currents expanded back to their channels",
+    "tap_issue": "tap fetch and issue: the kernel-tap walk, one word read in flight, "
+                 "find-first-set over the word's nonzero inputs",
     "param_loader": "parameter port: the registered transfer and its write strobes",
     "pool_counter": "pooled spike counts of a window, carry-save bit planes",
     "signature": "CRC-32 signature, spike count and work counters of a layer at a step",

@@ -10,7 +10,9 @@ from hw.param_loader import LANE_TARGETS, WORD_TARGETS, ParamLoader
 from hw.pool_counter import PoolCounter
 from hw.protocol import TARGET_WEIGHTS
 from hw.signature import crc32_stream
+from hw.perf import accumulate_cycles
 from hw.signature_unit import SignatureUnit
+from hw.tap_issue import TapIssue
 
 
 def _run(dut, bench):
@@ -119,12 +121,103 @@ def test_pool_counter_counts_in_bit_planes(channels, count_bits):
     _run(dut, bench)
 
 
+def _tap_issue_reference(words, inside, cin, skipping):
+    """The inputs a tap walk issues, in order: (tap, channel, value)."""
+    if skipping:
+        return [(t, c, v) for t, word in enumerate(words) if inside[t]
+                for c, v in enumerate(word[:cin]) if v]
+    return [(t, c, word[c] if inside[t] else 0) for t, word in enumerate(words)
+            for c in range(cin)]
+
+
+@pytest.mark.parametrize("skipping", [True, False])
+def test_tap_issue_issues_every_input_in_the_cycles_perf_predicts(skipping):
+    """Random kernels, words and padding (words of taps outside the map are garbage that
+    must not be issued as such); a 1-cycle word read that follows (ky, kx); idle cycles
+    between groups. Events against the reference walk, cycles against hw.perf."""
+    widths = (6, 4)                        # plane 1 narrower: 2-bit inputs on 4 channels
+    dut = TapIssue(channels=6, plane_widths=widths, max_taps=9, skipping=skipping)
+    rng = random.Random(int(skipping))
+
+    def planes(word):
+        return sum(((v >> k) & 1) << (sum(widths[:k]) + c)
+                   for k in range(len(widths)) for c, v in enumerate(word) if c < widths[k])
+
+    async def bench(ctx):
+        for trial in range(60):
+            kh, kw = rng.choice([(3, 3), (1, 1), (2, 3), (3, 1)])
+            cin, x_bits = rng.choice([(4, 2), (6, 1), (1, 2), (3, 1)])
+            density = rng.choice([0.0, 0.2, 0.6, 1.0])
+            taps = kh * kw
+            words = [[rng.randrange(1, 1 << x_bits) if rng.random() < density else 0
+                      for _ in range(cin)] for _ in range(taps)]
+            inside = [rng.random() < 0.7 for _ in range(taps)]
+            window = skipping and taps > 1 and rng.random() < 0.2
+            if window:                     # window fetch: the whole window is one word
+                cin, taps, kh, kw = cin * taps, 1, 1, 1
+                cin = min(cin, 6)
+                x_bits = 1
+                words = [[rng.randrange(2) for _ in range(cin)]]
+                inside = [True]
+            for name, v in (("taps", taps), ("kw", kw), ("cin_mask", (1 << cin) - 1),
+                            ("x_mask", (1 << x_bits) - 1)):
+                ctx.set(getattr(dut, name), v)
+            ctx.set(dut.start, 1)
+            ctx.set(dut.start_word, window)
+            ctx.set(dut.start_planes, planes(words[0]) if window else rng.randrange(1 << 10))
+            ctx.set(dut.start_nz, sum(1 << c for c, v in enumerate(words[0]) if v)
+                    if window else rng.randrange(1 << 6))
+            address = None
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            for _ in range(rng.randrange(3)):   # idle cycles before the walk runs
+                address = ctx.get(dut.ky) * kw + ctx.get(dut.kx)
+                await ctx.tick()
+            ctx.set(dut.run, 1)
+            events, cycles = [], 0
+            while True:
+                if address is not None and address < taps and inside[address]:
+                    word = words[address]
+                else:                      # outside the map: whatever the SRAM returns
+                    word = [rng.randrange(1 << x_bits) for _ in range(cin)]
+                ctx.set(dut.fetched_planes, planes(word))
+                ctx.set(dut.fetched_nz, sum(1 << c for c, v in enumerate(word) if v))
+                address = ctx.get(dut.ky) * kw + ctx.get(dut.kx)
+                ctx.set(dut.tap_inside, address < taps and inside[address])
+                cycles += 1
+                if ctx.get(dut.issue):
+                    events.append((ctx.get(dut.tap), ctx.get(dut.channel), ctx.get(dut.x)))
+                done = ctx.get(dut.done)
+                await ctx.tick()
+                assert cycles < 200, trial
+                if done:
+                    break
+            ctx.set(dut.run, 0)
+            assert events == _tap_issue_reference(words, inside, cin, skipping), trial
+            if window:
+                want = max(sum(1 for v in words[0] if v), 1)
+            elif skipping:
+                want = accumulate_cycles(tuple(sum(1 for v in w if v) if inside[t] else -1
+                                               for t, w in enumerate(words)), True)
+            else:
+                want = accumulate_cycles((cin,) * taps, False)
+            assert cycles == want, trial
+            for _ in range(rng.randrange(2)):   # idle cycles between groups
+                await ctx.tick()
+
+    _run(dut, bench)
+
+
 def test_units_check_parameters():
     with pytest.raises(ValueError, match="lanes"):
         SignatureUnit(lanes=0, spike_count_width=1, event_count_width=1,
                       synaptic_count_width=1, update_count_width=1, synaptic_width=1)
     with pytest.raises(ValueError, match="count_bits"):
         PoolCounter(channels=4, count_bits=True)
+    with pytest.raises(ValueError, match="plane_widths"):
+        TapIssue(channels=4, plane_widths=(4, 5), max_taps=9)
+    with pytest.raises(ValueError, match="max_taps"):
+        TapIssue(channels=4, plane_widths=(4,), max_taps=0)
 
 
 def test_param_loader_decodes_every_target_a_cycle_later():

@@ -40,7 +40,7 @@ def test_units_match_the_configured_lanes(slice_synth):
     # The slice prunes at run time, so its core has the channel-gate lanes too.
     assert set(units) == {"snn_core", "pot_shift_add", "neuron_unit", "channel_gate",
                           "window_packer", "pack_router", "pack_codes", "unpack_currents",
-                          "param_loader", "pool_counter", "signature"}
+                          "param_loader", "pool_counter", "signature", "tap_issue"}
     assert all(u["role"] for u in units.values())
     assert units["neuron_unit"]["instances"] == lanes == rep["lanes"]
     assert units["pot_shift_add"]["instances"] == 1 and units["snn_core"]["instances"] == 1
