@@ -45,8 +45,8 @@ from .protocol import (KIND_CURRENT, KIND_LOGITS, KIND_SIGNATURE, KIND_SPIKES, P
 from .pot_shift_add import PotShiftAdd
 from .pool_counter import PoolCounter
 from .signature_unit import SignatureUnit
-from .tap_issue import TapIssue
 from .sram import Sram
+from .tap_issue import TapIssue
 
 
 class SnnCore(wiring.Component):

@@ -7,10 +7,10 @@ from amaranth.lib import data
 from amaranth.sim import Simulator
 
 from hw.param_loader import LANE_TARGETS, WORD_TARGETS, ParamLoader
+from hw.perf import accumulate_cycles
 from hw.pool_counter import PoolCounter
 from hw.protocol import TARGET_WEIGHTS
 from hw.signature import crc32_stream
-from hw.perf import accumulate_cycles
 from hw.signature_unit import SignatureUnit
 from hw.tap_issue import TapIssue
 
@@ -154,9 +154,7 @@ def test_tap_issue_issues_every_input_in_the_cycles_perf_predicts(skipping):
             inside = [rng.random() < 0.7 for _ in range(taps)]
             window = skipping and taps > 1 and rng.random() < 0.2
             if window:                     # window fetch: the whole window is one word
-                cin, taps, kh, kw = cin * taps, 1, 1, 1
-                cin = min(cin, 6)
-                x_bits = 1
+                cin, taps, kw, x_bits = min(cin * taps, 6), 1, 1, 1
                 words = [[rng.randrange(2) for _ in range(cin)]]
                 inside = [True]
             for name, v in (("taps", taps), ("kw", kw), ("cin_mask", (1 << cin) - 1),
