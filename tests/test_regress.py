@@ -38,7 +38,7 @@ def test_random_case_is_deterministic():
 @pytest.mark.sim
 def test_regression_command_on_both_simulators(tmp_path):
     r = run_cli("sim.regress", "--simulator", "both", "--cases", "8", "--per-shape", "4",
-                "--seed", "3", "--workers", "2", "--out", str(tmp_path))
+                "--seed", "3", "--workers", "2", "--code-coverage", "--out", str(tmp_path))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
     assert "8 passed, 0 failed" in r.stdout
     summary = json.loads((tmp_path / "summary.json").read_text())
@@ -52,3 +52,13 @@ def test_regression_command_on_both_simulators(tmp_path):
     assert sum(cov["hits"]["stream.backpressure"].values()) > 0
     assert f"functional coverage: {cov['summary']['hit']} of" in r.stdout
     assert "| item | bins hit | never hit |" in (tmp_path / "coverage.md").read_text()
+    # Verilator line and toggle coverage of both shapes' cores (sim.code_coverage).
+    code = json.loads((tmp_path / "code_coverage.json").read_text())
+    assert code["pooled"]["designs"] == 2 and set(code["designs"]) == {"shape3000", "shape3001"}
+    for kind in ("line", "branch", "toggle"):
+        assert 0 < code["pooled"]["kinds"][kind]["hit"] < code["pooled"]["kinds"][kind]["points"]
+    assert code["pooled"]["excluded"]["memory models (spquant_sram.v)"] > 0
+    assert (tmp_path / "code_coverage" / "shape3000.dat").read_text(
+        encoding="latin-1").startswith("# SystemC::Coverage-3")
+    assert f"lines {code['pooled']['kinds']['line']['percent']}%" in r.stdout
+    assert "Signals with untoggled bits" in (tmp_path / "code_coverage.md").read_text()
