@@ -60,10 +60,12 @@ def code_coverage_file(out_dir, shape_seed: int, suffix: str = "json") -> Path:
 
 
 def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
-              stall: float, waves: bool = False, code_coverage: bool = False) -> list:
+              stall: float, waves: bool = False, code_coverage: bool = False,
+              max_cycles: int = 3_000_000, prebuilt: Path | None = None) -> list:
     """Build one random core and run its cases; returns one result dict per case.
     ``waves``: trace the run on each simulator (``result["waves"]``: simulator -> path) and
-    keep the shape's folder."""
+    keep the shape's folder. ``max_cycles``: a simulation longer than this is a hang.
+    ``prebuilt``: the shape's core, already built (hw.build) for this shape's config."""
     work = Path(out_dir) / f"shape{shape_seed}"
     work.mkdir(parents=True, exist_ok=True)
     # The shape's config as a file: the testbench (another process) loads it, and a failing
@@ -83,7 +85,7 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
             jobs.append({"export": work / f"export{s}", "inputs": x, "tag": str(s),
                          "reset_mid_inference": s % 7 == 0})
         with output_to(work / "simulator.log"):
-            hw = build(cfg, work / "hw")                # lint included
+            hw = Path(prebuilt) if prebuilt else build(cfg, work / "hw")   # lint included
             runs = {}
             for sim in simulators:
                 cov = code_coverage and sim == "verilator"
@@ -92,7 +94,7 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
                 runner = build_simulator(sim, hw, sim_dir, waves=waves, code_coverage=cov)
                 runs[sim] = run_case(runner, sim, sim_dir, config=cfg,
                                      jobs=jobs, stall_probability=stall, seed=shape_seed,
-                                     tag="regress", max_cycles=3_000_000, waves=trace,
+                                     tag="regress", max_cycles=max_cycles, waves=trace,
                                      coverage=coverage_file(out_dir, shape_seed, sim))
                 if cov:
                     points = code_cov.read_dat(sim_dir / "case_regress" / "coverage.dat")
