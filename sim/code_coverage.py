@@ -18,8 +18,12 @@ Excluded, and counted per reason in the summary:
 - Yosys' wake-up block ``if (\\$auto$verilog_backend...dump_module$N) begin end``: an
   empty statement the Verilog backend writes so that ``always @*`` runs at time 0, whose
   condition is the constant 0 (its arm is dead by construction and holds no logic);
-- toggles of Yosys temporaries (``\\$N`` wires: one expression each, of named signals whose
-  bits are counted). They are still summed into ``toggle_all`` for reference.
+- toggles of Yosys temporaries (``\\$N`` wires and the wake-up register: one expression
+  each, of named signals whose bits are counted). They are still summed into ``toggle_all`` for reference;
+- toggles of bits tied to a constant (:func:`constant_bits`: Yosys' constant propagation
+  over the flattened design proves the bit never changes, so no test can toggle it). Most
+  are the per-layer constants' high bits (``cur_*``: a base address of a few words in a
+  32-bit field) and the window packer's routing for lane counts the core does not have.
 
 Every random shape is a different core, so points are summed only within a design; a
 regression's figure pools the designs (covered points over points, all designs), and the
@@ -29,6 +33,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -37,7 +43,8 @@ from project_config.files import atomic_write
 KINDS = {"v_line": "line", "v_branch": "branch", "v_toggle": "toggle"}
 MEMORY_MODELS = ("spquant_sram.v",)
 _WAKE_UP = "verilog_backend.cc"
-_TEMPORARY = re.compile(r"^__024\d+")      # Verilator's spelling of Yosys' `\$123`
+# Verilator's spelling of Yosys' `\$123` and `\$auto$...` (the wake-up register) names.
+_TEMPORARY = re.compile(r"^__024(\d|auto__024)")
 
 
 def read_dat(path) -> dict:
@@ -71,6 +78,58 @@ def fields(key: str) -> dict:
     return dict(kv.split("\x02", 1) for kv in key.split("\x01")[1:] if "\x02" in kv)
 
 
+# Constant propagation only: no wreduce or FSM passes, which rename or drop wires.
+_CONSTANT_SCRIPT = """read_verilog -sv {files}
+hierarchy -top {top}
+proc
+flatten
+setattr -unset init
+opt -full
+write_json netlist.json
+"""
+TIED = "bits tied to a constant (Yosys constant propagation)"
+
+
+def constant_bits(hw_dir, top: str = "snn_core") -> set:
+    """{(signal, bit)} of the named signals whose bits Yosys proves constant in the design
+    of ``hw_dir`` (its Verilog files): ``proc; flatten; opt -full``, then every netname bit
+    that became a constant. ``signal`` is hierarchical with dots (``window_packer.moves``),
+    as :func:`toggle_signal` names a toggle point. Register init values are dropped first,
+    so a register counts as constant only when its inputs are. A tied bit can still show
+    one toggle, at time 0, from Verilator's initial 0 to its constant 1."""
+    from hw.toolchain import tool_command
+    hw_dir = Path(hw_dir)
+    files = sorted(p.name for p in hw_dir.glob("*.v"))
+    with tempfile.TemporaryDirectory() as tmp:   # YoWASP tools see their working folder only
+        for name in files:
+            (Path(tmp) / name).write_bytes((hw_dir / name).read_bytes())
+        (Path(tmp) / "constants.ys").write_text(
+            _CONSTANT_SCRIPT.format(files=" ".join(files), top=top))
+        r = subprocess.run([*tool_command("yosys"), "-q", "constants.ys"], cwd=tmp,
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            raise RuntimeError(f"yosys (constant bits of {hw_dir}): "
+                               f"{(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+        netlist = json.loads((Path(tmp) / "netlist.json").read_text())
+    tied = set()
+    for name, net in netlist["modules"][top]["netnames"].items():
+        if name.startswith("$"):
+            continue
+        offset = int(net.get("offset", 0))
+        for i, bit in enumerate(net["bits"]):
+            if bit in ("0", "1"):                # "x" is a don't-care: it may move
+                tied.add((name, i + offset))
+    return tied
+
+
+def toggle_signal(f: dict) -> tuple[str, int]:
+    """A toggle point's (hierarchical signal name, bit), as Yosys names it flattened."""
+    o = f.get("o", "").split(":")[0].replace("__024", "$")
+    mo = re.match(r"^(.*?)(?:\[(\d+)\])?$", o)
+    scope = f.get("h", "").split(".")[1:]             # below the top module
+    return ".".join([*scope, mo.group(1)]), int(mo.group(2) or 0)
+
+
 def _exclusion(f: dict, source: list) -> str | None:
     if Path(f.get("f", "")).name in MEMORY_MODELS:
         return "memory models (spquant_sram.v)"
@@ -86,10 +145,11 @@ def _signal(f: dict) -> str:
     return f.get("o", "").replace("__024", "$").replace("__DOT__", ".")
 
 
-def summarize(points: dict, verilog) -> dict:
+def summarize(points: dict, verilog, tied: set = frozenset()) -> dict:
     """One design's coverage: points and hits per kind, exclusions per reason, and the
     uncovered points (line and branch: Verilog line and text; toggle: signal[bit] and
-    direction). ``verilog``: the design's core file, for the text and the exclusions."""
+    direction). ``verilog``: the design's core file, for the text and the exclusions.
+    ``tied``: its :func:`constant_bits`, excluded from toggle coverage."""
     source = Path(verilog).read_text().splitlines()
     count = {k: Counter() for k in ("line", "branch", "toggle", "toggle_all")}
     excluded = Counter()
@@ -108,6 +168,9 @@ def summarize(points: dict, verilog) -> dict:
             count["toggle_all"]["hit"] += n > 0
             if _TEMPORARY.match(f.get("o", "")):
                 excluded["toggles of Yosys temporaries ($N wires)"] += 1
+                continue
+            if toggle_signal(f) in tied:
+                excluded[TIED] += 1
                 continue
         count[kind]["points"] += 1
         count[kind]["hit"] += n > 0

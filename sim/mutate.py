@@ -4,7 +4,7 @@ regression subset; the report gives killed / total and every survivor with its a
     python -m sim.mutate                          # 64 mutants, seed 1 (make mutate)
     python -m sim.mutate --mutants 120 --seed 2 --workers 2
     python -m sim.mutate --list                   # every mutation site, nothing run
-    python -m sim.mutate --only ID [--keep]       # one mutant, its folder kept
+    python -m sim.mutate --only ID[,ID] [--keep]  # these mutants, their folders kept
 
 A *mutant* is one edit of the generator's source (``hw/``), in the code that builds the
 RTL: the ``elaborate`` methods of the core and its units and the helpers they call
@@ -47,12 +47,14 @@ survivor is unexplained or the subset fails unmutated.
 from __future__ import annotations
 
 import ast
+import contextlib
 import copy
 import hashlib
 import json
 import os
 import random
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -95,7 +97,7 @@ _BIN = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.BitAnd: ast.BitOr, ast.BitOr: as
 
 CANDIDATE_SHAPES = range(1000, 1060)   # sim.regress --seed 1's shapes
 SUBSET_SHAPES = 4                      # at most
-SUBSET_CASES = 3                       # cases per shape
+SUBSET_CASES = 6                       # cases per shape
 
 
 @dataclass(frozen=True)
@@ -145,7 +147,8 @@ def _edits(node, parent):
           and isinstance(node.target.value, ast.Attribute) and node.target.value.attr == "d"):
         yield "assignment dropped", "pass"
     elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
-        if node.func.attr == "eq" and len(node.args) == 1 and not node.keywords:
+        if (node.func.attr == "eq" and len(node.args) == 1 and not node.keywords
+                and not (isinstance(node.args[0], ast.Constant) and node.args[0].value == 0)):
             new = copy.deepcopy(node)
             new.args = [ast.Constant(0)]
             yield "stuck at zero", _expr(new)
@@ -156,11 +159,24 @@ def _edits(node, parent):
             yield "condition negated", ast.unparse(new)
 
 
+def _line_starts(text: str) -> list:
+    """Byte offset of each line's start (ast columns are UTF-8 byte offsets)."""
+    starts = [0]
+    for line in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line.encode()))
+    return starts
+
+
+def _span(starts: list, line: int, col: int, end_line: int, end_col: int) -> tuple[int, int]:
+    return starts[line - 1] + col, starts[end_line - 1] + end_col
+
+
 def sites(root: Path = ROOT) -> list[Site]:
     """Every mutation site of :data:`RTL_SOURCES`, in source order."""
     out = []
     for rel, functions in RTL_SOURCES.items():
         text = (root / rel).read_text()
+        data, starts = text.encode(), _line_starts(text)
         tree = ast.parse(text)
         parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
         seen = Counter()
@@ -172,7 +188,9 @@ def sites(root: Path = ROOT) -> list[Site]:
             for node in ast.walk(fn):
                 if not hasattr(node, "end_lineno"):
                     continue
-                original = ast.get_source_segment(text, node)
+                a, b = _span(starts, node.lineno, node.col_offset, node.end_lineno,
+                             node.end_col_offset)
+                original = data[a:b].decode()
                 for operator, replacement in _edits(node, parents.get(node)):
                     key = (rel, fn.name, operator, original, replacement)
                     seen[key] += 1
@@ -186,13 +204,8 @@ def sites(root: Path = ROOT) -> list[Site]:
 
 def apply(site: Site, text: str) -> str:
     """``text`` (the file's source) with ``site``'s edit."""
-    lines = text.splitlines(keepends=True)
-    starts = [0]
-    for line in lines:
-        starts.append(starts[-1] + len(line.encode()))
     data = text.encode()
-    a = starts[site.line - 1] + site.col
-    b = starts[site.end_line - 1] + site.end_col
+    a, b = _span(_line_starts(text), site.line, site.col, site.end_line, site.end_col)
     if data[a:b].decode() != site.original:
         raise RuntimeError(f"{site.path}:{site.line}: the source changed under site {site.id}")
     return (data[:a] + site.replacement.encode() + data[b:]).decode()
@@ -294,10 +307,12 @@ print("MUTANT-RESULT " + json.dumps(out))
 
 
 def run_mutant(site: Site | None, work: str, baseline: dict, max_cycles: int,
-               timeout_s: float, keep: bool = False) -> dict:
+               timeout_s: float, keep: bool = False, plan: list | None = None) -> dict:
     """Run the subset on ``site``'s mutant (None: the unmutated generator); returns its
     outcome: ``status`` (killed, killed at build, survived, not exercised, or for the
-    unmutated run passed/failed), the shapes' Verilog hashes, problems and cycles."""
+    unmutated run passed/failed), the shapes' Verilog hashes, problems and cycles.
+    ``baseline``: {shape: the unmutated core's Verilog sha256}. ``plan``: [(shape seed,
+    case seeds)], by default the subset's."""
     name = site.id if site else "unmutated"
     folder = Path(work) / name
     shutil.rmtree(folder, ignore_errors=True)
@@ -307,23 +322,31 @@ def run_mutant(site: Site | None, work: str, baseline: dict, max_cycles: int,
     if site:
         path = folder / "pkg" / site.path
         path.write_text(apply(site, (ROOT / site.path).read_text()))
-    spec = {"plan": [(s, subset_cases(s)) for s in choose_subset()],
+    spec = {"plan": plan or [(s, subset_cases(s)) for s in choose_subset()],
             "baseline": baseline, "stall": 0.2, "max_cycles": max_cycles,
             "hw_root": str((folder / "pkg").resolve())}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder / "pkg"), str(ROOT)]),
            "PYTHONDONTWRITEBYTECODE": "1"}
     t0 = time.time()
+    # A process group of its own: a timeout kills the simulator it started too (which
+    # would otherwise hold the pipes open, and this wait, for ever).
+    proc = subprocess.Popen([sys.executable, "-c", _RUN_SUBSET, json.dumps(spec)], cwd=folder,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
     try:
-        r = subprocess.run([sys.executable, "-c", _RUN_SUBSET, json.dumps(spec)], cwd=folder,
-                           env=env, capture_output=True, text=True, timeout=timeout_s)
-        lines = [l for l in r.stdout.splitlines() if l.startswith("MUTANT-RESULT ")]
+        stdout, stderr = proc.communicate(timeout=timeout_s)
+        lines = [l for l in stdout.splitlines() if l.startswith("MUTANT-RESULT ")]
         if lines:
             out = json.loads(lines[-1][len("MUTANT-RESULT "):])
         else:
-            tail = (r.stderr or r.stdout).strip().splitlines()[-1:] or ["no output"]
+            tail = (stderr or stdout).strip().splitlines()[-1:] or ["no output"]
             out = {"shapes": {}, "build_error": f"the mutant's process failed: {tail[0]}"}
     except subprocess.TimeoutExpired:
         out = {"shapes": {}, "problems": [f"timed out after {timeout_s:.0f} s (a hang)"]}
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
     out["seconds"] = round(time.time() - t0, 1)
     problems = out.get("problems", []) + [p for s in out["shapes"].values() for p in s["problems"]]
     out["problems"] = problems[:3]
@@ -407,7 +430,7 @@ def main(argv=None):
     ap.add_argument("--workers", type=bounded_int(1, 64), default=2)
     ap.add_argument("--engine", default="auto", choices=ENGINES)
     ap.add_argument("--list", action="store_true", help="print every site and exit")
-    ap.add_argument("--only", metavar="ID", help="run the mutant of this site id")
+    ap.add_argument("--only", metavar="ID[,ID...]", help="run the mutants of these site ids")
     ap.add_argument("--keep", action="store_true", help="keep each mutant's folder")
     ap.add_argument("--timeout", type=bounded_int(30, 36_000), default=900,
                     help="seconds a mutant's subset may take (more is a hang)")
@@ -422,9 +445,13 @@ def main(argv=None):
               + ", ".join(f"{op} {n}" for op, n in Counter(s.operator for s in all_sites).items()))
         return 0
     if args.only:
-        chosen = [s for s in all_sites if s.id == args.only]
-        if not chosen:
-            raise UserError(f"--only {args.only}: no mutation site has this id (see --list)")
+        by_id = {s.id: s for s in all_sites}
+        wanted = [i.strip() for i in args.only.split(",") if i.strip()]
+        missing = [i for i in wanted if i not in by_id]
+        if missing or not wanted:
+            raise UserError(f"--only {args.only}: no mutation site has the id "
+                            f"{(missing or [''])[0]!r} (see --list)")
+        chosen = [by_id[i] for i in wanted]
     else:
         chosen = sample(all_sites, args.mutants, args.seed)
     engine = resolve(args.engine)

@@ -83,7 +83,8 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
             results[s]["notes"] = notes
             results[s]["spikes"] = case_activity(net, x)
             jobs.append({"export": work / f"export{s}", "inputs": x, "tag": str(s),
-                         "reset_mid_inference": s % 7 == 0})
+                         "reset_mid_inference": s % 7 == 0,
+                         "change_spike_records": s % 5 == 2})
         with output_to(work / "simulator.log"):
             hw = Path(prebuilt) if prebuilt else build(cfg, work / "hw")   # lint included
             runs = {}
@@ -99,8 +100,10 @@ def run_shape(shape_seed: int, case_seeds: list, simulators: list, out_dir: str,
                 if cov:
                     points = code_cov.read_dat(sim_dir / "case_regress" / "coverage.dat")
                     code_cov.write_dat(points, code_coverage_file(out_dir, shape_seed, "dat"))
+                    top = build_top(hw)
                     atomic_write(code_coverage_file(out_dir, shape_seed), json.dumps(
-                        code_cov.summarize(points, hw / f"{build_top(hw)}.v")))
+                        code_cov.summarize(points, hw / f"{top}.v",
+                                           code_cov.constant_bits(hw, top))))
                 if waves:
                     for s in case_seeds:
                         results[s].setdefault("waves", {})[sim] = str(trace)

@@ -174,7 +174,9 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
              waves: str | os.PathLike | None = None,
              coverage: Path | None = None) -> dict:
     """Run one simulation over ``jobs``: dicts with ``export`` (a directory), ``inputs``
-    (integers [B, T, C, H, W]) and optionally ``tag`` and ``reset_mid_inference``. Each job
+    (integers [B, T, C, H, W]) and optionally ``tag``, ``reset_mid_inference`` and
+    ``change_spike_records`` (the input changes after each inference's first frame word; the
+    core must keep the selection it sampled at the start). Each job
     loads its export's parameters into the core (not if the core already holds them:
     ``preloaded`` is the hash of the export its images hold, :func:`preloaded_sha256`), then
     runs its inputs. ``config``: the loaded config, or its file's path or name (the
@@ -196,7 +198,8 @@ def run_case(runner, simulator: str, build_dir: Path, *, config: Config | str, j
         np.save(inputs_path, np.ascontiguousarray(job["inputs"], dtype=np.int64))
         job_specs.append({"export": str(Path(job["export"]).resolve()),
                           "inputs": str(inputs_path), "tag": job.get("tag", str(i)),
-                          "reset_mid_inference": bool(job.get("reset_mid_inference"))})
+                          "reset_mid_inference": bool(job.get("reset_mid_inference")),
+                          "change_spike_records": bool(job.get("change_spike_records"))})
     results = case_dir / "results.json"
     results.unlink(missing_ok=True)
     case = {"config": _config_file(config),

@@ -43,8 +43,9 @@ def _load_case():
     return case, CoreParams(load_config(case["config"]), skipping=case.get("skipping"))
 
 
-async def _drive(dut, port, words, rng, stall):
-    """Send ``words`` on stream ``port`` with random idle cycles."""
+async def _drive(dut, port, words, rng, stall, max_cycles):
+    """Send ``words`` on stream ``port`` with random idle cycles. A transfer that waits
+    ``max_cycles`` cycles for ``ready`` is a hang (the core never takes the word)."""
     valid = getattr(dut, f"{port}__valid")
     payload = getattr(dut, f"{port}__payload")
     ready = getattr(dut, f"{port}__ready")
@@ -61,7 +62,10 @@ async def _drive(dut, port, words, rng, stall):
                 break
             # Not ready (the frame stream waits while the core computes a step): sleep until
             # it is, rather than waking up every cycle.
-            await RisingEdge(ready)
+            deadline = Timer(max_cycles * CLOCK_NS, unit="ns")
+            if await First(RisingEdge(ready), deadline) is deadline:
+                raise _hang(f"the {port} stream's ready stayed low for {max_cycles} cycles: "
+                            "the core hangs")
     valid.value = 0
 
 
@@ -237,7 +241,7 @@ async def _abort_inference(dut, params, x, rng, stall, max_cycles, cov=None):
 
     async def frames():
         for t in range(params.timesteps):
-            await _drive(dut, "frame", frame_words(params, x[t]), rng, stall)
+            await _drive(dut, "frame", frame_words(params, x[t]), rng, stall, max_cycles)
 
     driver = cocotb.start_soon(frames())
     frame_len = params.input_height * params.input_width
@@ -255,10 +259,24 @@ async def _abort_inference(dut, params, x, rng, stall, max_cycles, cov=None):
     return decoder.records
 
 
+async def _change_selection(dut, selection: int, layers: int):
+    """Once the inference's first frame word is taken, drive ``spike_records`` to the other
+    layers: the core must keep the selection it sampled when the inference started."""
+    while True:
+        await RisingEdge(dut.clk)
+        await ReadOnly()
+        if dut.frame__valid.value == 1 and dut.frame__ready.value == 1:
+            break
+    await RisingEdge(dut.clk)
+    dut.spike_records.value = ~selection & ((1 << layers) - 1)
+
+
 async def _infer(dut, params, net, x, spike_layers, rng, stall, max_cycles, keep_records=False,
-                 fault=None, expected=None):
+                 fault=None, expected=None, change_selection=False):
     """One inference of input ``x`` [T, C, H, W]; returns (decoder, cycles). ``fault``: one
-    of :data:`RECORD_FAULTS` (``expected``: the record keys golden expects), or None."""
+    of :data:`RECORD_FAULTS` (``expected``: the record keys golden expects), or None.
+    ``change_selection``: change ``spike_records`` once the first frame word is taken
+    (:func:`_change_selection`)."""
     dut.spike_records.value = _layer_bits(spike_layers)
     if fault in RECORD_FAULTS:
         decoder = _FaultyDecoder(params, net, spike_layers, keep_words=keep_records,
@@ -267,8 +285,11 @@ async def _infer(dut, params, net, x, spike_layers, rng, stall, max_cycles, keep
         decoder = RecordDecoder(params, net, spike_layers, keep_words=keep_records)
     cycles = [0]
     monitor = cocotb.start_soon(_monitor(dut, decoder, rng, stall, cycles, max_cycles))
+    if change_selection:
+        cocotb.start_soon(_change_selection(dut, _layer_bits(spike_layers),
+                                            len(params.spiking_layers)))
     for t in range(params.timesteps):
-        await _drive(dut, "frame", frame_words(params, x[t]), rng, stall)
+        await _drive(dut, "frame", frame_words(params, x[t]), rng, stall, max_cycles)
     await monitor
     dut.record__ready.value = 0
     return decoder, cycles[0]
@@ -299,7 +320,7 @@ async def _run_job(dut, params, job, case, rng, results, loaded, cov=None):
         raise ValueError(f"unknown fault {fault!r}: one of {FAULTS}")
     transfers = _param_stream(params, net, fault, loaded["sha256"] == sha)
     loaded["sha256"] = None if fault else sha
-    await _drive(dut, "param", transfers, rng, stall)
+    await _drive(dut, "param", transfers, rng, stall, max_cycles)
     if job.get("reset_mid_inference"):
         await _abort_inference(dut, params, inputs[0], rng, stall, max_cycles, cov)
     ref = golden.run(net, inputs)
@@ -319,7 +340,8 @@ async def _run_job(dut, params, job, case, rng, results, loaded, cov=None):
                     if fault == "extra_record" else None)
         decoder, cycles = await _infer(dut, params, net, inputs[i], layers, rng, stall,
                                        max_cycles, keep_records=case.get("keep_records", False),
-                                       fault=fault, expected=expected)
+                                       fault=fault, expected=expected,
+                                       change_selection=job.get("change_spike_records", False))
         count, details = compare(ref, i, decoder)
         if cov:
             cov.sample_inference(net, ref, i)
@@ -355,7 +377,7 @@ async def _run_job(dut, params, job, case, rng, results, loaded, cov=None):
             dut._log.error(f"{job_result['tag']} sample {i}: {count} mismatches; first: {details[:3]}")
         if fault == "busy_after_logits" and i == inputs.shape[0] - 1:
             # One frame word after the logits: the core starts loading a step.
-            await _drive(dut, "frame", frame_words(params, inputs[i][0])[:1], rng, 0)
+            await _drive(dut, "frame", frame_words(params, inputs[i][0])[:1], rng, 0, max_cycles)
             await RisingEdge(dut.clk)
         await RisingEdge(dut.clk)
         if dut.busy.value != 0:

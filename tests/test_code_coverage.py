@@ -47,6 +47,43 @@ def test_summary_counts_excludes_and_lists_the_uncovered(tmp_path):
     assert s["uncovered"]["toggle"] == ["count[1]:1->0"]
 
 
+def test_tied_bits_are_excluded_from_toggle_coverage(tmp_path):
+    core = tmp_path / "snn_core.v"
+    core.write_text(VERILOG)
+    s = cc.summarize(_points(str(core)), core, tied={("count", 1)})
+    assert s["kinds"]["toggle"] == {"points": 1, "hit": 1}
+    assert s["excluded"][cc.TIED] == 1 and "toggle" not in s["uncovered"]
+
+
+def test_constant_bits_are_what_yosys_proves_constant(tmp_path):
+    """A layer-table-like constant (bits 2-7 equal in every arm), a counter (no bit tied)
+    and a submodule's tied output, named hierarchically as Verilator's toggle points are."""
+    (tmp_path / "snn_core.v").write_text("""
+module snn_core(input clk, input rst, input layer, output [7:0] base, output [3:0] count_out,
+                output [3:0] sub_out);
+  reg [7:0] cur_base;
+  always @* case (layer) 1'b0: cur_base = 8'h01; default: cur_base = 8'h02; endcase
+  reg [3:0] count = 0;
+  always @(posedge clk) count <= rst ? 4'd0 : count + 4'd1;
+  assign base = cur_base;
+  assign count_out = count;
+  snn_core_unit unit(.a(count), .y(sub_out));
+endmodule
+module snn_core_unit(input [3:0] a, output [3:0] y);
+  wire [3:0] masked;
+  assign masked = a & 4'b0011;
+  assign y = masked;
+endmodule
+""")
+    tied = cc.constant_bits(tmp_path)
+    assert {("cur_base", b) for b in range(2, 8)} <= tied
+    assert not {("cur_base", 0), ("cur_base", 1)} & tied
+    assert not any(name == "count" for name, _ in tied)
+    assert {("unit.masked", 2), ("unit.masked", 3)} <= tied and ("unit.masked", 0) not in tied
+    point = cc.fields(_key(page="v_toggle/snn_core.unit", o="masked[3]:0->1", h="snn_core.unit"))
+    assert cc.toggle_signal(point) == ("unit.masked", 3)
+
+
 def test_merge_sums_counts_and_round_trips_verilators_format(tmp_path):
     core = tmp_path / "snn_core.v"
     core.write_text(VERILOG)
