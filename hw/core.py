@@ -76,7 +76,8 @@ class SnnCore(wiring.Component):
         backpressure: the core waits while ``record.ready`` is low.
     spike_records : In(spiking layers)
         Bit l set: layer l emits its kind-0 records (full-record mode); clear: only its
-        signatures. Change only between inferences.
+        signatures. Sampled when an inference starts (its first frame word): a change
+        during an inference takes effect at the next.
     busy : Out(1)
         An inference is in progress.
 

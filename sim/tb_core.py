@@ -43,13 +43,14 @@ def _load_case():
     return case, CoreParams(load_config(case["config"]), skipping=case.get("skipping"))
 
 
-async def _drive(dut, port, words, rng, stall, max_cycles):
+async def _drive(dut, port, words, rng, stall, max_cycles, on_transfer=None):
     """Send ``words`` on stream ``port`` with random idle cycles. A transfer that waits
-    ``max_cycles`` cycles for ``ready`` is a hang (the core never takes the word)."""
+    ``max_cycles`` cycles for ``ready`` is a hang (the core never takes the word).
+    ``on_transfer(k)``: called as word ``k`` transfers (in that cycle's read-only phase)."""
     valid = getattr(dut, f"{port}__valid")
     payload = getattr(dut, f"{port}__payload")
     ready = getattr(dut, f"{port}__ready")
-    for w in words:
+    for k, w in enumerate(words):
         while stall and rng.random() < stall:
             valid.value = 0
             await RisingEdge(dut.clk)
@@ -58,6 +59,8 @@ async def _drive(dut, port, words, rng, stall, max_cycles):
         while True:
             await ReadOnly()                  # ready as the clock edge will see it
             if ready.value == 1:
+                if on_transfer:
+                    on_transfer(k)
                 await RisingEdge(dut.clk)
                 break
             # Not ready (the frame stream waits while the core computes a step): sleep until
@@ -288,8 +291,14 @@ async def _infer(dut, params, net, x, spike_layers, rng, stall, max_cycles, keep
     if change_selection:
         cocotb.start_soon(_change_selection(dut, _layer_bits(spike_layers),
                                             len(params.spiking_layers)))
+    # busy is high from the first frame word's transfer to the logits (docs/HARDWARE.md,
+    # "Interfaces"): checked at every later frame word.
+    decoder.busy_low = []
     for t in range(params.timesteps):
-        await _drive(dut, "frame", frame_words(params, x[t]), rng, stall, max_cycles)
+        def busy_high(k, t=t):
+            if (t or k) and dut.busy.value != 1:
+                decoder.busy_low.append((t, k))
+        await _drive(dut, "frame", frame_words(params, x[t]), rng, stall, max_cycles, busy_high)
     await monitor
     dut.record__ready.value = 0
     return decoder, cycles[0]
@@ -343,6 +352,11 @@ async def _run_job(dut, params, job, case, rng, results, loaded, cov=None):
                                        fault=fault, expected=expected,
                                        change_selection=job.get("change_spike_records", False))
         count, details = compare(ref, i, decoder)
+        if decoder.busy_low:
+            t, k = decoder.busy_low[0]
+            count += 1
+            details.append(f"busy low during the inference: {len(decoder.busy_low)} frame "
+                           f"words, first step {t} word {k}")
         if cov:
             cov.sample_inference(net, ref, i)
             cov.sample_backpressure(getattr(decoder, "waits", [0]))
