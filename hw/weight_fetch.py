@@ -119,7 +119,7 @@ class WeightFetch(wiring.Component):
         r_left = Signal(bits_for(self.max_beats + 1))        # beats not yet received
         outstanding = Signal(range(self.max_outstanding + 1))
         word = Signal(B * self.data_width)                    # the word being assembled
-        beat = Signal(range(B))
+        beat = Signal(range(max(B, 2)))                # (one bit even for 1-beat words)
         wptr = Signal(range(self.bank_words + 1))
         filled = Signal(self.banks)
 

@@ -9,7 +9,7 @@ import pytest
 from amaranth.back import verilog
 
 from hw.sram import SRAM_VERILOG
-from hw.toolchain import LINT_WAIVERS, apply_verilator_env, note_simulator
+from hw.toolchain import LINT_WAIVERS, apply_verilator_env, lint, note_simulator
 from hw.weight_fetch import WeightFetch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -44,6 +44,8 @@ def test_blocks_arrive_intact_at_every_latency(tmp_path, simulator, params):
     (hw / "weight_fetch.v").write_text(verilog.convert(WeightFetch(**params), name="weight_fetch",
                                                        emit_src=False))
     (hw / "spquant_sram.v").write_text(SRAM_VERILOG)
+    ok, log = lint([hw / "weight_fetch.v", hw / "spquant_sram.v"], "weight_fetch")
+    assert ok, log[-2000:]                 # verilator -Wall with the core's waivers
     case = {"params": params, "settings": SETTINGS, "blocks": 24, "seed": 5,
             "results": str(tmp_path / "results.json")}
     (tmp_path / "case.json").write_text(json.dumps(case))
