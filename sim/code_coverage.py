@@ -19,7 +19,8 @@ Excluded, and counted per reason in the summary:
   empty statement the Verilog backend writes so that ``always @*`` runs at time 0, whose
   condition is the constant 0 (its arm is dead by construction and holds no logic);
 - toggles of Yosys temporaries (``\\$N`` wires and the wake-up register: one expression
-  each, of named signals whose bits are counted). They are still summed into ``toggle_all`` for reference;
+  each, of named signals whose bits are counted). They are still summed into
+  ``toggle_all`` for reference;
 - toggles of bits tied to a constant (:func:`constant_bits`: Yosys' constant propagation
   over the flattened design proves the bit never changes, so no test can toggle it). Most
   are the per-layer constants' high bits (``cur_*``: a base address of a few words in a

@@ -181,7 +181,8 @@ def sites(root: Path = ROOT) -> list[Site]:
         parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
         seen = Counter()
         for fn in ast.walk(tree):
-            if not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef)) or fn.name not in functions:
+            if (not isinstance(fn, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    or fn.name not in functions):
                 continue
             if isinstance(parents.get(fn), (ast.FunctionDef, ast.AsyncFunctionDef)):
                 continue                    # a nested helper: walked with its parent
@@ -299,7 +300,8 @@ for shape, cases in spec["plan"]:
                         max_cycles=spec["max_cycles"], prebuilt=hw_dir)
     problems = [p for r in results for p in r["problems"]]
     entry["problems"] = sorted(problems, key=lambda p: "mismatch" not in p)[:3]
-    entry["cycles"] = max((c for r in results for c in r.get("outcome", {}).get("icarus", {}).get("cycles", [])), default=0)
+    cycles = [c for r in results for c in r.get("outcome", {}).get("icarus", {}).get("cycles", [])]
+    entry["cycles"] = max(cycles, default=0)
     if entry["problems"]:
         break
 print("MUTANT-RESULT " + json.dumps(out))
@@ -397,7 +399,8 @@ def report(outcomes: list, baseline: dict, out_dir: Path, title: str) -> dict:
              f"- killed at build (generator, Yosys or lint): {status['killed at build']}",
              f"- not exercised (no subset core's Verilog changed): {status['not exercised']}",
              f"- survived: {status['survived']}", "",
-             "| edit | killed | killed at build | survived | not exercised |", "|---|---|---|---|---|"]
+             "| edit | killed | killed at build | survived | not exercised |",
+             "|---|---|---|---|---|"]
     for op in OPERATORS:
         c = by_op.get(op, Counter())
         if c:

@@ -10,10 +10,11 @@ Cases are grouped by shape (one generated core per shape, ``--per-shape`` cases 
 case loads its own export into the same core, so parameter reloading is exercised too);
 shapes run in parallel as tasks of an engine (sim.engine): a local Dask cluster by default,
 a Dask scheduler's workers with ``--scheduler``, or the standard library's process pool
-(``--engine processes``, and the default when Dask is not installed). Prints the pass count, the activity the cases
-reached (golden: cases without a spike anywhere, cases whose last spiking layer is silent),
-the seeds of every failing case and a one-line command that reproduces it. ``both`` runs each shape on Icarus and
-Verilator and also requires identical predictions and cycle counts from the two.
+(``--engine processes``, and the default when Dask is not installed). Prints the pass
+count, the activity the cases reached (golden: cases without a spike anywhere, cases whose
+last spiking layer is silent), the seeds of every failing case and a one-line command that
+reproduces it. ``both`` runs each shape on Icarus and Verilator and also requires identical
+predictions and cycle counts from the two.
 Also writes the functional coverage merged over every simulation (sim.coverage):
 ``coverage.json`` and ``coverage.md`` in ``--out``, listing the bins never hit.
 Exit code 1 if any case fails. ``--waves`` writes each shape's waveform (FST; VCD on a
@@ -153,7 +154,7 @@ def shape_task(shape_seed: int, case_seeds: list, simulators: list, out_dir: str
             "files": {str(f.relative_to(out_dir)): f.read_text() for f in files if f.exists()}}
 
 
-def _store_reports(out_dir, shape_seed: int, done: dict) -> None:
+def _store_reports(out_dir, done: dict) -> None:
     """Write a task's coverage files here, where the worker's may not be (another machine)."""
     for name, text in done.get("files", {}).items():
         path = Path(out_dir) / name
@@ -222,7 +223,7 @@ def main(argv=None):
                                      "problems": [f"the worker failed: {type(error).__name__}: "
                                                   f"{error}".splitlines()[0]]} for c in cases]}
             results += done["results"]
-            _store_reports(args.out, shape, done)
+            _store_reports(args.out, done)
             print(f"  {sum(r['ok'] for r in results)}/{len(results)} passed "
                   f"({time.time() - t0:.0f} s)", flush=True)
     results.sort(key=lambda r: (r["shape"], r["case"]))

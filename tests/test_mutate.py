@@ -78,3 +78,14 @@ def test_a_mutant_of_each_outcome_on_a_small_subset():
         assert hang["status"] == "killed" and "stayed low for 20000 cycles" in hang["problems"][0], hang
         idle = run_mutant(gate, work, hashes, 100_000, 600, plan=plan)
         assert idle["status"] == "not exercised", idle
+
+
+@pytest.mark.parametrize("argv,needle", [(["--only", "0123456789"], "--only 0123456789"),
+                                         (["--mutants", "0"], "--mutants"),
+                                         (["--timeout", "5"], "--timeout")])
+def test_bad_arguments_are_one_line_and_exit_2(tmp_path, argv, needle):
+    from cli_harness import run_main
+    r = run_main(mutate.main, [*argv, "--out", str(tmp_path / "m")])
+    assert r.returncode == 2, r
+    assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr, r.stderr
+    assert not (tmp_path / "m").exists()
