@@ -28,7 +28,8 @@ and the Verilator lint included) and, where the Verilog differs from the unmutat
 co-simulates the shape's cases on Icarus against golden (sim.regress.run_shape: records,
 signatures, performance counters, idle cycles and backpressure). A mutant is
 
-- **killed** by a mismatch, a hang (``4x`` the unmutated subset's cycles) or a testbench error;
+- **killed** by a mismatch, a hang (``4x`` the unmutated subset's cycles, or a generator or
+  simulation past ``--timeout``) or a testbench error;
 - **killed at build** when the generator, Yosys or the lint rejects it (counted apart: the
   target is met or not on the simulated mutants alone);
 - **not exercised** when no subset core's Verilog changed (the edit is dead for these
@@ -435,8 +436,9 @@ def main(argv=None):
     ap.add_argument("--list", action="store_true", help="print every site and exit")
     ap.add_argument("--only", metavar="ID[,ID...]", help="run the mutants of these site ids")
     ap.add_argument("--keep", action="store_true", help="keep each mutant's folder")
-    ap.add_argument("--timeout", type=bounded_int(30, 36_000), default=900,
-                    help="seconds a mutant's subset may take (more is a hang)")
+    ap.add_argument("--timeout", type=bounded_int(30, 36_000), default=None,
+                    help="seconds a mutant's subset may take, more is a hang (default: 10x "
+                         "the unmutated subset's, at least 120)")
     add_out(ap, "report folder (default build/mutate)", default="build/mutate")
     args = ap.parse_args(argv)
     all_sites = sites()
@@ -465,7 +467,7 @@ def main(argv=None):
     t0 = time.time()
     print(f"subset: shapes {choose_subset()}, {SUBSET_CASES} cases each; unmutated run first",
           flush=True)
-    base = run_mutant(None, work, {}, max_cycles=3_000_000, timeout_s=args.timeout)
+    base = run_mutant(None, work, {}, max_cycles=3_000_000, timeout_s=args.timeout or 3600)
     if base["status"] != "passed":
         print(f"the unmutated subset fails: {(base['problems'] or [base.get('build_error')])[0]}")
         return 1
@@ -475,7 +477,9 @@ def main(argv=None):
     print(f"  unmutated: passed in {base['seconds']} s; {len(chosen)} mutants of "
           f"{len(all_sites)} sites, engine {engine}", flush=True)
     outcomes = [None] * len(chosen)
-    tasks = [(s, work, hashes, max_cycles, args.timeout, args.keep) for s in chosen]
+    # A generator edit can loop for ever (a `while` made unending): a hang, killed.
+    timeout = args.timeout or max(120.0, 10 * base["seconds"])
+    tasks = [(s, work, hashes, max_cycles, timeout, args.keep) for s in chosen]
     for i, done, error in run_tasks(run_mutant, tasks, engine, args.workers):
         if error is not None:
             done = {"site": asdict(chosen[i]), "shapes": {}, "status": "killed at build",
