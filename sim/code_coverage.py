@@ -39,6 +39,7 @@ import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from hw.toolchain import tool_command
 from project_config.files import atomic_write
 
 KINDS = {"v_line": "line", "v_branch": "branch", "v_toggle": "toggle"}
@@ -98,7 +99,6 @@ def constant_bits(hw_dir, top: str = "snn_core") -> set:
     as :func:`toggle_signal` names a toggle point. Register init values are dropped first,
     so a register counts as constant only when its inputs are. A tied bit can still show
     one toggle, at time 0, from Verilator's initial 0 to its constant 1."""
-    from hw.toolchain import tool_command
     hw_dir = Path(hw_dir)
     files = sorted(p.name for p in hw_dir.glob("*.v"))
     with tempfile.TemporaryDirectory() as tmp:   # YoWASP tools see their working folder only

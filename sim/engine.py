@@ -21,18 +21,23 @@ from __future__ import annotations
 
 import concurrent.futures as futures
 import contextlib
-import importlib.util
 import logging
 from typing import Callable, Iterator
 
 from project_config import UserError
+
+try:            # optional (the 'distributed' extra): without it the process pool runs
+    import dask
+    import distributed
+except ImportError:
+    dask = distributed = None
 
 ENGINES = ("auto", "dask", "processes")
 
 
 def dask_installed() -> bool:
     """Whether Dask's distributed scheduler can be imported."""
-    return importlib.util.find_spec("distributed") is not None
+    return distributed is not None
 
 
 def resolve(engine: str, scheduler: str | None = None) -> str:
@@ -52,11 +57,9 @@ def resolve(engine: str, scheduler: str | None = None) -> str:
 
 @contextlib.contextmanager
 def _dask_client(workers: int, scheduler: str | None):
-    import dask
-    from distributed import Client, LocalCluster
     if scheduler:
         try:
-            client = Client(scheduler, timeout="10s")
+            client = distributed.Client(scheduler, timeout="10s")
         except (OSError, TimeoutError) as e:
             raise UserError(f"--scheduler {scheduler}: no Dask scheduler answered ({e})") from None
         with client:
@@ -69,9 +72,10 @@ def _dask_client(workers: int, scheduler: str | None):
     # worker-saturation 1: a worker holds one shape at a time, so it takes no other with it.
     with dask.config.set({"distributed.scheduler.allowed-failures": 0,
                           "distributed.scheduler.worker-saturation": 1.0}), \
-            LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                         memory_limit=0, dashboard_address=None,
-                         silence_logs=logging.ERROR) as cluster, Client(cluster) as client:
+            distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                     memory_limit=0, dashboard_address=None,
+                                     silence_logs=logging.ERROR) as cluster, \
+            distributed.Client(cluster) as client:
         yield client
 
 
@@ -81,11 +85,10 @@ def run_tasks(fn: Callable, tasks: list, engine: str, workers: int,
     yields ``(index, result, error)`` as tasks finish: ``error`` is the exception a task
     raised or died of (a killed worker), with ``result`` None."""
     if engine == "dask":
-        from distributed import as_completed
         with _dask_client(workers, scheduler) as client:
             jobs = {client.submit(fn, *args, pure=False, retries=0): i
                     for i, args in enumerate(tasks)}
-            for job in as_completed(jobs):
+            for job in distributed.as_completed(jobs):
                 try:
                     yield jobs[job], job.result(), None
                 except Exception as e:     # noqa: BLE001: reported per task by the caller

@@ -162,6 +162,20 @@ def _store_reports(out_dir, done: dict) -> None:
             atomic_write(path, text)
 
 
+def _code_coverage_report(out_dir, plan: list, title: str) -> None:
+    """Pool the shapes' code coverage (sim.code_coverage) into ``code_coverage.json`` and
+    ``.md`` in ``out_dir``, and print the figures."""
+    designs = {f"shape{shape}": json.loads(code_coverage_file(out_dir, shape).read_text())
+               for shape, _ in plan if code_coverage_file(out_dir, shape).exists()}
+    code = code_cov.write_report(designs, Path(out_dir) / "code_coverage.json",
+                                 Path(out_dir) / "code_coverage.md", title)
+    k = code["kinds"]
+    print(f"code coverage ({code['designs']} designs, Verilator): lines "
+          f"{k['line']['percent']}%, branches {k['branch']['percent']}%, toggle "
+          f"{k['toggle']['percent']}% of named signals ({k['toggle_all']['percent']}% of "
+          f"every net); {Path(out_dir) / 'code_coverage.md'}")
+
+
 def describe_engine(engine: str, workers: int, scheduler: str | None) -> str:
     if engine == "dask":
         return f"dask, scheduler {scheduler}" if scheduler else \
@@ -256,16 +270,8 @@ def main(argv=None):
     for line in missed:
         print(f"  never hit: {line}")
     if args.code_coverage:
-        designs = {f"shape{shape}": json.loads(code_coverage_file(args.out, shape).read_text())
-                   for shape, _ in plan if code_coverage_file(args.out, shape).exists()}
-        code = code_cov.write_report(
-            designs, Path(args.out) / "code_coverage.json", Path(args.out) / "code_coverage.md",
-            f"sim.regress --cases {len(results)} --per-shape {args.per_shape} --seed {args.seed}")
-        k = code["kinds"]
-        print(f"code coverage ({code['designs']} designs, Verilator): lines "
-              f"{k['line']['percent']}%, branches {k['branch']['percent']}%, toggle "
-              f"{k['toggle']['percent']}% of named signals ({k['toggle_all']['percent']}% of "
-              f"every net); {Path(args.out) / 'code_coverage.md'}")
+        _code_coverage_report(args.out, plan, f"sim.regress --cases {len(results)} "
+                              f"--per-shape {args.per_shape} --seed {args.seed}")
     print(f"activity: {activity['no_spike']} of {activity['cases']} cases without a spike "
           f"({100 * activity['no_spike_fraction']:.1f}%), {activity['silent_last_layer']} "
           f"with a silent last spiking layer ({100 * activity['silent_last_layer_fraction']:.1f}%)")
