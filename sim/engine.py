@@ -88,16 +88,18 @@ def run_tasks(fn: Callable, tasks: list, engine: str, workers: int,
         with _dask_client(workers, scheduler) as client:
             jobs = {client.submit(fn, *args, pure=False, retries=0): i
                     for i, args in enumerate(tasks)}
-            for job in distributed.as_completed(jobs):
-                try:
-                    yield jobs[job], job.result(), None
-                except Exception as e:     # noqa: BLE001: reported per task by the caller
-                    yield jobs[job], None, e
+            yield from _as_finished(jobs, distributed.as_completed)
         return
     with futures.ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
         jobs = {pool.submit(fn, *args): i for i, args in enumerate(tasks)}
-        for job in futures.as_completed(jobs):
-            try:
-                yield jobs[job], job.result(), None
-            except Exception as e:         # noqa: BLE001: reported per task by the caller
-                yield jobs[job], None, e
+        yield from _as_finished(jobs, futures.as_completed)
+
+
+def _as_finished(jobs: dict, as_completed) -> Iterator[tuple[int, object, BaseException | None]]:
+    """``(index, result, error)`` of each future of ``jobs`` ({future: index}) as it finishes
+    (``as_completed``: the engine's), for :func:`run_tasks`."""
+    for job in as_completed(jobs):
+        try:
+            yield jobs[job], job.result(), None
+        except Exception as e:             # noqa: BLE001: reported per task by the caller
+            yield jobs[job], None, e

@@ -92,21 +92,23 @@ def _features(seed_: int) -> set:
 def choose_subset() -> list[int]:
     """The subset's shape seeds: greedy cover of :func:`_features` over the candidates,
     cheaper shapes first on ties (fewer layers, fewer steps)."""
-    def cost(s):
-        shape = random_shape(s)
-        return len(shape["model"]["layers"]) * shape["model"]["timesteps"]
+    shapes = {s: random_shape(s) for s in CANDIDATE_SHAPES}
+    cost = {s: len(shape["model"]["layers"]) * shape["model"]["timesteps"]
+            for s, shape in shapes.items()}
     features = {s: _features(s) for s in CANDIDATE_SHAPES}
     want = set().union(*features.values())
     chosen = []
     while want and len(chosen) < SUBSET_SHAPES:
-        best = max(CANDIDATE_SHAPES, key=lambda s: (len(features[s] & want), -cost(s), -s))
+        best = max(CANDIDATE_SHAPES, key=lambda s: (len(features[s] & want), -cost[s], -s))
         chosen.append(best)
         want -= features[best]
     return sorted(chosen)
 
 
-def subset_cases(shape: int) -> list[int]:
-    return [shape * 1000 + i for i in range(SUBSET_CASES)]
+def subset_plan() -> list:
+    """[(shape seed, case seeds)] of the subset: :func:`choose_subset`'s shapes, each with
+    :data:`SUBSET_CASES` cases."""
+    return [(s, [s * 1000 + i for i in range(SUBSET_CASES)]) for s in choose_subset()]
 
 
 # The program a mutant's process runs (cwd: the mutant's folder, its hw/ first on the path).
@@ -144,13 +146,13 @@ print("MUTANT-RESULT " + json.dumps(out))
 """
 
 
-def run_mutant(site: Site | None, work: str, baseline: dict, max_cycles: int,
-               timeout_s: float, keep: bool = False, plan: list | None = None) -> dict:
+def run_mutant(site: Site | None, work: str, plan: list, baseline: dict, max_cycles: int,
+               timeout_s: float, keep: bool = False) -> dict:
     """Run the subset on ``site``'s mutant (None: the unmutated generator); returns its
     outcome: ``status`` (killed, killed at build, survived, not exercised, or for the
     unmutated run passed/failed), the shapes' Verilog hashes, problems and cycles.
-    ``baseline``: {shape: the unmutated core's Verilog sha256}. ``plan``: [(shape seed,
-    case seeds)], by default the subset's."""
+    ``plan``: [(shape seed, case seeds)] (:func:`subset_plan`). ``baseline``: {shape: the
+    unmutated core's Verilog sha256}."""
     name = site.id if site else "unmutated"
     folder = Path(work) / name
     shutil.rmtree(folder, ignore_errors=True)
@@ -160,7 +162,7 @@ def run_mutant(site: Site | None, work: str, baseline: dict, max_cycles: int,
     if site:
         path = folder / "pkg" / site.path
         path.write_text(apply(site, (ROOT / site.path).read_text()))
-    spec = {"plan": plan or [(s, subset_cases(s)) for s in choose_subset()],
+    spec = {"plan": plan,
             "baseline": baseline, "stall": 0.2, "max_cycles": max_cycles,
             "hw_root": str((folder / "pkg").resolve())}
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(folder / "pkg"), str(ROOT)]),
@@ -299,21 +301,23 @@ def main(argv=None):
     out.mkdir(parents=True, exist_ok=True)
     work = tempfile.mkdtemp(prefix="mutants_", dir=out)
     t0 = time.time()
-    print(f"subset: shapes {choose_subset()}, {SUBSET_CASES} cases each; unmutated run first",
-          flush=True)
-    base = run_mutant(None, work, {}, max_cycles=3_000_000, timeout_s=args.timeout or 3600)
+    plan = subset_plan()
+    shapes = [shape for shape, _ in plan]
+    print(f"subset: shapes {shapes}, {SUBSET_CASES} cases each; unmutated run first", flush=True)
+    base = run_mutant(None, work, plan, {}, max_cycles=3_000_000,
+                      timeout_s=args.timeout or 3600)
     if base["status"] != "passed":
         print(f"the unmutated subset fails: {(base['problems'] or [base.get('build_error')])[0]}")
         return 1
     hashes = {k: v["verilog_sha256"] for k, v in base["shapes"].items()}
     max_cycles = 4 * max(v["cycles"] for v in base["shapes"].values()) + 1000
-    baseline = {"shapes": choose_subset(), "seconds": base["seconds"], "max_cycles": max_cycles}
+    baseline = {"shapes": shapes, "seconds": base["seconds"], "max_cycles": max_cycles}
     print(f"  unmutated: passed in {base['seconds']} s; {len(chosen)} mutants of "
           f"{len(all_sites)} sites, engine {engine}", flush=True)
     outcomes = [None] * len(chosen)
     # A generator edit can loop for ever (a `while` made unending): a hang, killed.
     timeout = args.timeout or max(120.0, 10 * base["seconds"])
-    tasks = [(s, work, hashes, max_cycles, timeout, args.keep) for s in chosen]
+    tasks = [(s, work, plan, hashes, max_cycles, timeout, args.keep) for s in chosen]
     for i, done, error in run_tasks(run_mutant, tasks, engine, args.workers):
         if error is not None:
             done = {"site": asdict(chosen[i]), "shapes": {}, "status": "killed at build",

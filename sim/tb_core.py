@@ -263,13 +263,9 @@ async def _abort_inference(dut, params, x, rng, stall, max_cycles, cov=None):
 
 
 async def _change_selection(dut, selection: int, layers: int):
-    """Once the inference's first frame word is taken, drive ``spike_records`` to the other
-    layers: the core must keep the selection it sampled when the inference started."""
-    while True:
-        await RisingEdge(dut.clk)
-        await ReadOnly()
-        if dut.frame__valid.value == 1 and dut.frame__ready.value == 1:
-            break
+    """Started as the inference's first frame word transfers: from the next cycle, drive
+    ``spike_records`` to the other layers. The core must keep the selection it sampled
+    when the inference started."""
     await RisingEdge(dut.clk)
     dut.spike_records.value = ~selection & ((1 << layers) - 1)
 
@@ -288,17 +284,18 @@ async def _infer(dut, params, net, x, spike_layers, rng, stall, max_cycles, keep
         decoder = RecordDecoder(params, net, spike_layers, keep_words=keep_records)
     cycles = [0]
     monitor = cocotb.start_soon(_monitor(dut, decoder, rng, stall, cycles, max_cycles))
-    if change_selection:
-        cocotb.start_soon(_change_selection(dut, _layer_bits(spike_layers),
-                                            len(params.spiking_layers)))
     # busy is high from the first frame word's transfer to the logits (docs/HARDWARE.md,
     # "Interfaces"): checked at every later frame word.
     decoder.busy_low = []
     for t in range(params.timesteps):
-        def busy_high(k, t=t):
-            if (t or k) and dut.busy.value != 1:
+        def on_word(k, t=t):
+            if not (t or k):
+                if change_selection:
+                    cocotb.start_soon(_change_selection(dut, _layer_bits(spike_layers),
+                                                        len(params.spiking_layers)))
+            elif dut.busy.value != 1:
                 decoder.busy_low.append((t, k))
-        await _drive(dut, "frame", frame_words(params, x[t]), rng, stall, max_cycles, busy_high)
+        await _drive(dut, "frame", frame_words(params, x[t]), rng, stall, max_cycles, on_word)
     await monitor
     dut.record__ready.value = 0
     return decoder, cycles[0]

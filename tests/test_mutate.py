@@ -69,14 +69,14 @@ def test_a_mutant_of_each_outcome_on_a_small_subset():
     no_valid = next(s for s in ALL if s.path == "hw/core.py" and s.operator == "assignment dropped"
                     and s.original.startswith("m.d.comb += [loader.param.valid.eq(self.param.valid)"))
     with tempfile.TemporaryDirectory() as work:
-        base = run_mutant(None, work, {}, 3_000_000, 600, plan=plan)
+        base = run_mutant(None, work, plan, {}, 3_000_000, 600)
         assert base["status"] == "passed", base
         hashes = {k: v["verilog_sha256"] for k, v in base["shapes"].items()}
-        killed = run_mutant(by_id[stuck.id], work, hashes, 100_000, 600, plan=plan)
+        killed = run_mutant(by_id[stuck.id], work, plan, hashes, 100_000, 600)
         assert killed["status"] == "killed" and "mismatches" in killed["problems"][0], killed
-        hang = run_mutant(no_valid, work, hashes, 20_000, 600, plan=plan)
+        hang = run_mutant(no_valid, work, plan, hashes, 20_000, 600)
         assert hang["status"] == "killed" and "stayed low for 20000 cycles" in hang["problems"][0], hang
-        idle = run_mutant(gate, work, hashes, 100_000, 600, plan=plan)
+        idle = run_mutant(gate, work, plan, hashes, 100_000, 600)
         assert idle["status"] == "not exercised", idle
 
 
