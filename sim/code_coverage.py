@@ -34,11 +34,11 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 import tempfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from hw.synth import run_yosys
 from hw.toolchain import tool_command
 from project_config.files import atomic_write
 
@@ -104,13 +104,8 @@ def constant_bits(hw_dir, top: str = "snn_core") -> set:
     with tempfile.TemporaryDirectory() as tmp:   # YoWASP tools see their working folder only
         for name in files:
             (Path(tmp) / name).write_bytes((hw_dir / name).read_bytes())
-        (Path(tmp) / "constants.ys").write_text(
-            _CONSTANT_SCRIPT.format(files=" ".join(files), top=top))
-        r = subprocess.run([*tool_command("yosys"), "-q", "constants.ys"], cwd=tmp,
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            raise RuntimeError(f"yosys (constant bits of {hw_dir}): "
-                               f"{(r.stderr or r.stdout).strip().splitlines()[-1:]}")
+        run_yosys(tool_command("yosys"), _CONSTANT_SCRIPT.format(files=" ".join(files), top=top),
+                  Path(tmp), "constants.log")
         netlist = json.loads((Path(tmp) / "netlist.json").read_text())
     tied = set()
     for name, net in netlist["modules"][top]["netnames"].items():

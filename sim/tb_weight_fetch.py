@@ -20,6 +20,8 @@ from cocotb.triggers import ClockCycles, ReadOnly, RisingEdge
 from cocotb.utils import get_sim_time
 from cocotbext.axi import AxiRamRead, AxiReadBus
 
+from sim.tb_axi import _pauses
+
 CLOCK_NS = 10
 RAM_BYTES = 1 << 16
 
@@ -45,11 +47,6 @@ class LatencyRam(AxiRamRead):
             if n:
                 await ClockCycles(self.clock, n)
         return await super()._read(address, length)
-
-
-def _pauses(rng, p):
-    while True:
-        yield rng.random() < p
 
 
 async def _reset(dut):
