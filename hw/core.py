@@ -35,7 +35,7 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .channel_gate import ChannelGateLanes
-from .logic import tree_sum
+from .logic import LayerConstants, tree_sum
 from .neuron_unit import NeuronUnit
 from .packer import WindowPacker
 from .param_loader import ParamLoader
@@ -202,7 +202,8 @@ class SnnCore(wiring.Component):
         step = Signal(bits_for(p.timesteps))
         first_step = Signal()
         m.d.comb += first_step.eq(step == 0)
-        wy, wx = Signal(16), Signal(16)            # pool window (= position of the next layer)
+        DB = bits_for(p.max_dim + 1)               # a map height or width, 0 .. max_dim
+        wy, wx = Signal(DB), Signal(DB)            # pool window (= position of the next layer)
         dy, dx = Signal(1), Signal(1)              # position inside the window
         group = Signal(bits_for(p.max_groups + 1))    # reaches `groups` in a one-group window
         pos_live = Signal()                        # position mask bit (always 1 when skipping)
@@ -213,48 +214,40 @@ class SnnCore(wiring.Component):
         # Tap fetch and issue (hw.tap_issue): fetch pointer (ky, kx) -> one input-word read
         # in flight -> the word whose nonzero channels are being issued (ACCUMULATE).
         tap_issue = TapIssue(channels=CIN, plane_widths=plane_width, max_taps=p.max_taps,
-                             skipping=p.skipping)
+                             max_kernel=p.max_kernel, skipping=p.skipping)
         m.submodules.tap_issue = DomainRenamer("core")(tap_issue)
         ky, kx = tap_issue.ky, tap_issue.kx
 
-        # Per-layer constants, selected by `layer`.
-        def const(name, width, f):
-            sig = Signal(width, name=f"cur_{name}")
-            with m.Switch(layer):
-                for lp in p.layers:
-                    with m.Case(lp.index):
-                        m.d.comb += sig.eq(f(lp))
-            return sig
-
-        cur = {
-            "in_h": const("in_h", 16, lambda lp: lp.in_height),
-            "in_w": const("in_w", 16, lambda lp: lp.in_width),
-            "out_w": const("out_w", 16, lambda lp: lp.out_width),
-            "win_h": const("win_h", 16, lambda lp: lp.out_height // lp.pool),
-            "win_w": const("win_w", 16, lambda lp: lp.out_width // lp.pool),
-            "kw": const("kw", 8, lambda lp: lp.kernel[1]),
-            "pad": const("pad", 8, lambda lp: lp.padding),
-            "pool2": const("pool2", 1, lambda lp: int(lp.pool == 2)),
-            "groups": const("groups", 16, lambda lp: lp.groups),
-            "taps": const("taps", 16, lambda lp: lp.taps),
-            "cin": const("cin", 16, lambda lp: lp.in_channels),
-            "cin_mask": const("cin_mask", CIN, lambda lp: (1 << lp.in_channels) - 1),
-            "x_mask": const("x_mask", XB, lambda lp: (1 << lp.x_bits) - 1),
-            "is_fc": const("is_fc", 1, lambda lp: int(lp.kind == "fc")),
-            "w_base": const("w_base", 32, lambda lp: lp.weight_base),
-            "w_base_odd": const("w_base_odd", 32, lambda lp: lp.weight_base_odd),
-            "g_base": const("g_base", 32, lambda lp: lp.group_base),
-            "m_base": const("m_base", 32, lambda lp: lp.membrane_base),
-            "p_base": const("p_base", 32, lambda lp: lp.position_base),
-            "r_base": const("r_base", 32, lambda lp: lp.prior_base),
-            "prev_r_base": const("prev_r_base", 32,
-                                 lambda lp: p.layers[lp.index - 1].prior_base if lp.index else 0),
-            "gw_base": const("gw_base", 32, lambda lp: lp.gate_weight_base),
-            "gg_base": const("gg_base", 32, lambda lp: lp.gate_group_base),
-            "gated": const("gated", 1, lambda lp: int(lp.gated)),
-            "cout": const("cout", 16, lambda lp: lp.out_channels),
-            "window": const("window", 1, lambda lp: int(lp.window_fetch)),
-        }
+        # Per-layer constants, selected by `layer` (driven at the end of elaborate: only
+        # those read exist).
+        cur = LayerConstants(p.layers, {
+            "in_h": (16, lambda lp: lp.in_height),
+            "in_w": (16, lambda lp: lp.in_width),
+            "out_w": (16, lambda lp: lp.out_width),
+            "win_h": (16, lambda lp: lp.out_height // lp.pool),
+            "win_w": (16, lambda lp: lp.out_width // lp.pool),
+            "kw": (bits_for(p.max_kernel + 1), lambda lp: lp.kernel[1]),
+            "pad": (8, lambda lp: lp.padding),
+            "pool2": (1, lambda lp: int(lp.pool == 2)),
+            "groups": (16, lambda lp: lp.groups),
+            "taps": (16, lambda lp: lp.taps),
+            "cin": (16, lambda lp: lp.in_channels),
+            "cin_mask": (CIN, lambda lp: (1 << lp.in_channels) - 1),
+            "x_mask": (XB, lambda lp: (1 << lp.x_bits) - 1),
+            "is_fc": (1, lambda lp: int(lp.kind == "fc")),
+            "w_base": (32, lambda lp: lp.weight_base),
+            "w_base_odd": (32, lambda lp: lp.weight_base_odd),
+            "g_base": (32, lambda lp: lp.group_base),
+            "m_base": (32, lambda lp: lp.membrane_base),
+            "p_base": (32, lambda lp: lp.position_base),
+            "r_base": (32, lambda lp: lp.prior_base),
+            "prev_r_base": (32, lambda lp: p.layers[lp.index - 1].prior_base if lp.index else 0),
+            "gw_base": (32, lambda lp: lp.gate_weight_base),
+            "gg_base": (32, lambda lp: lp.gate_group_base),
+            "gated": (1, lambda lp: int(lp.gated)),
+            "cout": (16, lambda lp: lp.out_channels),
+            "window": (1, lambda lp: int(lp.window_fetch)),
+        })
         # Runtime settings of the current layer (loaded, not constant).
         cur_theta = Signal(signed(EW))
         cur_gate_on = Signal()
@@ -269,15 +262,16 @@ class SnnCore(wiring.Component):
             m.d.comb += spatial_live.eq(~cur["is_fc"] & ~first_step
                                         & (cur_theta > -cur["cout"].as_signed()))
 
-        y, x = Signal(16), Signal(16)
+        y, x = Signal(DB), Signal(DB)
         m.d.comb += [
             y.eq(Mux(cur["pool2"], Cat(dy, wy), wy)),
             x.eq(Mux(cur["pool2"], Cat(dx, wx), wx)),
         ]
         pos = Signal(bits_for(p.max_positions))
         m.d.comb += pos.eq(y * cur["out_w"] + x)
-        iy = Signal(signed(18))
-        ix = Signal(signed(18))
+        # A tap's input row and column: -padding .. max_dim + max_kernel (ky past the last tap).
+        iy = Signal(signed(bits_for(p.max_dim + p.max_kernel + 1) + 1))
+        ix = Signal.like(iy)
         m.d.comb += [iy.eq(y + ky - cur["pad"]), ix.eq(x + kx - cur["pad"])]
         tap_inside = (iy >= 0) & (iy < cur["in_h"]) & (ix >= 0) & (ix < cur["in_w"])
         in_pos = Signal(bits_for(max(lp.act_depth for lp in p.layers) + 1))
@@ -326,12 +320,12 @@ class SnnCore(wiring.Component):
         window_layers = [lp for lp in p.layers if lp.window_fetch]
         in_mask_pass = Signal()
         if window_layers:
-            next_wy, next_wx = Signal(16), Signal(16)
+            next_wy, next_wx = Signal(DB), Signal(DB)
             with m.If(wx == cur["win_w"] - 1):
                 m.d.comb += [next_wy.eq(wy + 1), next_wx.eq(0)]
             with m.Else():
                 m.d.comb += [next_wy.eq(wy), next_wx.eq(wx + 1)]
-            win_y, win_x = Signal(16), Signal(16)
+            win_y, win_x = Signal(DB), Signal(DB)
             with m.If(in_mask_pass):
                 m.d.comb += [win_y.eq(y), win_x.eq(x)]
             with m.Elif(~cur["pool2"]):
@@ -350,9 +344,12 @@ class SnnCore(wiring.Component):
                 inside_q = Signal(lp.taps, name=f"window_inside{lp.index}")
                 window_inside[lp.index] = inside_q
                 for k, copy in enumerate(act_copies[lp.index]):
-                    ty = win_y.as_signed() + (k // kw - lp.padding)
-                    tx = win_x.as_signed() + (k % kw - lp.padding)
-                    inside = (ty >= 0) & (ty < lp.in_height) & (tx >= 0) & (tx < lp.in_width)
+                    oy, ox = k // kw - lp.padding, k % kw - lp.padding
+                    ty, tx = win_y + oy, win_x + ox        # signed where the offset is
+                    inside = (ty < lp.in_height) & (tx < lp.in_width)
+                    for t, o in ((ty, oy), (tx, ox)):
+                        if o < 0:                          # (unsigned >= 0: a lint warning)
+                            inside &= t >= 0
                     m.d.comb += copy.raddr.eq((ty * lp.in_width + tx)[:len(copy.raddr)])
                     m.d.core += inside_q[k].eq(inside)
 
@@ -409,7 +406,7 @@ class SnnCore(wiring.Component):
         ev_valid = Signal()
         ev_x = Signal(XB)
         # Both banks at the window's offset: the codes of (tap, channel) for its two groups.
-        weight_offset = Signal(32)
+        weight_offset = Signal(max(len(bank.raddr) for bank in weight_banks))
         m.d.comb += [
             weight_offset.eq((group[1:] * cur["taps"] + tap_issue.tap) * cur["cin"]
                              + tap_issue.channel),
@@ -457,7 +454,8 @@ class SnnCore(wiring.Component):
             lanes.codes.eq(packer.lane_codes),
         ]
         # The window's valid channels (those below C_out) and the channels of each half.
-        remaining_channels = Signal(signed(18))
+        remaining_channels = Signal(signed(bits_for(max(lp.out_channels for lp in p.layers)
+                                                    + 2 * L * (p.max_groups + 1)) + 2))
         m.d.comb += remaining_channels.eq(cur["cout"] - group[1:] * (2 * L))
         window_valid = Cat(*(remaining_channels > i for i in range(2 * L)))
 
@@ -936,4 +934,5 @@ class SnnCore(wiring.Component):
         self.scheduler_counters = SimpleNamespace(layer=layer, step=step, wy=wy, wx=wx, dy=dy,
                                                   dx=dx, group=group, cur=cur,
                                                   ongoing=scheduler.ongoing)
+        cur.drive(m, layer)
         return m

@@ -1,4 +1,5 @@
-"""Combinational building blocks of the core: find-first-set, population count, adder tree."""
+"""Combinational building blocks of the core: find-first-set, population count, adder tree,
+per-layer constants."""
 from amaranth import Mux, Signal
 
 from .params import bits_for
@@ -40,3 +41,35 @@ def tree_sum(terms):
         terms = [terms[i] + terms[i + 1] if i + 1 < len(terms) else terms[i]
                  for i in range(0, len(terms), 2)]
     return terms[0]
+
+
+class LayerConstants:
+    """Per-layer constants of a core, selected by its current layer, each made on first use.
+
+    ``consts[name]`` is the signal ``cur_<name>``, equal to ``value(layer)`` for the layer
+    plan selected by ``layer``; ``specs`` maps a name to ``(width, value)``. Only the names
+    the design reads become signals (an unread one would be dead logic in the Verilog and a
+    coverage point no test can reach); :meth:`drive` adds their one ``Switch``, and must run
+    once, at the top level of ``elaborate``, after the last read (so that the assignments are
+    not nested in another statement's condition); a name first read after it raises.
+    """
+
+    def __init__(self, plans, specs: dict):
+        self._plans, self._specs, self._signals = list(plans), dict(specs), {}
+        self._driven = False
+
+    def __getitem__(self, name):
+        if name not in self._signals:
+            if self._driven:
+                raise RuntimeError(f"cur_{name} is read after drive(): it would be undriven")
+            width, _ = self._specs[name]
+            self._signals[name] = Signal(width, name=f"cur_{name}")
+        return self._signals[name]
+
+    def drive(self, m, layer):
+        self._driven = True
+        with m.Switch(layer):
+            for plan in self._plans:
+                with m.Case(plan.index):
+                    m.d.comb += [sig.eq(self._specs[name][1](plan))
+                                 for name, sig in self._signals.items()]

@@ -178,6 +178,9 @@ class CoreParams:
         self.max_positions = max(p.positions for p in plans)
         self.max_groups = max(p.groups for p in plans)
         self.max_out_channels = max(p.out_channels for p in spiking)
+        # Scheduler counter widths: any map height or width, any kernel height or width.
+        self.max_dim = max(max(p.in_height, p.in_width, p.out_height, p.out_width) for p in plans)
+        self.max_kernel = max(max(p.kernel) for p in plans)
         self.threshold_lane_width = self.levels * 3 * self.acc_width
         # Spikes counted per (layer, step): at most every lane of every visited record.
         self.spike_count_width = bits_for(max(p.positions * p.groups * self.lanes

@@ -24,6 +24,8 @@ class TapIssue(wiring.Component):
         own bits.
     max_taps : int
         Most kernel taps of a layer (>= 1).
+    max_kernel : int
+        Widest kernel side of a layer (>= 1; default 255): sizes ``kw``, ``ky`` and ``kx``.
     skipping : bool
         Issue only nonzero inputs of taps inside the map. Off: every tap is read and all
         ``cin_mask`` inputs are issued, those of taps outside the map as 0.
@@ -42,11 +44,13 @@ class TapIssue(wiring.Component):
         risen, hold it until ``done``: the word read follows (``ky``, ``kx``) with a fixed
         1-cycle latency, so the walk cannot pause.
     taps, kw : In
-        The layer's kernel taps and kernel width.
+        The layer's kernel taps and kernel width (``kw``: ``bits_for(max_kernel + 1)`` bits).
     cin_mask, x_mask : In
         The layer's valid inputs of a word, and its input bits.
-    ky, kx : Out(8)
-        The next tap to fetch; the core turns it into the word's address and ``tap_inside``.
+    ky, kx : Out
+        The next tap to fetch (``bits_for(max_kernel + 1)`` and ``bits_for(max_kernel)``
+        bits: ``ky`` reaches the kernel height after the last tap); the core turns it into
+        the word's address and ``tap_inside``.
     tap_inside : In(1)
         Tap (``ky``, ``kx``) is inside the input map (comb from ``ky``, ``kx``).
     fetched_planes, fetched_nz : In
@@ -66,8 +70,10 @@ class TapIssue(wiring.Component):
     nonzero counts (``position_accumulate`` for a window word).
     """
 
-    def __init__(self, *, channels: int, plane_widths, max_taps: int, skipping: bool = True):
-        for name, v in (("channels", channels), ("max_taps", max_taps)):
+    def __init__(self, *, channels: int, plane_widths, max_taps: int, max_kernel: int = 255,
+                 skipping: bool = True):
+        for name, v in (("channels", channels), ("max_taps", max_taps),
+                        ("max_kernel", max_kernel)):
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, not {v!r}")
         plane_widths = tuple(plane_widths)
@@ -76,14 +82,16 @@ class TapIssue(wiring.Component):
             raise ValueError(f"plane_widths must be a non-empty sequence of integers in "
                              f"[1, channels={channels}], not {plane_widths!r}")
         self.channels, self.plane_widths = channels, plane_widths
-        self.max_taps, self.skipping = max_taps, bool(skipping)
+        self.max_taps, self.max_kernel, self.skipping = max_taps, max_kernel, bool(skipping)
         xb, tw = len(plane_widths), bits_for(max_taps + 1)
         words = sum(plane_widths)
         super().__init__({
             "start": In(1), "start_word": In(1), "start_planes": In(words),
             "start_nz": In(channels), "run": In(1),
-            "taps": In(tw), "kw": In(8), "cin_mask": In(channels), "x_mask": In(xb),
-            "ky": Out(8), "kx": Out(8), "tap_inside": In(1),
+            "taps": In(tw), "kw": In(bits_for(max_kernel + 1)), "cin_mask": In(channels),
+            "x_mask": In(xb),
+            "ky": Out(bits_for(max_kernel + 1)), "kx": Out(bits_for(max_kernel)),
+            "tap_inside": In(1),
             "fetched_planes": In(words), "fetched_nz": In(channels),
             "issue": Out(1), "tap": Out(bits_for(max_taps)),
             "channel": Out(bits_for(channels)), "x": Out(xb), "done": Out(1),

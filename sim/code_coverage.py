@@ -80,22 +80,29 @@ def fields(key: str) -> dict:
     return dict(kv.split("\x02", 1) for kv in key.split("\x01")[1:] if "\x02" in kv)
 
 
-# Constant propagation only: no wreduce or FSM passes, which rename or drop wires.
+# Constant propagation only: no wreduce or FSM passes, which rename or drop wires. Word
+# level first, then on single-bit gates (techmap), which also finds the bits a word cell
+# ties without tying its whole output (a mux of per-layer constants that agree in a bit,
+# an adder's carry out of bits that are 0); each netlist is one proof, the union is taken.
 _CONSTANT_SCRIPT = """read_verilog -sv {files}
 hierarchy -top {top}
 proc
 flatten
 setattr -unset init
 opt -full
-write_json netlist.json
+write_json netlist_words.json
+techmap
+opt -full
+write_json netlist_gates.json
 """
+_CONSTANT_NETLISTS = ("netlist_words.json", "netlist_gates.json")
 TIED = "bits tied to a constant (Yosys constant propagation)"
 
 
 def constant_bits(hw_dir, top: str = "snn_core") -> set:
     """{(signal, bit)} of the named signals whose bits Yosys proves constant in the design
     of ``hw_dir`` (its Verilog files): ``proc; flatten; opt -full``, then every netname bit
-    that became a constant. ``signal`` is hierarchical with dots (``window_packer.moves``),
+    that became a constant, at word level and again after ``techmap; opt -full`` (gates). ``signal`` is hierarchical with dots (``window_packer.moves``),
     as :func:`toggle_signal` names a toggle point. Register init values are dropped first,
     so a register counts as constant only when its inputs are. A tied bit can still show
     one toggle, at time 0, from Verilator's initial 0 to its constant 1."""
@@ -106,15 +113,16 @@ def constant_bits(hw_dir, top: str = "snn_core") -> set:
             (Path(tmp) / name).write_bytes((hw_dir / name).read_bytes())
         run_yosys(tool_command("yosys"), _CONSTANT_SCRIPT.format(files=" ".join(files), top=top),
                   Path(tmp), "constants.log")
-        netlist = json.loads((Path(tmp) / "netlist.json").read_text())
+        netlists = [json.loads((Path(tmp) / n).read_text()) for n in _CONSTANT_NETLISTS]
     tied = set()
-    for name, net in netlist["modules"][top]["netnames"].items():
-        if name.startswith("$"):
-            continue
-        offset = int(net.get("offset", 0))
-        for i, bit in enumerate(net["bits"]):
-            if bit in ("0", "1"):                # "x" is a don't-care: it may move
-                tied.add((name, i + offset))
+    for netlist in netlists:
+        for name, net in netlist["modules"][top]["netnames"].items():
+            if name.startswith("$"):
+                continue
+            offset = int(net.get("offset", 0))
+            for i, bit in enumerate(net["bits"]):
+                if bit in ("0", "1"):                # "x" is a don't-care: it may move
+                    tied.add((name, i + offset))
     return tied
 
 

@@ -56,17 +56,21 @@ def test_tied_bits_are_excluded_from_toggle_coverage(tmp_path):
 
 
 def test_constant_bits_are_what_yosys_proves_constant(tmp_path):
-    """A layer-table-like constant (bits 2-7 equal in every arm), a counter (no bit tied)
-    and a submodule's tied output, named hierarchically as Verilator's toggle points are."""
+    """A layer-table-like constant (bits 2-7 equal in every arm), a counter (no bit tied),
+    a submodule's tied output, named hierarchically as Verilator's toggle points are, and a
+    sum's top bit that only the gate-level pass proves 0 (at most 7 + 2)."""
     (tmp_path / "snn_core.v").write_text("""
 module snn_core(input clk, input rst, input layer, output [7:0] base, output [3:0] count_out,
-                output [3:0] sub_out);
+                output [3:0] sub_out, output [4:0] sum_out);
   reg [7:0] cur_base;
   always @* case (layer) 1'b0: cur_base = 8'h01; default: cur_base = 8'h02; endcase
   reg [3:0] count = 0;
   always @(posedge clk) count <= rst ? 4'd0 : count + 4'd1;
   assign base = cur_base;
   assign count_out = count;
+  wire [4:0] sum;
+  assign sum = {2'b00, count[2:0]} + {3'b000, count[3], 1'b0};
+  assign sum_out = sum;
   snn_core_unit unit(.a(count), .y(sub_out));
 endmodule
 module snn_core_unit(input [3:0] a, output [3:0] y);
@@ -79,6 +83,7 @@ endmodule
     assert {("cur_base", b) for b in range(2, 8)} <= tied
     assert not {("cur_base", 0), ("cur_base", 1)} & tied
     assert not any(name == "count" for name, _ in tied)
+    assert {name_bit for name_bit in tied if name_bit[0] == "sum"} == {("sum", 4)}
     assert {("unit.masked", 2), ("unit.masked", 3)} <= tied and ("unit.masked", 0) not in tied
     point = cc.fields(_key(page="v_toggle/snn_core.unit", o="masked[3]:0->1", h="snn_core.unit"))
     assert cc.toggle_signal(point) == ("unit.masked", 3)

@@ -134,9 +134,11 @@ def _tap_issue_reference(words, inside, cin, skipping):
 def test_tap_issue_issues_every_input_in_the_cycles_perf_predicts(skipping):
     """Random kernels, words and padding (words of taps outside the map are garbage that
     must not be issued as such); a 1-cycle word read that follows (ky, kx); idle cycles
-    between groups. Events against the reference walk, cycles against hw.perf."""
+    between groups. Events against the reference walk, cycles against hw.perf. Kernels as
+    wide as ``max_kernel`` (``ky`` and ``kx`` sized to it, ``ky`` at 3 after the last tap)."""
     widths = (6, 4)                        # plane 1 narrower: 2-bit inputs on 4 channels
-    dut = TapIssue(channels=6, plane_widths=widths, max_taps=9, skipping=skipping)
+    dut = TapIssue(channels=6, plane_widths=widths, max_taps=9, max_kernel=3, skipping=skipping)
+    assert (len(dut.ky), len(dut.kx), len(dut.kw)) == (2, 2, 2)
     rng = random.Random(int(skipping))
 
     def planes(word):
@@ -216,6 +218,8 @@ def test_units_check_parameters():
         TapIssue(channels=4, plane_widths=(4, 5), max_taps=9)
     with pytest.raises(ValueError, match="max_taps"):
         TapIssue(channels=4, plane_widths=(4,), max_taps=0)
+    with pytest.raises(ValueError, match="max_kernel"):
+        TapIssue(channels=4, plane_widths=(4,), max_taps=9, max_kernel=0)
 
 
 def test_param_loader_decodes_every_target_a_cycle_later():
