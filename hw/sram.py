@@ -17,7 +17,8 @@ SRAM_VERILOG = r"""// Behavioural model of the SRAM macro used by snn_core (writ
 // Write: the granules whose wen bit is set; WDATA_WIDTH = WIDTH gives each granule its own
 // data, WDATA_WIDTH = GRAN one granule of data for all of them (the bus fans out).
 // Contents are undefined until written (X in four-state simulators), unless INIT_FILE
-// names a $readmemh image (one hex word per line, address 0 first).
+// names a $readmemh image (one hex word per line, address 0 first). Simulation stops with
+// an error on a write to an address >= DEPTH.
 module spquant_sram #(
     parameter WIDTH = 8,
     parameter DEPTH = 16,
@@ -77,6 +78,14 @@ module spquant_sram #(
         if (|wen)
             mem[waddr] = (mem[waddr] & ~granule_mask(wen)) | (granule_data(wdata) & granule_mask(wen));
         // verilator lint_on BLKSEQ
+        // A write beyond DEPTH is a core bug (a macro or a rounded-up block RAM would wrap
+        // or alias it), so simulation stops on it rather than dropping it silently.
+        // verilator lint_off WIDTHEXPAND
+        if (|wen && waddr >= DEPTH) begin
+            $display("ERROR: %m: write to address %0d, beyond its %0d words", waddr, DEPTH);
+            $fatal(1);
+        end
+        // verilator lint_on WIDTHEXPAND
     end
 `endif
 endmodule
