@@ -67,6 +67,9 @@ class LayerConstants:
         return self._signals[name]
 
     def drive(self, m, layer):
+        if self._driven:
+            raise RuntimeError("LayerConstants.drive() runs once: a second Switch would "
+                               "drive every constant twice")
         self._driven = True
         with m.Switch(layer):
             for plan in self._plans:

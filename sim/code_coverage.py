@@ -102,8 +102,9 @@ TIED = "bits tied to a constant (Yosys constant propagation)"
 def constant_bits(hw_dir, top: str = "snn_core") -> set:
     """{(signal, bit)} of the named signals whose bits Yosys proves constant in the design
     of ``hw_dir`` (its Verilog files): ``proc; flatten; opt -full``, then every netname bit
-    that became a constant, at word level and again after ``techmap; opt -full`` (gates). ``signal`` is hierarchical with dots (``window_packer.moves``),
-    as :func:`toggle_signal` names a toggle point. Register init values are dropped first,
+    that became a constant, at word level and again after ``techmap; opt -full`` (gates).
+    ``signal`` is hierarchical with dots (``window_packer.moves``), as
+    :func:`toggle_signal` names a toggle point. Register init values are dropped first,
     so a register counts as constant only when its inputs are. A tied bit can still show
     one toggle, at time 0, from Verilator's initial 0 to its constant 1."""
     hw_dir = Path(hw_dir)

@@ -1,11 +1,14 @@
 """The core's signature unit and pool counter, in Amaranth's simulator, against reference
 functions (hw.signature's CRC, integer sums), with idle cycles and clears between."""
 import random
+from types import SimpleNamespace
 
 import pytest
+from amaranth import Module, Signal
 from amaranth.lib import data
 from amaranth.sim import Simulator
 
+from hw.logic import LayerConstants
 from hw.param_loader import LANE_TARGETS, WORD_TARGETS, ParamLoader
 from hw.perf import accumulate_cycles
 from hw.pool_counter import PoolCounter
@@ -257,3 +260,30 @@ def test_param_loader_decodes_every_target_a_cycle_later():
     _run(dut, bench)
     with pytest.raises(ValueError, match="lane"):
         ParamLoader(layout=data.StructLayout({"target": 3, "addr": 6, "data": 8}), lanes=4)
+
+
+def test_layer_constants_exist_only_when_read_and_follow_the_layer():
+    """Each read name is one ``cur_<name>`` signal equal to its value for the selected
+    layer; an unread name never becomes a signal; a first read after drive() raises."""
+    plans = [SimpleNamespace(index=i, width=5 + 3 * i) for i in range(3)]
+    cur = LayerConstants(plans, {"width": (4, lambda lp: lp.width),
+                                 "double": (5, lambda lp: 2 * lp.width),
+                                 "unread": (8, lambda lp: 1)})
+    m, layer = Module(), Signal(2)
+    width, double = cur["width"], cur["double"]
+    assert cur["width"] is width and width.name == "cur_width" and len(double) == 5
+    cur.drive(m, layer)
+    with pytest.raises(RuntimeError, match="cur_unread"):
+        cur["unread"]
+    assert cur["width"] is width            # read before drive: still the same signal
+    with pytest.raises(RuntimeError, match="runs once"):
+        cur.drive(m, layer)
+
+    async def bench(ctx):
+        for lp in plans:
+            ctx.set(layer, lp.index)
+            assert (ctx.get(width), ctx.get(double)) == (lp.width, 2 * lp.width % 32)
+
+    sim = Simulator(m)
+    sim.add_testbench(bench)
+    sim.run()
